@@ -1,0 +1,138 @@
+"""Environments by name: every ALE game (`Pong`, `ALE/Pong-v5`) and the supported gymnasium ids.
+
+`make` returns a thin vector env with gymnasium's VectorEnv conventions (see `VecEnv`), whatever
+the family, so an agent's loop never branches on where its env came from.
+"""
+
+from __future__ import annotations
+
+import difflib
+from functools import cache
+from typing import Any, Protocol
+
+import numpy as np
+from gymnasium import Space, registry
+from gymnasium.spaces import Discrete
+
+from envs.atari import AtariEnv, atari_games
+from envs.gym_envs import GYM_ENVS, RENAMED, GymEnv, gym_family
+
+__all__ = [
+    "EnvNameError", "VecEnv", "canonical_name", "family", "known_envs", "make", "short_name"
+]
+
+
+class EnvNameError(ValueError):
+    """An env name that `rl` does not know; the message is one line with the nearest names."""
+
+
+class VecEnv(Protocol):
+    """What `make` returns (contract).
+
+    NEXT_STEP autoreset: the step after an episode ends returns the reset obs, reward 0 and
+    terminated = truncated = False, ignoring its action. `step` returns obs (N, *obs_shape),
+    reward float32 (N,) as raw game score, terminated and truncated bool (N,), and an info dict
+    that always holds `life_lost` bool (N,). `frame_stack` is 4 for Atari (obs[:, -1] is the
+    newest frame) and 1 otherwise (the obs is the frame).
+    """
+
+    num_envs: int
+    single_observation_space: Space
+    single_action_space: Discrete
+    observation_space: Space
+    action_space: Space
+    frame_stack: int
+    name: str
+    family: str
+
+    def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]: ...
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+def _atari_id(game: str) -> str:
+    return f"ALE/{game}-v5"
+
+
+@cache
+def _atari_lookup() -> dict[str, str]:
+    """Lower-cased short name or full id -> short name: Atari names are case-insensitive."""
+    games = atari_games()
+    return {key.lower(): game for game in games for key in (game, _atari_id(game))}
+
+
+def _unknown(name: str) -> EnvNameError:
+    if name in RENAMED:
+        return EnvNameError(
+            f"unknown env {name!r}: gymnasium 1.4 renamed it {RENAMED[name]} (same dynamics)"
+        )
+    # Match case-insensitively over short names and full ids; list each game once, in the form
+    # that matched ("Pongg" -> Pong, "ALE/Pongg-v5" -> ALE/Pong-v5).
+    spellings = {n.lower(): (n, n) for n in GYM_ENVS}  # lower-cased -> (spelling, env)
+    for game in atari_games():
+        spellings |= {game.lower(): (game, game), _atari_id(game).lower(): (_atari_id(game), game)}
+    near: dict[str, str] = {}  # env -> spelling shown, closest first
+    for match in difflib.get_close_matches(name.lower(), spellings, n=6):
+        spelling, env = spellings[match]
+        near.setdefault(env, spelling)
+    near_names = list(near.values())[:3]
+    # A registered id we leave out (continuous actions, tuple observations, old ALE versions).
+    problem = f"env {name!r} is not supported" if name in registry else f"unknown env {name!r}"
+    hint = f": did you mean {', '.join(near_names)}?" if near_names else ""
+    return EnvNameError(f"{problem}{hint} (`rl envs` lists them)")
+
+
+def canonical_name(name: str) -> str:
+    """The full id: Pong, pong, ALE/Pong-v5 -> ALE/Pong-v5 (Atari names ignore case).
+
+    Gymnasium ids must match exactly, as gymnasium itself requires: Cartpole-v1 is an error
+    that suggests CartPole-v1.
+    """
+    if name in GYM_ENVS:
+        return name
+    game = _atari_lookup().get(name.lower())
+    if game is None:
+        raise _unknown(name)
+    return _atari_id(game)
+
+
+def short_name(name: str) -> str:
+    """The name for run folders: "ALE/Pong-v5" -> "Pong", "CartPole-v1" -> "CartPole-v1"."""
+    name = canonical_name(name)
+    return _atari_lookup()[name.lower()] if name.startswith("ALE/") else name
+
+
+def family(name: str) -> str:
+    """The config family: atari for every ALE game, else the id lower-cased without version/size.
+
+    Used to find `configs/<algo>/<family>.yaml`, so FrozenLake-v1 and FrozenLake8x8-v1 share one.
+    """
+    name = canonical_name(name)
+    return "atari" if name.startswith("ALE/") else gym_family(name)
+
+
+def known_envs() -> list[tuple[str, str, str]]:
+    """(name, family, one-line description) for `rl envs`: Atari games first, then gymnasium."""
+    atari = [
+        (game, "atari", f"Atari 2600 {_atari_id(game)}, Nature-DQN preprocessing")
+        for game in atari_games()
+    ]
+    return atari + [(env_id, gym_family(env_id), text) for env_id, text in GYM_ENVS.items()]
+
+
+def make(name: str, num_envs: int = 1, seed: int = 0, **options: Any) -> VecEnv:
+    """`num_envs` copies of env `name`; `options` go to AtariVectorEnv or `gym.make`.
+
+    `seed` seeds `action_space` and the first `reset()` called without a seed; env i of the batch
+    gets seed + i.
+    """
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+    name = canonical_name(name)
+    if name.startswith("ALE/"):
+        return AtariEnv(short_name(name), num_envs, seed, **options)
+    return GymEnv(name, num_envs, seed, **options)

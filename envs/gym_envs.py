@@ -1,0 +1,85 @@
+"""Gymnasium classic-control and toy-text envs behind the same vector interface as Atari.
+
+Toy-text states are integers; agents with an MLP want vectors, so each state becomes a float32
+one-hot (gymnasium's FlattenObservation flattens a Discrete space to one-hot). Each env keeps
+its own TimeLimit, which reports truncation, not termination.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from functools import partial
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.spaces import Discrete
+from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorWrapper
+from gymnasium.wrappers import DtypeObservation, FlattenObservation
+
+# The ids we support, each with its line for `rl envs`: discrete actions only, so no Pendulum-v1.
+GYM_ENVS: dict[str, str] = {
+    "CartPole-v1": "classic control: balance a pole on a cart; 2 actions, 500 steps",
+    "Acrobot-v1": "classic control: swing a two-link arm above a line; 3 actions, 500 steps",
+    "MountainCar-v0": "classic control: drive an underpowered car up a hill; 3 actions, 200 steps",
+    "FrozenLake-v1": "toy text: cross a slippery 4x4 frozen lake; 16 states, 4 actions",
+    "FrozenLake8x8-v1": "toy text: cross a slippery 8x8 frozen lake; 64 states, 4 actions",
+    "Taxi-v4": "toy text: pick up and drop off a passenger; 500 states, 6 actions",
+    "CliffWalking-v1": "toy text: walk to the goal along a cliff edge; 48 states, 4 actions",
+}
+# LunarLander needs Box2D: `pip install "gymnasium[box2d]"`.
+if importlib.util.find_spec("Box2D") is not None:
+    GYM_ENVS["LunarLander-v3"] = "Box2D: land a lander on the pad; 4 actions, 1000 steps"
+
+# gymnasium 1.4 refuses the old ids of these (NOTES); the dynamics are the same.
+RENAMED: dict[str, str] = {"Taxi-v3": "Taxi-v4", "CliffWalking-v0": "CliffWalking-v1"}
+
+
+def gym_family(env_id: str) -> str:
+    """The id lower-cased without version or map size: "FrozenLake8x8-v1" -> "frozenlake"."""
+    return re.sub(r"(\d+x\d+)?-v\d+$", "", env_id).lower()
+
+
+def _make_one(env_id: str, options: dict[str, Any]) -> gym.Env:
+    env = gym.make(env_id, **options)
+    if isinstance(env.observation_space, Discrete):
+        env = FlattenObservation(env)  # state s -> one-hot of length n
+    return DtypeObservation(env, np.float32)
+
+
+class GymEnv(VectorWrapper):
+    """`num_envs` copies of a gymnasium env in one process, NEXT_STEP autoreset."""
+
+    def __init__(self, env_id: str, num_envs: int = 1, seed: int = 0, **options: Any):
+        # Build one env eagerly so a bad option raises here, naming the keyword, not in a thunk.
+        first = _make_one(env_id, options)
+        envs = [lambda: first] + [partial(_make_one, env_id, options) for _ in range(num_envs - 1)]
+        super().__init__(SyncVectorEnv(envs, autoreset_mode=AutoresetMode.NEXT_STEP))
+        self.name = env_id
+        self.family = gym_family(env_id)
+        self.frame_stack = 1
+        self.action_space.seed(seed)
+        self._seed: int | None = seed  # the first reset without a seed uses make's seed
+
+    @property
+    def unwrapped_envs(self) -> list[gym.Env]:
+        """The bare envs, e.g. for the toy-text transition model `unwrapped_envs[0].P`."""
+        return [env.unwrapped for env in self.env.envs]
+
+    def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Resets every env; env i is seeded with seed + i (gymnasium's convention)."""
+        seed = self._seed if seed is None else seed
+        self._seed = None
+        obs, info = self.env.reset(seed=None if seed is None else int(seed))
+        info["life_lost"] = np.zeros(self.num_envs, dtype=bool)
+        return obs, info
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Steps every env; `life_lost` is always False (no lives here), rewards float32."""
+        actions = np.asarray(actions, dtype=np.int64)
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        info["life_lost"] = np.zeros(self.num_envs, dtype=bool)
+        return obs, reward.astype(np.float32), terminated, truncated, info
