@@ -1,0 +1,150 @@
+"""Atomic checkpoints that never unpickle.
+
+Layout of `checkpoints/step_<N>/`: model.safetensors (all networks, prefixed by name), optimizer.safetensors
+(the optimizer's tensors) + its non-tensor part in state.json, state.json (step, counters, RNG states,
+config, versions), optional replay/*.npy. A checkpoint is written into `.tmp-step_<N>-<pid>` and renamed
+into place, then `latest.json` is replaced atomically: a crash at any moment leaves the previous
+checkpoint complete and pointed to, and a half-written folder is never loaded.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import platform
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+LATEST = "latest.json"
+
+
+class CheckpointError(ValueError):
+    """A missing or unreadable checkpoint; str(error) is one line for the user."""
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    step: int
+    tensors: dict[str, torch.Tensor]  # model.safetensors
+    optimizer: dict[str, Any]  # a torch optimizer state_dict, rebuilt
+    state: dict[str, Any]  # state.json
+
+
+def versions() -> dict[str, str]:
+    import gymnasium
+    import numpy
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+            "gymnasium": gymnasium.__version__}
+
+
+def rng_to_json(state: torch.Tensor) -> str:
+    return base64.b64encode(state.cpu().numpy().tobytes()).decode()
+
+
+def rng_from_json(text: str) -> torch.Tensor:
+    return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8).clone()
+
+
+def _optimizer_split(opt_state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimizer state_dict -> (tensors for safetensors, JSON-able rest)."""
+    tensors, scalars = {}, {}
+    for idx, per_param in opt_state["state"].items():
+        for key, v in per_param.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"{idx}.{key}"] = v.detach().cpu().contiguous()
+            else:
+                scalars[f"{idx}.{key}"] = v
+    return tensors, {"param_groups": opt_state["param_groups"], "scalars": scalars}
+
+
+def _optimizer_join(tensors: dict[str, torch.Tensor], rest: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for flat, v in [*tensors.items(), *rest["scalars"].items()]:
+        idx, key = flat.split(".", 1)
+        state.setdefault(int(idx), {})[key] = v
+    return {"state": state, "param_groups": rest["param_groups"]}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)  # atomic on POSIX
+
+
+def save(
+    folder: Path,
+    step: int,
+    tensors: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    replay=None,
+    keep: int = 2,
+) -> Path:
+    """Write checkpoints/step_<step>/ atomically, point latest.json at it, prune older ones."""
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"step_{step}"
+    if final.exists():  # already saved at this exact step (e.g. Ctrl-C right after a periodic save)
+        return final
+    tmp = folder / f".tmp-step_{step}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "model.safetensors"))
+    opt_tensors, opt_rest = _optimizer_split(optimizer.state_dict())
+    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+    if replay is not None:
+        replay.save(tmp / "replay")
+    # state.json is written last: its presence means the folder is complete.
+    _write_json(tmp / "state.json", {**state, "step": step, "optimizer": opt_rest, "versions": versions()})
+    os.rename(tmp, final)
+    _write_json(folder / LATEST, {"step": step, "path": final.name})
+    _prune(folder, keep)
+    return final
+
+
+def _prune(folder: Path, keep: int) -> None:
+    steps = sorted((int(p.name.split("_")[1]), p) for p in folder.glob("step_*") if p.name.split("_")[1].isdigit())
+    for _, p in steps[:-keep]:
+        shutil.rmtree(p, ignore_errors=True)
+    for p in folder.glob(".tmp-step_*"):  # leftovers of a process killed while writing
+        if not p.name.endswith(f"-{os.getpid()}"):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def latest(folder: Path) -> Path:
+    """The newest complete checkpoint folder, as latest.json names it."""
+    pointer = folder / LATEST
+    if not pointer.exists():
+        raise CheckpointError(f"no checkpoint in {str(folder)!r}: {LATEST} is missing (was the run ever checkpointed?)")
+    try:
+        path = folder / json.loads(pointer.read_text())["path"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise CheckpointError(f"{str(pointer)!r} is corrupt") from None
+    if not (path / "state.json").exists():
+        raise CheckpointError(f"checkpoint {str(path)!r} named by {LATEST} is incomplete or missing")
+    return path
+
+
+def load(path: Path) -> Checkpoint:
+    """Read one checkpoint folder (safetensors + JSON only)."""
+    try:
+        state = json.loads((path / "state.json").read_text())
+        tensors = load_file(str(path / "model.safetensors"))
+        opt_tensors = load_file(str(path / "optimizer.safetensors"))
+    except FileNotFoundError as e:
+        raise CheckpointError(f"checkpoint {str(path)!r} is missing {Path(e.filename).name}") from None
+    except (json.JSONDecodeError, SafetensorError, OSError) as e:
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: {type(e).__name__}") from None
+    optimizer = _optimizer_join(opt_tensors, state.pop("optimizer"))
+    return Checkpoint(path=path, step=int(state["step"]), tensors=tensors, optimizer=optimizer, state=state)

@@ -1,0 +1,287 @@
+"""Typed configuration: defaults -> configs/<algo>/<family>.yaml -> --config FILE -> flags -> --set key=value.
+
+One override path (nanoGPT's), but every value is checked against the field's type and every error is
+one line that names the key and the nearest valid one (nanoGPT's bare asserts are its issue #439).
+Key names follow CleanRL's arguments wherever one exists, so users of CleanRL/SB3 need no dictionary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """Bad configuration input; str(error) is one line meant for the user."""
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The network body shared by every agent (agents/encoders.py)."""
+
+    name: str = "auto"  # auto: nature_cnn for image observations, mlp for vectors
+    hidden_sizes: tuple[int, ...] = (120, 84)  # mlp only: widths of the hidden layers
+
+
+@dataclass(frozen=True)
+class DQNConfig:
+    """Deep Q-Network (Mnih et al. 2015) with the usual extensions.
+
+    Defaults are CleanRL's `dqn.py` (classic control); configs/dqn/atari.yaml holds the Nature/CleanRL
+    Atari values. All counts are in environment steps summed over all envs ("global steps").
+    """
+
+    env: str = "CartPole-v1"
+    seed: int = 1
+    total_timesteps: int = 500_000
+    num_envs: int = 1
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # --- learning
+    learning_rate: float = 2.5e-4
+    adam_eps: float = 1e-8
+    buffer_size: int = 10_000
+    gamma: float = 0.99
+    tau: float = 1.0  # 1.0: hard copy every target_network_frequency steps; < 1: Polyak averaging at that period
+    target_network_frequency: int = 500
+    batch_size: int = 128
+    start_e: float = 1.0
+    end_e: float = 0.05
+    exploration_fraction: float = 0.5  # fraction of total_timesteps over which epsilon decays linearly
+    learning_starts: int = 10_000
+    train_frequency: int = 10  # one round of gradient_steps updates every this many env steps
+    gradient_steps: int = 1
+    n_step: int = 1  # n-step returns (Sutton 1988; Hessel et al. 2018)
+    double_dqn: bool = False  # van Hasselt et al. 2016: the online net picks, the target net evaluates
+    dueling: bool = False  # Wang et al. 2016: V + A - mean(A)
+    loss: str = "mse"  # mse | huber (the Nature paper's error clipping is the Huber loss)
+    max_grad_norm: float = 0.0  # 0 disables gradient clipping
+    clip_rewards: bool = False  # learn from sign(r) (Nature protocol); scores are always logged raw
+    terminal_on_life_loss: bool = False  # Atari: a lost life ends the TD target, the game goes on
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    # --- evaluation, logging, checkpoints
+    eval_frequency: int = 10_000  # env steps between evaluations; 0 disables them
+    eval_episodes: int = 10
+    eval_epsilon: float = 0.05
+    log_frequency: int = 100  # env steps between loss logs
+    checkpoint_frequency: int = 50_000  # env steps between checkpoints; 0: only at the end and on Ctrl-C
+    checkpoint_replay: bool = True  # store the replay in checkpoints so that --resume is exact
+    keep_checkpoints: int = 2
+    runs_dir: str = "runs"
+    progress: bool = True  # rich progress bar on a terminal; plain lines otherwise
+    torch_threads: int = 0  # 0: torch's default
+
+
+ALGOS: dict[str, type] = {"dqn": DQNConfig}
+
+
+def algo_config_class(algo: str) -> type:
+    if algo not in ALGOS:
+        raise ConfigError(f"unknown algorithm {algo!r}: {_nearest(algo, ALGOS)} (`rl algos` lists them)")
+    return ALGOS[algo]
+
+
+def resolve(
+    algo: str,
+    env: str,
+    family: str,
+    config_file: Path | None = None,
+    flags: dict[str, Any] | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    base: dict[str, Any] | None = None,
+) -> Any:
+    """Build the frozen config of `algo` for `env`, applying each layer in order.
+
+    `base` (a resumed run's saved config) replaces the defaults and the family file."""
+    cls = algo_config_class(algo)
+    values: dict[str, Any] = {}
+    family_file = CONFIG_DIR / algo / f"{family}.yaml"
+    if base is not None:
+        _merge(values, base, cls, "the run's config.yaml")
+    elif family_file.exists():
+        _merge(values, _read_yaml(family_file), cls, str(family_file))
+    if config_file is not None:
+        _merge(values, _read_yaml(Path(config_file)), cls, str(config_file))
+    _merge(values, {"env": env}, cls, "--env")
+    _merge(values, {k: v for k, v in (flags or {}).items() if v is not None}, cls, "flags")
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {item!r} (e.g. --set learning_rate=1e-4)")
+        _merge(values, _nest({key.strip(): _Raw(raw.strip())}), cls, "--set")
+    return build(cls, values)
+
+
+def build(cls: type, values: dict[str, Any]) -> Any:
+    """Instantiate a (nested) config dataclass from already-checked values."""
+    kwargs = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            v = values[f.name]
+            kwargs[f.name] = build(hints[f.name], v) if dataclasses.is_dataclass(hints[f.name]) else v
+    config = cls(**kwargs)
+    _check_values(config)
+    return config
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain, YAML/JSON-friendly dict (tuples become lists)."""
+    out = {}
+    for f in dataclasses.fields(config):
+        v = getattr(config, f.name)
+        out[f.name] = to_dict(v) if dataclasses.is_dataclass(v) else list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'encoder': {'name': 'mlp'}} -> {'encoder.name': 'mlp'} (for the HParams plugin)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def save(config: Any, algo: str, path: Path) -> None:
+    path.write_text(yaml.safe_dump({"algo": algo, **to_dict(config)}, sort_keys=False))
+
+
+def load(path: Path) -> tuple[str, Any]:
+    """Read a run folder's config.yaml back: (algo, config)."""
+    data = _read_yaml(path)
+    algo = data.pop("algo", None)
+    cls = algo_config_class(str(algo))
+    values: dict[str, Any] = {}
+    _merge(values, data, cls, str(path))
+    return str(algo), build(cls, values)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+class _Raw(str):
+    """A string from the command line, still to be parsed to the field's type."""
+
+
+def _nearest(name: str, choices) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(sorted(choices))}"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of key: value")
+    return data
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, v in flat.items():
+        *parents, last = key.split(".")
+        d = out
+        for p in parents:
+            d = d.setdefault(p, {})
+        d[last] = v
+    return out
+
+
+def _merge(values: dict[str, Any], new: dict[str, Any], cls: type, source: str, prefix: str = "") -> None:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key, v in new.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            valid = [f"{prefix}{n}" for n in names]
+            raise ConfigError(f"unknown config key {full!r} ({source}): {_nearest(full, valid)}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(v, dict):
+                raise ConfigError(f"config key {full!r} ({source}) is a group: set its fields, e.g. {full}.name=...")
+            _merge(values.setdefault(key, {}), v, tp, source, f"{full}.")
+        else:
+            values[key] = _coerce(v, tp, full, source)
+
+
+_BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+
+def _coerce(v: Any, tp: Any, key: str, source: str) -> Any:
+    """Check (YAML) or parse (--set) one value against the field's annotated type."""
+    origin = typing.get_origin(tp)
+    try:
+        if origin is tuple:
+            (item_type, _) = typing.get_args(tp)
+            if isinstance(v, str):
+                parts = [p for p in v.strip("[]() ").split(",") if p.strip()]
+                return tuple(_coerce(_Raw(p.strip()), item_type, key, source) for p in parts)
+            if isinstance(v, (list, tuple)):
+                return tuple(_coerce(x, item_type, key, source) for x in v)
+        elif origin in (typing.Union, types.UnionType):
+            raise TypeError  # no optional fields: every key has a concrete type
+        elif tp is bool:
+            if isinstance(v, bool):
+                return v
+            if isinstance(v, _Raw) and v.lower() in _BOOLS:
+                return _BOOLS[v.lower()]
+        elif tp is int:
+            if isinstance(v, bool):
+                raise TypeError
+            if isinstance(v, int):
+                return v
+            if isinstance(v, float) and v.is_integer():
+                return int(v)
+            if isinstance(v, str):
+                f = float(v.replace("_", ""))  # accepts 1_000_000 and 1e6
+                if f.is_integer():
+                    return int(f)
+        elif tp is float:
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return float(v)
+            if isinstance(v, str):
+                return float(v.replace("_", ""))
+        elif tp is str:
+            if isinstance(v, str):
+                return str(v)
+    except (ValueError, TypeError):
+        pass
+    name = "a list of int" if origin is tuple else tp.__name__
+    raise ConfigError(f"config key {key!r} ({source}) expects {name}, got {v!r}")
+
+
+_CHOICES = {"loss": ("mse", "huber"), "encoder.name": ("auto", "mlp", "nature_cnn")}
+
+
+def _check_values(config: Any, prefix: str = "") -> None:
+    """Range checks that types alone cannot express, each naming the key."""
+    for f in dataclasses.fields(config):
+        key, v = f"{prefix}{f.name}", getattr(config, f.name)
+        if dataclasses.is_dataclass(v):
+            _check_values(v, f"{key}.")
+        elif key in _CHOICES and v not in _CHOICES[key]:
+            raise ConfigError(f"config key {key!r} is {v!r}: {_nearest(v, _CHOICES[key])}")
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            if key in ("gamma", "tau", "start_e", "end_e", "exploration_fraction", "eval_epsilon") and not 0 <= v <= 1:
+                raise ConfigError(f"config key {key!r} is {v}: it must lie in [0, 1]")
+            positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency", "n_step",
+                        "gradient_steps", "target_network_frequency", "learning_rate", "log_frequency", "keep_checkpoints")
+            if key in positive and v <= 0:
+                raise ConfigError(f"config key {key!r} is {v}: it must be positive")

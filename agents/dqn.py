@@ -1,0 +1,239 @@
+"""Deep Q-Network (Mnih et al. 2015), read top to bottom in CleanRL's order.
+
+Options: double DQN (van Hasselt et al. 2016), dueling head (Wang et al. 2016), n-step returns,
+Huber or MSE loss, hard or Polyak target updates, gradient clipping, several envs at once.
+Losses and targets are pure functions of tensors (names as in dqn_zoo: s_tm1, a_tm1, r_t,
+discount_t, s_t), tested against hand-computed numbers in tests/test_dqn.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import envs
+from agents import checkpoint
+from agents.checkpoint import rng_from_json, rng_to_json
+from agents.config import DQNConfig
+from agents.encoders import make_encoder
+from agents.evaluate import run_episodes, summarize
+from agents.replay import FrameReplay
+from agents.run import Run
+from envs.episodes import EpisodeStats
+
+
+# ---------------------------------------------------------------------------------------------- network
+class QNetwork(nn.Module):
+    """Encoder + linear head; the dueling head splits it into V(s) + A(s, a) - mean_a A(s, a)."""
+
+    def __init__(self, encoder: nn.Module, n_actions: int, dueling: bool = False):
+        super().__init__()
+        self.encoder = encoder
+        self.dueling = dueling
+        self.head = nn.Linear(encoder.output_dim, n_actions)
+        if dueling:
+            self.value = nn.Linear(encoder.output_dim, 1)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        h = self.encoder(obs)  # (B, features)
+        q = self.head(h)  # (B, A)
+        if self.dueling:  # Wang et al. 2016, eq. (9): the mean keeps V and A identifiable
+            q = self.value(h) + q - q.mean(dim=1, keepdim=True)
+        return q
+
+
+def make_q_network(config: DQNConfig, obs_shape: tuple[int, ...], n_actions: int) -> QNetwork:
+    encoder = make_encoder(config.encoder.name, obs_shape, config.encoder.hidden_sizes)
+    return QNetwork(encoder, n_actions, config.dueling)
+
+
+# ---------------------------------------------------------------------------------------------- maths
+def linear_schedule(start_e: float, end_e: float, duration: float, t: int) -> float:
+    """Epsilon moves linearly from start_e to end_e over `duration` steps, then stays at end_e."""
+    fraction = min(1.0, t / duration) if duration > 0 else 1.0
+    return start_e + fraction * (end_e - start_e)
+
+
+def td_target(r_t: torch.Tensor, discount_t: torch.Tensor, q_t_target: torch.Tensor,
+              q_t_selector: torch.Tensor | None = None) -> torch.Tensor:
+    """Bellman target r_t + discount_t * Q_target(s_t, a*) with a* = argmax of q_t_selector (double DQN)
+    or of q_t_target itself (DQN). discount_t already holds gamma^n, or 0 after a terminal.
+    Shapes: r_t, discount_t (B,); q_t_* (B, A) -> (B,)."""
+    selector = q_t_target if q_t_selector is None else q_t_selector
+    a_star = selector.argmax(dim=1, keepdim=True)  # (B, 1)
+    return r_t + discount_t * q_t_target.gather(1, a_star).squeeze(1)
+
+
+def td_loss(q_tm1_a: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
+    """Mean TD error loss; Huber (delta 1) is the Nature paper's clipping of the error to [-1, 1]."""
+    target = target.detach()
+    return F.smooth_l1_loss(q_tm1_a, target) if loss == "huber" else F.mse_loss(q_tm1_a, target)
+
+
+def epsilon_greedy(q_net: nn.Module, obs: torch.Tensor, epsilon: float, n_actions: int,
+                   generator: torch.Generator) -> np.ndarray:
+    """Random action with probability epsilon per env, else argmax Q; skips the forward pass when
+    every env explores (all of the warm-up)."""
+    n = obs.shape[0]
+    explore = torch.rand(n, generator=generator) < epsilon
+    actions = torch.randint(n_actions, (n,), generator=generator)
+    if not bool(explore.all()):
+        with torch.inference_mode():
+            greedy = q_net(obs).argmax(dim=1).cpu()
+        actions = torch.where(explore, actions, greedy)
+    return actions.numpy()
+
+
+def newest_frame(obs: np.ndarray, frame_stack: int) -> np.ndarray:
+    """(N, 4, 84, 84) -> (N, 84, 84): the replay stores each frame once and rebuilds stacks."""
+    return obs[:, -1] if frame_stack > 1 else obs
+
+
+# ---------------------------------------------------------------------------------------------- training
+def train(config: DQNConfig, run: Run) -> dict[str, Any]:
+    device = run.device
+    env = envs.make(config.env, config.num_envs, config.seed)
+    eval_env = envs.make(config.env, min(config.eval_episodes, 8), config.seed + 100_000)
+    obs_shape = env.single_observation_space.shape
+    n_actions = int(env.single_action_space.n)
+    frame_shape = obs_shape[1:] if env.frame_stack > 1 else obs_shape
+    frame_dtype = torch.uint8 if env.single_observation_space.dtype == np.uint8 else torch.float32
+
+    torch.manual_seed(config.seed)
+    q_network = make_q_network(config, obs_shape, n_actions).to(device)
+    target_network = make_q_network(config, obs_shape, n_actions).to(device)
+    target_network.load_state_dict(q_network.state_dict())
+    target_network.requires_grad_(False)
+    optimizer = torch.optim.Adam(q_network.parameters(), lr=config.learning_rate, eps=config.adam_eps)
+    replay = FrameReplay(config.buffer_size, config.num_envs, frame_shape, frame_dtype, env.frame_stack,
+                         config.n_step, config.gamma, device)
+    act_rng = torch.Generator().manual_seed(config.seed)  # exploration
+    sample_rng = torch.Generator(device=device).manual_seed(config.seed + 1)  # replay sampling
+
+    global_step, num_updates = 0, 0
+    recent_returns: deque[float] = deque(maxlen=20)
+    evals: list[tuple[int, float]] = []
+    if run.resume_from is not None:  # restore everything that shapes the future of the run
+        ckpt = run.resume_from
+        q_network.load_state_dict({k[2:]: v for k, v in ckpt.tensors.items() if k.startswith("q.")})
+        target_network.load_state_dict({k[7:]: v for k, v in ckpt.tensors.items() if k.startswith("target.")})
+        optimizer.load_state_dict(ckpt.optimizer)
+        if (ckpt.path / "replay").exists():
+            replay = FrameReplay.load(ckpt.path / "replay", device)
+        global_step, num_updates = ckpt.step, ckpt.state["num_updates"]
+        recent_returns.extend(ckpt.state["recent_returns"])
+        evals = [tuple(e) for e in ckpt.state["evals"]]
+        torch.set_rng_state(rng_from_json(ckpt.state["rng"]["torch"]))
+        act_rng.set_state(rng_from_json(ckpt.state["rng"]["act"]))
+        sample_rng.set_state(rng_from_json(ckpt.state["rng"]["sample"]).to(sample_rng.get_state().device))
+
+    def save_checkpoint() -> None:
+        tensors = {**{f"q.{k}": v for k, v in q_network.state_dict().items()},
+                   **{f"target.{k}": v for k, v in target_network.state_dict().items()}}
+        state = {"num_updates": num_updates, "recent_returns": list(recent_returns), "evals": evals,
+                 "rng": {"torch": rng_to_json(torch.get_rng_state()), "act": rng_to_json(act_rng.get_state()),
+                         "sample": rng_to_json(sample_rng.get_state())}}
+        checkpoint.save(run.checkpoint_dir, global_step, tensors, optimizer, state,
+                        replay if config.checkpoint_replay else None, config.keep_checkpoints)
+
+    def evaluate() -> float:
+        def policy(o: np.ndarray) -> np.ndarray:
+            return epsilon_greedy(q_network, torch.from_numpy(o).to(device), config.eval_epsilon, n_actions, eval_rng)
+
+        eval_rng = torch.Generator().manual_seed(config.seed + global_step)
+        summary = summarize(run_episodes(eval_env, policy, config.eval_episodes, seed=config.seed + 100_000 + global_step))
+        evals.append((global_step, summary["mean"]))
+        run.log(global_step, {"eval/episodic_return": summary["mean"]})
+        return summary["mean"]
+
+    # Envs restart at each (re)start; the seed depends on the step so a resumed run is reproducible.
+    obs, _ = env.reset(seed=config.seed + global_step)
+    replay.add_first(newest_frame(obs, env.frame_stack))
+    episodes = EpisodeStats(config.num_envs)
+    next_is_first = np.zeros(config.num_envs, dtype=bool)
+    fill_needed = min(config.learning_starts, config.buffer_size)
+    td_losses: list[torch.Tensor] = []
+    q_means: list[torch.Tensor] = []
+    start_step, start_time = global_step, time.time()
+    epsilon = config.start_e
+
+    while global_step < config.total_timesteps and not run.stop_requested:
+        # 1. act (epsilon-greedy on the device) and step every env once
+        epsilon = linear_schedule(config.start_e, config.end_e, config.exploration_fraction * config.total_timesteps, global_step)
+        actions = epsilon_greedy(q_network, torch.from_numpy(obs).to(device), epsilon, n_actions, act_rng)
+        next_obs, reward, terminated, truncated, info = env.step(actions)
+        prev_step, global_step = global_step, global_step + config.num_envs
+
+        # 2. log whole-game raw scores (a life loss is not an episode end)
+        for episodic_return, episodic_length in episodes.update(reward, terminated, truncated):
+            recent_returns.append(episodic_return)
+            run.log(global_step, {"charts/episodic_return": episodic_return, "charts/episodic_length": episodic_length})
+
+        # 3. store: learning reward clipped, a life loss terminal for the TD target only (Nature protocol)
+        r_learn = np.sign(reward) if config.clip_rewards else reward
+        done_learn = terminated | (info["life_lost"] & config.terminal_on_life_loss)
+        replay.add(actions, r_learn, done_learn, truncated, newest_frame(next_obs, env.frame_stack), next_is_first)
+        next_is_first = terminated | truncated  # NEXT_STEP autoreset: the next step returns a reset obs
+        obs = next_obs
+
+        # 4. learn: gradient_steps updates every train_frequency env steps (counted over all envs)
+        if global_step > config.learning_starts and len(replay) >= fill_needed:
+            for _ in range((global_step // config.train_frequency - prev_step // config.train_frequency) * config.gradient_steps):
+                batch = replay.sample(config.batch_size, sample_rng)
+                with torch.no_grad():
+                    q_t_selector = q_network(batch.s_t) if config.double_dqn else None
+                    target = td_target(batch.r_t, batch.discount_t, target_network(batch.s_t), q_t_selector)
+                q_tm1_a = q_network(batch.s_tm1).gather(1, batch.a_tm1.unsqueeze(1)).squeeze(1)  # (B,)
+                loss = td_loss(q_tm1_a, target, config.loss)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.max_grad_norm > 0:
+                    nn.utils.clip_grad_norm_(q_network.parameters(), config.max_grad_norm)
+                optimizer.step()
+                num_updates += 1
+                td_losses.append(loss.detach())
+                q_means.append(q_tm1_a.detach().mean())
+
+            # 5. target network: hard copy (tau = 1) or Polyak averaging, every target_network_frequency steps
+            if global_step // config.target_network_frequency > prev_step // config.target_network_frequency:
+                with torch.no_grad():
+                    torch._foreach_lerp_(list(target_network.parameters()), list(q_network.parameters()), config.tau)
+
+        # 6. logs, progress, evaluation, checkpoints (counters crossing a multiple, so num_envs > 1 works)
+        if global_step // config.log_frequency > prev_step // config.log_frequency:
+            sps = (global_step - start_step) / max(time.time() - start_time, 1e-9)
+            scalars = {"charts/SPS": sps, "charts/epsilon": epsilon, "charts/learning_rate": config.learning_rate}
+            if td_losses:  # one device sync per log, not per update
+                scalars["losses/td_loss"] = torch.stack(td_losses).mean().item()
+                scalars["losses/q_values"] = torch.stack(q_means).mean().item()
+                td_losses.clear(), q_means.clear()
+            run.log(global_step, scalars)
+            run.progress(global_step, config.total_timesteps, sps, np.mean(recent_returns) if recent_returns else None)
+        if config.eval_frequency and global_step // config.eval_frequency > prev_step // config.eval_frequency:
+            evaluate()
+        if config.checkpoint_frequency and global_step // config.checkpoint_frequency > prev_step // config.checkpoint_frequency:
+            save_checkpoint()
+
+    finished = global_step >= config.total_timesteps
+    if finished and config.eval_frequency and (not evals or evals[-1][0] != global_step):
+        evaluate()
+    save_checkpoint()
+    env.close(), eval_env.close()
+    return {"step": global_step, "finished": finished, "num_updates": num_updates, "evals": evals,
+            "sps": (global_step - start_step) / max(time.time() - start_time, 1e-9),
+            "recent_return": float(np.mean(recent_returns)) if recent_returns else None}
+
+
+def load_policy(config: DQNConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device, epsilon: float, seed: int):
+    """The saved Q-network as an epsilon-greedy policy over numpy observations (for `rl eval`)."""
+    q_network = make_q_network(config, env.single_observation_space.shape, int(env.single_action_space.n)).to(device)
+    q_network.load_state_dict({k[2:]: v for k, v in ckpt.tensors.items() if k.startswith("q.")})
+    rng = torch.Generator().manual_seed(seed)
+    n_actions = int(env.single_action_space.n)
+    return lambda o: epsilon_greedy(q_network, torch.from_numpy(o).to(device), epsilon, n_actions, rng)

@@ -1,0 +1,146 @@
+"""What every training run shares: its folder, seeding, device, TensorBoard writer, progress and Ctrl-C.
+
+An algorithm file calls `start(...)`, then logs with `run.log(...)`, reports progress with
+`run.progress(...)` and checks `run.stop_requested` once per iteration.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+
+from agents import checkpoint, config as config_lib
+from agents.config import ConfigError
+
+
+def pick_device(name: str) -> torch.device:
+    """`auto` takes CUDA when present; asking for CUDA without it is a config error, not a crash later."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"config key 'device' is {name!r} but CUDA is not available here: use --device cpu (or auto)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"config key 'device' is {name!r}: use auto, cpu or cuda") from None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def new_run_dir(runs_dir: Path, env_short: str, algo: str, seed: int) -> Path:
+    """runs/<env>__<algo>__<seed>__<YYYYmmdd-HHMMSS>/, never an existing folder."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = runs_dir / f"{env_short.replace('/', '-')}__{algo}__{seed}__{stamp}"
+    for i in range(1000):
+        path = base if i == 0 else base.with_name(f"{base.name}-{i}")
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+            return path
+        except FileExistsError:
+            continue
+    raise ConfigError(f"cannot create a new run folder under {str(runs_dir)!r}")
+
+
+@dataclass
+class Run:
+    dir: Path
+    algo: str
+    config: Any
+    device: torch.device
+    writer: SummaryWriter
+    resume_from: checkpoint.Checkpoint | None = None
+    stop_requested: bool = False
+    _progress: Any = None
+    _task: Any = None
+    _last_line: float = field(default=0.0)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.dir / "checkpoints"
+
+    def log(self, step: int, scalars: dict[str, float]) -> None:
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, float(value), step)
+
+    def progress(self, step: int, total: int, sps: float, recent_return: float | None) -> None:
+        ret = "-" if recent_return is None else f"{recent_return:.1f}"
+        if self._progress is not None:
+            self._progress.update(self._task, completed=step, sps=f"{sps:,.0f}", ret=ret)
+        elif time.time() - self._last_line > 30 or step >= total:
+            self._last_line = time.time()
+            print(f"step {step:,}/{total:,}  {sps:,.0f} SPS  return {ret}", flush=True)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+        self.writer.close()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def start(algo: str, config: Any, env_short: str, resume_dir: Path | None = None) -> Run:
+    """Create (or reopen, for --resume) the run folder, seed, pick the device, open the writer."""
+    device = pick_device(config.device)
+    if config.torch_threads > 0:
+        torch.set_num_threads(config.torch_threads)
+    resume_from = None
+    if resume_dir is None:
+        run_dir = new_run_dir(Path(config.runs_dir), env_short, algo, config.seed)
+        config_lib.save(config, algo, run_dir / "config.yaml")
+        writer = SummaryWriter(str(run_dir))
+        _write_hparams(writer, config)
+    else:
+        run_dir = Path(resume_dir)
+        resume_from = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
+        config_lib.save(config, algo, run_dir / "config.yaml")  # may carry a longer --steps
+        # purge_step drops events logged after the checkpoint by the run that died: no duplicate points.
+        writer = SummaryWriter(str(run_dir), purge_step=resume_from.step)
+    seed_everything(config.seed)
+    run = Run(dir=run_dir, algo=algo, config=config, device=device, writer=writer, resume_from=resume_from)
+    _install_sigint(run)
+    if config.progress and sys.stdout.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        run._progress = Progress(
+            TextColumn(f"[bold]{algo} {env_short}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[sps]} SPS"), TextColumn("return {task.fields[ret]}"), TimeRemainingColumn(),
+        )
+        run._task = run._progress.add_task("train", total=config.total_timesteps, sps="-", ret="-",
+                                           completed=resume_from.step if resume_from else 0)
+        run._progress.start()
+    print(f"run folder: {run_dir}  (tensorboard --logdir {run_dir.parent})", flush=True)
+    return run
+
+
+def _install_sigint(run: Run) -> None:
+    """First Ctrl-C asks the loop to checkpoint and stop at a safe point; a second one interrupts."""
+
+    def handler(signum, frame):
+        if run.stop_requested:
+            raise KeyboardInterrupt
+        run.stop_requested = True
+
+    signal.signal(signal.SIGINT, handler)
+
+
+def _write_hparams(writer: SummaryWriter, config: Any) -> None:
+    """The resolved config in the HParams plugin, inside this run's own event file (no sub-run)."""
+    flat = config_lib.flatten(config_lib.to_dict(config))
+    flat = {k: (str(v) if isinstance(v, list) else v) for k, v in flat.items()}
+    metrics = {"charts/episodic_return": 0.0, "eval/episodic_return": 0.0}
+    for summary in hparams(flat, metrics):
+        writer.file_writer.add_summary(summary)
