@@ -23,7 +23,7 @@ from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import DQNConfig
 from agents.encoders import make_encoder
 from agents.evaluate import run_episodes, summarize
-from agents.replay import FrameReplay
+from agents.replay import FrameReplay, ReplaySample
 from agents.run import Run
 from envs.episodes import EpisodeStats
 
@@ -90,6 +90,29 @@ def epsilon_greedy(q_net: nn.Module, obs: torch.Tensor, epsilon: float, n_action
     return actions.numpy()
 
 
+def update(q_network: nn.Module, target_network: nn.Module, optimizer: torch.optim.Optimizer, batch: ReplaySample,
+           config: DQNConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """One gradient step on a replay batch; returns the loss and the mean Q of the taken actions
+    (detached, still on the device: the caller syncs once per log, not once per update)."""
+    with torch.no_grad():
+        q_t_selector = q_network(batch.s_t) if config.double_dqn else None
+        target = td_target(batch.r_t, batch.discount_t, target_network(batch.s_t), q_t_selector)  # (B,)
+    q_tm1_a = q_network(batch.s_tm1).gather(1, batch.a_tm1.unsqueeze(1)).squeeze(1)  # (B,)
+    loss = td_loss(q_tm1_a, target, config.loss)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.max_grad_norm > 0:
+        nn.utils.clip_grad_norm_(q_network.parameters(), config.max_grad_norm)
+    optimizer.step()
+    return loss.detach(), q_tm1_a.detach().mean()
+
+
+def make_optimizer(q_network: nn.Module, config: DQNConfig) -> torch.optim.Adam:
+    """Adam; the fused kernel does the whole update in one pass over the parameters (on this 2-core
+    CPU it cut a Nature-CNN update from ~37 ms to ~24 ms: the unfused sqrt/div passes were 19%)."""
+    return torch.optim.Adam(q_network.parameters(), lr=config.learning_rate, eps=config.adam_eps, fused=True)
+
+
 def newest_frame(obs: np.ndarray, frame_stack: int) -> np.ndarray:
     """(N, 4, 84, 84) -> (N, 84, 84): the replay stores each frame once and rebuilds stacks."""
     return obs[:, -1] if frame_stack > 1 else obs
@@ -110,11 +133,11 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
     target_network = make_q_network(config, obs_shape, n_actions).to(device)
     target_network.load_state_dict(q_network.state_dict())
     target_network.requires_grad_(False)
-    optimizer = torch.optim.Adam(q_network.parameters(), lr=config.learning_rate, eps=config.adam_eps)
+    optimizer = make_optimizer(q_network, config)
     replay = FrameReplay(config.buffer_size, config.num_envs, frame_shape, frame_dtype, env.frame_stack,
                          config.n_step, config.gamma, device)
     act_rng = torch.Generator().manual_seed(config.seed)  # exploration
-    sample_rng = torch.Generator(device=device).manual_seed(config.seed + 1)  # replay sampling
+    sample_rng = torch.Generator().manual_seed(config.seed + 1)  # replay sampling (indices are drawn on the host)
 
     global_step, num_updates = 0, 0
     recent_returns: deque[float] = deque(maxlen=20)
@@ -131,7 +154,7 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
         evals = [tuple(e) for e in ckpt.state["evals"]]
         torch.set_rng_state(rng_from_json(ckpt.state["rng"]["torch"]))
         act_rng.set_state(rng_from_json(ckpt.state["rng"]["act"]))
-        sample_rng.set_state(rng_from_json(ckpt.state["rng"]["sample"]).to(sample_rng.get_state().device))
+        sample_rng.set_state(rng_from_json(ckpt.state["rng"]["sample"]))
 
     def save_checkpoint() -> None:
         tensors = {**{f"q.{k}": v for k, v in q_network.state_dict().items()},
@@ -162,6 +185,7 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
     q_means: list[torch.Tensor] = []
     start_step, start_time = global_step, time.time()
     epsilon = config.start_e
+    learn_start: tuple[int, float] | None = None  # (step, time) of the first update in this process
 
     while global_step < config.total_timesteps and not run.stop_requested:
         # 1. act (epsilon-greedy on the device) and step every env once
@@ -184,21 +208,12 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
 
         # 4. learn: gradient_steps updates every train_frequency env steps (counted over all envs)
         if global_step > config.learning_starts and len(replay) >= fill_needed:
+            learn_start = learn_start or (prev_step, time.time())
             for _ in range((global_step // config.train_frequency - prev_step // config.train_frequency) * config.gradient_steps):
-                batch = replay.sample(config.batch_size, sample_rng)
-                with torch.no_grad():
-                    q_t_selector = q_network(batch.s_t) if config.double_dqn else None
-                    target = td_target(batch.r_t, batch.discount_t, target_network(batch.s_t), q_t_selector)
-                q_tm1_a = q_network(batch.s_tm1).gather(1, batch.a_tm1.unsqueeze(1)).squeeze(1)  # (B,)
-                loss = td_loss(q_tm1_a, target, config.loss)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.max_grad_norm > 0:
-                    nn.utils.clip_grad_norm_(q_network.parameters(), config.max_grad_norm)
-                optimizer.step()
+                loss, q_mean = update(q_network, target_network, optimizer, replay.sample(config.batch_size, sample_rng), config)
                 num_updates += 1
-                td_losses.append(loss.detach())
-                q_means.append(q_tm1_a.detach().mean())
+                td_losses.append(loss)
+                q_means.append(q_mean)
 
             # 5. target network: hard copy (tau = 1) or Polyak averaging, every target_network_frequency steps
             if global_step // config.target_network_frequency > prev_step // config.target_network_frequency:
@@ -227,6 +242,8 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
     env.close(), eval_env.close()
     return {"step": global_step, "finished": finished, "num_updates": num_updates, "evals": evals,
             "sps": (global_step - start_step) / max(time.time() - start_time, 1e-9),
+            # steps/s once learning runs (what the benchmark compares; warm-up steps are cheaper)
+            "train_sps": (global_step - learn_start[0]) / max(time.time() - learn_start[1], 1e-9) if learn_start else None,
             "recent_return": float(np.mean(recent_returns)) if recent_returns else None}
 
 
