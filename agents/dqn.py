@@ -122,7 +122,7 @@ def newest_frame(obs: np.ndarray, frame_stack: int) -> np.ndarray:
 def train(config: DQNConfig, run: Run) -> dict[str, Any]:
     device = run.device
     env = envs.make(config.env, config.num_envs, config.seed)
-    eval_env = envs.make(config.env, min(config.eval_episodes, 8), config.seed + 100_000)
+    eval_env = envs.make(config.env, min(config.eval_episodes, 8), config.seed + 100_000) if config.eval_frequency else None
     obs_shape = env.single_observation_space.shape
     n_actions = int(env.single_action_space.n)
     frame_shape = obs_shape[1:] if env.frame_stack > 1 else obs_shape
@@ -235,15 +235,18 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
         if config.checkpoint_frequency and global_step // config.checkpoint_frequency > prev_step // config.checkpoint_frequency:
             save_checkpoint()
 
+    end_time = time.time()  # throughput excludes the final evaluation and checkpoint
+    summary = {"sps": (global_step - start_step) / max(end_time - start_time, 1e-9),
+               # steps/s once learning runs (what the benchmark compares; warm-up steps are cheaper)
+               "train_sps": (global_step - learn_start[0]) / max(end_time - learn_start[1], 1e-9) if learn_start else None}
     finished = global_step >= config.total_timesteps
     if finished and config.eval_frequency and (not evals or evals[-1][0] != global_step):
         evaluate()
     save_checkpoint()
-    env.close(), eval_env.close()
-    return {"step": global_step, "finished": finished, "num_updates": num_updates, "evals": evals,
-            "sps": (global_step - start_step) / max(time.time() - start_time, 1e-9),
-            # steps/s once learning runs (what the benchmark compares; warm-up steps are cheaper)
-            "train_sps": (global_step - learn_start[0]) / max(time.time() - learn_start[1], 1e-9) if learn_start else None,
+    env.close()
+    if eval_env is not None:
+        eval_env.close()
+    return {**summary, "step": global_step, "finished": finished, "num_updates": num_updates, "evals": evals,
             "recent_return": float(np.mean(recent_returns)) if recent_returns else None}
 
 

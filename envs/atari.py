@@ -9,6 +9,7 @@ float32 rewards and a per-env `life_lost` flag (see `AtariEnv.step`).
 from __future__ import annotations
 
 import difflib
+import os
 from functools import cache
 from typing import Any
 
@@ -39,7 +40,7 @@ NATURE_OPTIONS: dict[str, Any] = dict(
     repeat_action_probability=0.0,
     full_action_space=False,
     max_num_frames_per_episode=108_000,  # 30 minutes of play, the usual evaluation cap
-    num_threads=0,  # 0: one thread per core, ALE's default
+    num_threads=0,  # 0: min(num_envs, cores); ALE's own default of one per core oversubscribes small runs
     thread_affinity_offset=-1,
 )
 
@@ -71,6 +72,8 @@ class AtariEnv(VectorWrapper):
                 f"unknown Atari option {unknown[0]!r}{hint}; valid: {', '.join(NATURE_OPTIONS)}"
             )
         settings = {**NATURE_OPTIONS, **options}
+        if settings["num_threads"] == 0:  # threads beyond the env count only contend with torch's
+            settings["num_threads"] = min(num_envs, os.cpu_count() or 1)
         super().__init__(
             AtariVectorEnv(
                 atari_games()[game],
