@@ -95,8 +95,11 @@ def save(
     """Write checkpoints/step_<step>/ atomically, point latest.json at it, prune older ones."""
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"step_{step}"
-    if final.exists():  # already saved at this exact step (e.g. Ctrl-C right after a periodic save)
-        return final
+    if final.exists():
+        if _named_by_latest(folder) == final.name:  # already saved at this step (Ctrl-C right after a periodic save)
+            return final
+        # left by a process killed before it pointed latest.json here: another trajectory's state, replace it
+        shutil.rmtree(final)
     tmp = folder / f".tmp-step_{step}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -109,17 +112,31 @@ def save(
     _write_json(tmp / "state.json", {**state, "step": step, "optimizer": opt_rest, "versions": versions()})
     os.rename(tmp, final)
     _write_json(folder / LATEST, {"step": step, "path": final.name})
-    _prune(folder, keep)
+    _prune(folder, keep, step)
     return final
 
 
-def _prune(folder: Path, keep: int) -> None:
+def _named_by_latest(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / LATEST).read_text())["path"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
+def _prune(folder: Path, keep: int, step: int) -> None:
     steps = sorted((int(p.name.split("_")[1]), p) for p in folder.glob("step_*") if p.name.split("_")[1].isdigit())
-    for _, p in steps[:-keep]:
+    # Folders past `step` are stale (a killed process renamed them in but never pointed latest.json at them):
+    # counting them as the newest would prune the checkpoint latest.json now names.
+    current = [(s, p) for s, p in steps if s <= step]
+    for _, p in current[:-keep] + [(s, p) for s, p in steps if s > step]:
         shutil.rmtree(p, ignore_errors=True)
-    for p in folder.glob(".tmp-step_*"):  # leftovers of a process killed while writing
+    # leftovers of a process killed while writing a checkpoint or latest.json
+    for p in [*folder.glob(".tmp-step_*"), *folder.glob(f".{LATEST}.tmp-*")]:
         if not p.name.endswith(f"-{os.getpid()}"):
-            shutil.rmtree(p, ignore_errors=True)
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
 
 
 def latest(folder: Path) -> Path:
@@ -138,13 +155,18 @@ def latest(folder: Path) -> Path:
 
 def load(path: Path) -> Checkpoint:
     """Read one checkpoint folder (safetensors + JSON only)."""
+    name = "state.json"  # the file being read, for the message (safetensors' FileNotFoundError has no filename)
     try:
-        state = json.loads((path / "state.json").read_text())
-        tensors = load_file(str(path / "model.safetensors"))
-        opt_tensors = load_file(str(path / "optimizer.safetensors"))
-    except FileNotFoundError as e:
-        raise CheckpointError(f"checkpoint {str(path)!r} is missing {Path(e.filename).name}") from None
-    except (json.JSONDecodeError, SafetensorError, OSError) as e:
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: {type(e).__name__}") from None
-    optimizer = _optimizer_join(opt_tensors, state.pop("optimizer"))
-    return Checkpoint(path=path, step=int(state["step"]), tensors=tensors, optimizer=optimizer, state=state)
+        state = json.loads((path / name).read_text())
+        name = "model.safetensors"
+        tensors = load_file(str(path / name))
+        name = "optimizer.safetensors"
+        opt_tensors = load_file(str(path / name))
+        name = "state.json"
+        optimizer = _optimizer_join(opt_tensors, state.pop("optimizer"))
+        step = int(state["step"])
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {str(path)!r} is missing {name}") from None
+    except (ValueError, KeyError, TypeError, AttributeError, SafetensorError, OSError) as e:  # ValueError: JSON, UTF-8
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: {name} ({type(e).__name__})") from None
+    return Checkpoint(path=path, step=step, tensors=tensors, optimizer=optimizer, state=state)

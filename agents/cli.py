@@ -118,9 +118,15 @@ def eval_(
         raise checkpoint.CheckpointError(f"{str(run_dir)!r} is not a run folder (no config.yaml in it)")
     algo, cfg = config_lib.load(run_dir / "config.yaml")
     ckpt = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
+    dev = pick_device(device)
     env = envs.make(cfg.env, min(episodes, 8), seed)
     eps = cfg.eval_epsilon if epsilon is None else epsilon
-    policy = _algo_module(algo).load_policy(cfg, ckpt, env, pick_device(device), eps, seed)
+    try:
+        policy = _algo_module(algo).load_policy(cfg, ckpt, env, dev, eps, seed)
+    except RuntimeError:  # load_state_dict: tensors missing, unexpected or of another shape than config.yaml's network
+        env.close()
+        raise checkpoint.CheckpointError(f"checkpoint {str(ckpt.path)!r} does not fit the network in "
+                                         f"{str(run_dir / 'config.yaml')!r}: missing or mis-shaped tensors") from None
     summary = {"run": str(run_dir), "step": ckpt.step, "epsilon": eps, **summarize(run_episodes(env, policy, episodes, seed))}
     env.close()
     if as_json:

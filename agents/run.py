@@ -107,8 +107,9 @@ def start(algo: str, config: Any, env_short: str, resume_dir: Path | None = None
         run_dir = Path(resume_dir)
         resume_from = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
         config_lib.save(config, algo, run_dir / "config.yaml")  # may carry a longer --steps
-        # purge_step drops events logged after the checkpoint by the run that died: no duplicate points.
-        writer = SummaryWriter(str(run_dir), purge_step=resume_from.step)
+        # purge_step drops events logged after the checkpoint by the run that died: no duplicate points. It drops
+        # steps >= purge_step, and what was logged at the checkpoint's own step (an eval, a loss) came before the save.
+        writer = SummaryWriter(str(run_dir), purge_step=resume_from.step + 1)
     seed_everything(config.seed)
     run = Run(dir=run_dir, algo=algo, config=config, device=device, writer=writer, resume_from=resume_from)
     _install_sigint(run)
