@@ -144,11 +144,14 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
     evals: list[tuple[int, float]] = []
     if run.resume_from is not None:  # restore everything that shapes the future of the run
         ckpt = run.resume_from
-        q_network.load_state_dict({k[2:]: v for k, v in ckpt.tensors.items() if k.startswith("q.")})
-        target_network.load_state_dict({k[7:]: v for k, v in ckpt.tensors.items() if k.startswith("target.")})
-        optimizer.load_state_dict(ckpt.optimizer)
-        if (ckpt.path / "replay").exists():
-            replay = FrameReplay.load(ckpt.path / "replay", device)
+        try:
+            q_network.load_state_dict({k[2:]: v for k, v in ckpt.tensors.items() if k.startswith("q.")})
+            target_network.load_state_dict({k[7:]: v for k, v in ckpt.tensors.items() if k.startswith("target.")})
+            optimizer.load_state_dict(ckpt.optimizer)
+            if (ckpt.path / "replay").exists():
+                replay = FrameReplay.load(ckpt.path / "replay", device)
+        except (RuntimeError, ValueError, KeyError) as e:  # weights of another network, or a broken replay file
+            raise checkpoint.CheckpointError(f"checkpoint {str(ckpt.path)!r} does not fit this config: {str(e).splitlines()[0]}") from None
         global_step, num_updates = ckpt.step, ckpt.state["num_updates"]
         recent_returns.extend(ckpt.state["recent_returns"])
         evals = [tuple(e) for e in ckpt.state["evals"]]
