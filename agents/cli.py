@@ -87,9 +87,11 @@ def train(
         summary = _algo_module(algo).train(cfg, run)
     finally:
         run.close()
-    state = "finished" if summary["finished"] else "stopped; continue with --resume " + str(run.dir)
     last_eval = f", last eval return {summary['evals'][-1][1]:.2f}" if summary["evals"] else ""
-    typer.echo(f"{state} at step {summary['step']:,} ({summary['sps']:,.0f} SPS{last_eval}); run folder: {run.dir}")
+    typer.echo(f"{'finished' if summary['finished'] else 'stopped'} at step {summary['step']:,} "
+               f"({summary['sps']:,.0f} SPS{last_eval}); run folder: {run.dir}")
+    if not summary["finished"]:
+        typer.echo(f"continue with: rl train {algo} --resume {run.dir}")
 
 
 @app.command("eval")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,7 +18,9 @@ from typing import Any
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# configs/ sits beside agents/ in a checkout (and an editable install); a wheel installs it as data files.
+CONFIG_DIR = next((p for p in (Path(__file__).resolve().parent.parent / "configs", Path(sys.prefix) / "share" / "rl" / "configs")
+                   if p.is_dir()), Path(__file__).resolve().parent.parent / "configs")
 
 
 class ConfigError(ValueError):

@@ -187,6 +187,7 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
     td_losses: list[torch.Tensor] = []
     q_means: list[torch.Tensor] = []
     start_step, start_time = global_step, time.time()
+    next_progress = start_time
     epsilon = config.start_e
     learn_start: tuple[int, float] | None = None  # (step, time) of the first update in this process
 
@@ -232,7 +233,10 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
                 scalars["losses/q_values"] = torch.stack(q_means).mean().item()
                 td_losses.clear(), q_means.clear()
             run.log(global_step, scalars)
-            run.progress(global_step, config.total_timesteps, sps, np.mean(recent_returns) if recent_returns else None)
+        if (now := time.time()) >= next_progress:  # the bar moves twice a second whatever the log cadence
+            next_progress = now + 0.5
+            run.progress(global_step, config.total_timesteps, (global_step - start_step) / max(now - start_time, 1e-9),
+                         np.mean(recent_returns) if recent_returns else None)
         if config.eval_frequency and global_step // config.eval_frequency > prev_step // config.eval_frequency:
             evaluate()
         if config.checkpoint_frequency and global_step // config.checkpoint_frequency > prev_step // config.checkpoint_frequency:

@@ -107,6 +107,7 @@ def start(algo: str, config: Any, env_short: str, resume_dir: Path | None = None
         run_dir = Path(resume_dir)
         resume_from = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
         config_lib.save(config, algo, run_dir / "config.yaml")  # may carry a longer --steps
+        _wait_for_a_later_second(run_dir)
         # purge_step drops events logged after the checkpoint by the run that died: no duplicate points. It drops
         # steps >= purge_step, and what was logged at the checkpoint's own step (an eval, a loss) came before the save.
         writer = SummaryWriter(str(run_dir), purge_step=resume_from.step + 1)
@@ -125,6 +126,16 @@ def start(algo: str, config: Any, env_short: str, resume_dir: Path | None = None
         run._progress.start()
     print(f"run folder: {run_dir}  (tensorboard --logdir {run_dir.parent})", flush=True)
     return run
+
+
+def _wait_for_a_later_second(run_dir: Path) -> None:
+    """TensorBoard reads a run's event files in name order, and a name is events.out.tfevents.<second>.<host>.
+    <pid>.<uid>: a file opened in the same second as an older one can sort before it (uid 10 < uid 9) and
+    its points would come first. Opening the resumed writer in a later second keeps the order."""
+    newest = max((int(f.name.split(".")[3]) for f in run_dir.glob("events.out.tfevents.*")
+                  if f.name.split(".")[3].isdigit()), default=0)
+    while int(time.time()) <= newest:
+        time.sleep(0.05)
 
 
 def _install_sigint(run: Run) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
 import agents.dqn
@@ -433,10 +434,10 @@ def test_ctrl_c_checkpoints_the_current_step_and_says_how_to_resume(tmp_path):
     assert proc.wait(timeout=60) == 0
     out = log.read_text()
     run_dir = pointer.parent.parent
-    match = re.search(r"stopped; continue with --resume (\S+) at step ([\d,]+)", out)
+    match = re.search(r"stopped at step ([\d,]+) .*\ncontinue with: rl train dqn --resume (\S+)", out)
     assert match, out
-    assert Path(match[1]) == run_dir
-    step = int(match[2].replace(",", ""))
+    assert Path(match[2]) == run_dir
+    step = int(match[1].replace(",", ""))
     assert 300 <= step < 1_000_000
     assert "Traceback" not in out and "KeyboardInterrupt" not in out
     assert latest_step(run_dir) == step
@@ -479,3 +480,29 @@ def test_resume_of_a_folder_without_checkpoints_is_exit_2_and_touches_nothing(ti
     assert len(lines) == 1 and lines[0].startswith("error: ") and "checkpoint" in lines[0], result.stderr
     assert (run_dir / "config.yaml").read_text() == config_text  # --steps 5000 not written
     assert [p.name for p in run_dir.iterdir()] == ["config.yaml"]
+
+
+def test_resumed_event_file_sorts_after_the_old_one_even_in_the_same_second(tmp_path):
+    """TensorBoard reads event files in name order (events.out.tfevents.<second>.<host>.<pid>.<uid>). Opened in
+    the same second, uid 10 sorts before uid 9 and the resumed points would come first: run.start waits."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from agents.run import _wait_for_a_later_second
+
+    def set_uid(uid: str, skip: str = "@") -> None:
+        f = next(g for g in tmp_path.glob("events*") if not g.name.endswith(skip))
+        f.rename(tmp_path / ".".join([*f.name.split(".")[:-1], uid]))
+
+    w = SummaryWriter(str(tmp_path))
+    for i in range(5):
+        w.add_scalar("x", i, i)
+    w.close()
+    set_uid("9")
+    _wait_for_a_later_second(tmp_path)
+    w = SummaryWriter(str(tmp_path), purge_step=5)
+    w.add_scalar("x", 5, 5)
+    w.close()
+    set_uid("10", skip=".9")
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("x")] == [0, 1, 2, 3, 4, 5]
