@@ -506,3 +506,18 @@ def test_resumed_event_file_sorts_after_the_old_one_even_in_the_same_second(tmp_
     acc = EventAccumulator(str(tmp_path))
     acc.Reload()
     assert [e.step for e in acc.Scalars("x")] == [0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("num_envs", [1, 3])
+def test_update_cadence_counts_env_steps_over_all_envs(tmp_path, num_envs):
+    """train_frequency and target_network_frequency count env steps summed over the envs (CleanRL's
+    global_step), so 3 envs do the same number of updates per env step as 1 env."""
+    steps, learning_starts, train_frequency, gradient_steps = 1_500, 300, 10, 2
+    ok(invoke(train_args(tmp_path, steps, num_envs=num_envs, learning_starts=learning_starts, eval_frequency=0,
+                         train_frequency=train_frequency, gradient_steps=gradient_steps, buffer_size=3_000)))
+    ckpt = checkpoint.load(checkpoint.latest(only_run(tmp_path) / "checkpoints"))
+    assert ckpt.step == steps
+    # learning runs from the first multiple of num_envs past learning_starts; one round per train_frequency crossed
+    first = (learning_starts // num_envs + 1) * num_envs
+    rounds = steps // train_frequency - (first - num_envs) // train_frequency
+    assert ckpt.state["num_updates"] == rounds * gradient_steps
