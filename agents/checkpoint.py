@@ -46,6 +46,16 @@ def versions() -> dict[str, str]:
             "gymnasium": gymnasium.__version__}
 
 
+def prefixed(prefix: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Several networks share one model.safetensors: each one's tensors under `<prefix>.<name>`."""
+    return {f"{prefix}.{k}": v for k, v in state_dict.items()}
+
+
+def unprefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state_dict of the network saved under `prefix` (inverse of `prefixed`)."""
+    return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(f"{prefix}.")}
+
+
 def rng_to_json(state: torch.Tensor) -> str:
     return base64.b64encode(state.cpu().numpy().tobytes()).decode()
 

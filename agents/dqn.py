@@ -145,8 +145,8 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
     if run.resume_from is not None:  # restore everything that shapes the future of the run
         ckpt = run.resume_from
         try:
-            q_network.load_state_dict({k[2:]: v for k, v in ckpt.tensors.items() if k.startswith("q.")})
-            target_network.load_state_dict({k[7:]: v for k, v in ckpt.tensors.items() if k.startswith("target.")})
+            q_network.load_state_dict(checkpoint.unprefixed("q", ckpt.tensors))
+            target_network.load_state_dict(checkpoint.unprefixed("target", ckpt.tensors))
             optimizer.load_state_dict(ckpt.optimizer)
             if (ckpt.path / "replay").exists():
                 replay = FrameReplay.load(ckpt.path / "replay", device)
@@ -160,8 +160,7 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
         sample_rng.set_state(rng_from_json(ckpt.state["rng"]["sample"]))
 
     def save_checkpoint() -> None:
-        tensors = {**{f"q.{k}": v for k, v in q_network.state_dict().items()},
-                   **{f"target.{k}": v for k, v in target_network.state_dict().items()}}
+        tensors = {**checkpoint.prefixed("q", q_network.state_dict()), **checkpoint.prefixed("target", target_network.state_dict())}
         state = {"num_updates": num_updates, "recent_returns": list(recent_returns), "evals": evals,
                  "rng": {"torch": rng_to_json(torch.get_rng_state()), "act": rng_to_json(act_rng.get_state()),
                          "sample": rng_to_json(sample_rng.get_state())}}
@@ -260,7 +259,7 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
 def load_policy(config: DQNConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device, epsilon: float, seed: int):
     """The saved Q-network as an epsilon-greedy policy over numpy observations (for `rl eval`)."""
     q_network = make_q_network(config, env.single_observation_space.shape, int(env.single_action_space.n)).to(device)
-    q_network.load_state_dict({k[2:]: v for k, v in ckpt.tensors.items() if k.startswith("q.")})
+    q_network.load_state_dict(checkpoint.unprefixed("q", ckpt.tensors))
     rng = torch.Generator().manual_seed(seed)
     n_actions = int(env.single_action_space.n)
     return lambda o: epsilon_greedy(q_network, torch.from_numpy(o).to(device), epsilon, n_actions, rng)

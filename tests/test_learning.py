@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures as futures
 import multiprocessing as mp
 import tempfile
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -70,9 +71,9 @@ def test_dqn_on_slippery_frozenlake_is_within_0_05_of_optimal():
     from agents import checkpoint, dqn
 
     res = _train("FrozenLake-v1", "frozenlake", seed=1)
-    ckpt = checkpoint.load(checkpoint.latest(checkpoint.Path(res["run_dir"]) / "checkpoints"))
+    ckpt = checkpoint.load(checkpoint.latest(Path(res["run_dir"]) / "checkpoints"))
     q = dqn.make_q_network(res["config"], (16,), 4)
-    q.load_state_dict({k[2:]: v for k, v in ckpt.tensors.items() if k.startswith("q.")})
+    q.load_state_dict(checkpoint.unprefixed("q", ckpt.tensors))
     with torch.no_grad():
         greedy = q(torch.eye(16)).argmax(1).numpy()  # the one-hot observation of each state
     P = gym.make("FrozenLake-v1").unwrapped.P

@@ -61,7 +61,7 @@ def test_loaded_checkpoint_acts_exactly_like_the_network_that_saved_it(tiny_run)
     env.close()
 
     rebuilt = agents.dqn.make_q_network(cfg, (4,), 2)
-    rebuilt.load_state_dict({k[2:]: v for k, v in ckpt.tensors.items() if k.startswith("q.")})
+    rebuilt.load_state_dict(checkpoint.unprefixed("q", ckpt.tensors))
     with torch.no_grad():
         assert torch.equal(rebuilt(obs), live_q)  # bit-identical Q-values, not just the same argmax
 
@@ -90,14 +90,14 @@ def test_optimizer_state_round_trips_through_a_checkpoint(tmp_path, fused):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, eps=1e-6, fused=fused)
     for i in range(3):
         _toy_step(model, optimizer, i)
-    path = checkpoint.save(tmp_path / "checkpoints", 3, {f"q.{k}": v for k, v in model.state_dict().items()},
+    path = checkpoint.save(tmp_path / "checkpoints", 3, checkpoint.prefixed("q", model.state_dict()),
                            optimizer, {"note": "toy"})
     ckpt = checkpoint.load(path)
     assert ckpt.step == 3 and ckpt.state["note"] == "toy"
 
     torch.manual_seed(1)  # different initial weights and lr: everything must come from the checkpoint
     model2 = _toy_model()
-    model2.load_state_dict({k[2:]: v for k, v in ckpt.tensors.items()})
+    model2.load_state_dict(checkpoint.unprefixed("q", ckpt.tensors))
     optimizer2 = torch.optim.Adam(model2.parameters(), lr=0.5, fused=fused)
     optimizer2.load_state_dict(ckpt.optimizer)
 
