@@ -83,7 +83,76 @@ class DQNConfig:
     torch_threads: int = 0  # 0: torch's default
 
 
-ALGOS: dict[str, type] = {"dqn": DQNConfig}
+@dataclass(frozen=True)
+class PPOConfig:
+    """Proximal Policy Optimization (Schulman et al. 2017) in CleanRL's `ppo.py` order and names.
+
+    Defaults are CleanRL's classic-control values; configs/ppo/atari.yaml holds the CleanRL/rl-zoo Atari
+    values (ANCHORS.md). A rollout is num_envs x num_steps env steps; each update runs update_epochs passes
+    over it in num_minibatches minibatches. All counts are global env steps (summed over envs).
+    """
+
+    env: str = "CartPole-v1"
+    seed: int = 1
+    total_timesteps: int = 500_000
+    num_envs: int = 4
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # --- learning
+    learning_rate: float = 2.5e-4
+    anneal_lr: bool = True  # linear decay of the learning rate to 0 over the run
+    optimizer: str = "adam"  # adam | rmsprop (A2C's, Mnih et al. 2016)
+    adam_eps: float = 1e-5  # epsilon of Adam or RMSprop
+    rmsprop_alpha: float = 0.99  # RMSprop smoothing constant (rmsprop only)
+    num_steps: int = 128  # env steps per env per rollout
+    gamma: float = 0.99
+    gae_lambda: float = 0.95  # GAE (Schulman et al. 2016); 1.0 gives discounted returns minus the value
+    num_minibatches: int = 4
+    update_epochs: int = 4
+    norm_adv: bool = True  # normalize advantages per minibatch
+    clip_coef: float = 0.2  # surrogate clipping epsilon; 0 disables clipping (A2C)
+    anneal_clip: bool = False  # decay clip_coef linearly to 0 with the learning rate (the original paper's Atari setting)
+    clip_vloss: bool = True  # clip the value update around the rollout's values (CleanRL, baselines)
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5  # 0 disables gradient clipping
+    target_kl: float = 0.0  # stop the epochs early once the approximate KL passes this; 0 disables
+    clip_rewards: bool = False  # learn from sign(r) (Atari); scores are always logged raw
+    terminal_on_life_loss: bool = False  # Atari: a lost life ends the advantage estimate, the game goes on
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    # --- evaluation, logging, checkpoints
+    eval_frequency: int = 10_000  # env steps between evaluations; 0 disables them
+    eval_episodes: int = 10
+    eval_epsilon: float = 0.0  # 0: sample from the policy (see load_policy); kept for `rl eval --epsilon`
+    log_frequency: int = 1_000
+    checkpoint_frequency: int = 50_000
+    keep_checkpoints: int = 2
+    runs_dir: str = "runs"
+    progress: bool = True
+    torch_threads: int = 0
+
+
+@dataclass(frozen=True)
+class A2CConfig(PPOConfig):
+    """Advantage actor-critic (Mnih et al. 2016, synchronous as in OpenAI baselines): PPO's loop with one
+    epoch over one minibatch of a short rollout, no clipping, RMSprop. Defaults are rl-zoo's A2C values
+    (5 steps x 16 envs on Atari; configs/a2c/*.yaml)."""
+
+    learning_rate: float = 7e-4
+    optimizer: str = "rmsprop"
+    num_steps: int = 5
+    num_envs: int = 8
+    gae_lambda: float = 1.0
+    num_minibatches: int = 1
+    update_epochs: int = 1
+    norm_adv: bool = False
+    clip_coef: float = 0.0
+    clip_vloss: bool = False
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    anneal_lr: bool = False
+
+
+ALGOS: dict[str, type] = {"dqn": DQNConfig, "ppo": PPOConfig, "a2c": A2CConfig}
 
 
 def algo_config_class(algo: str) -> type:
@@ -270,7 +339,7 @@ def _coerce(v: Any, tp: Any, key: str, source: str) -> Any:
     raise ConfigError(f"config key {key!r} ({source}) expects {name}, got {v!r}")
 
 
-_CHOICES = {"loss": ("mse", "huber"), "encoder.name": ("auto", "mlp", "nature_cnn")}
+_CHOICES = {"loss": ("mse", "huber"), "optimizer": ("adam", "rmsprop"), "encoder.name": ("auto", "mlp", "nature_cnn")}
 
 
 def _check_values(config: Any, prefix: str = "") -> None:
@@ -282,9 +351,10 @@ def _check_values(config: Any, prefix: str = "") -> None:
         elif key in _CHOICES and v not in _CHOICES[key]:
             raise ConfigError(f"config key {key!r} is {v!r}: {_nearest(v, _CHOICES[key])}")
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            if key in ("gamma", "tau", "start_e", "end_e", "exploration_fraction", "eval_epsilon") and not 0 <= v <= 1:
+            if key in ("gamma", "tau", "start_e", "end_e", "exploration_fraction", "eval_epsilon", "gae_lambda", "rmsprop_alpha") and not 0 <= v <= 1:
                 raise ConfigError(f"config key {key!r} is {v}: it must lie in [0, 1]")
             positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency", "n_step",
-                        "gradient_steps", "target_network_frequency", "learning_rate", "log_frequency", "keep_checkpoints")
+                        "gradient_steps", "target_network_frequency", "learning_rate", "log_frequency", "keep_checkpoints",
+                        "num_steps", "num_minibatches", "update_epochs")
             if key in positive and v <= 0:
                 raise ConfigError(f"config key {key!r} is {v}: it must be positive")
