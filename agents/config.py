@@ -31,8 +31,23 @@ class ConfigError(ValueError):
 class EncoderConfig:
     """The network body shared by every agent (agents/encoders.py)."""
 
-    name: str = "auto"  # auto: nature_cnn for image observations, mlp for vectors
-    hidden_sizes: tuple[int, ...] = (120, 84)  # mlp only: widths of the hidden layers
+    name: str = "auto"  # auto: nature_cnn for image observations, mlp for vectors; see agents.encoders.ENCODERS
+    hidden_sizes: tuple[int, ...] = (120, 84)  # mlp: widths of the hidden layers
+    init: str = ""  # weights to start from: a .safetensors file of encoder weights or a run folder ("" = fresh)
+    freeze: bool = False  # keep the encoder's weights (and batch-norm statistics) fixed during training
+    norm: str = "none"  # mlp: none | batch | layer normalisation after each hidden layer
+    dropout: float = 0.0  # mlp, impala, lstm (between layers), transformer: dropout probability
+    features_dim: int = 0  # nature_cnn, impala: width of the last layer; 0 = the paper's (512 Nature, 256 IMPALA)
+    channels: tuple[int, ...] = (16, 32, 32)  # impala: channels of its three conv stacks (Espeholt et al. 2018)
+    tower_channels: int = 64  # resnet_tower: channels of every residual block
+    tower_blocks: int = 6  # resnet_tower: number of residual blocks
+    lstm_hidden: int = 128  # lstm: hidden size
+    lstm_layers: int = 1  # lstm: stacked layers
+    d_model: int = 64  # transformer: token width
+    num_heads: int = 4  # transformer: attention heads (must divide d_model)
+    num_layers: int = 2  # transformer: blocks
+    patch_size: int = 4  # transformer on images: square patches of this many pixels a side
+    positions: str = "learned"  # transformer: learned | sinusoidal position embeddings
 
 
 @dataclass(frozen=True)
@@ -152,7 +167,50 @@ class A2CConfig(PPOConfig):
     anneal_lr: bool = False
 
 
-ALGOS: dict[str, type] = {"dqn": DQNConfig, "ppo": PPOConfig, "a2c": A2CConfig}
+@dataclass(frozen=True)
+class SupervisedConfig:
+    """`rl supervised MODEL --data DATASET` (agents/supervised.py): an encoder + a linear classifier trained on
+    data that ships offline; its encoder weights then load into any agent through encoder.init."""
+
+    CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
+        "data": ("digits", "digit_rows", "parity"),
+        "optimizer": ("sgd", "adagrad", "rmsprop", "adam", "adamw"),
+        "schedule": ("constant", "cosine", "step", "linear")}
+
+    data: str = "digits"  # digits: 8x8 images (1, 8, 8); digit_rows: the same as 8 steps of 8 pixels; parity: bit strings
+    seed: int = 1
+    device: str = "auto"
+    epochs: int = 30
+    batch_size: int = 64
+    # --- optimisation
+    optimizer: str = "adam"  # sgd | adagrad | rmsprop | adam | adamw
+    learning_rate: float = 1e-3
+    momentum: float = 0.9  # sgd, rmsprop
+    nesterov: bool = False  # sgd: Nesterov momentum (Sutskever et al. 2013)
+    weight_decay: float = 0.0  # the optimizer's own: coupled L2 for sgd/adagrad/rmsprop/adam, decoupled for adamw
+    l1: float = 0.0  # coefficient of the L1 penalty sum|w| on weight matrices (not biases or norms) added to the loss
+    l2: float = 0.0  # coefficient of the L2 penalty sum w^2 on weight matrices added to the loss
+    max_grad_norm: float = 0.0  # 0 disables gradient clipping
+    schedule: str = "constant"  # learning rate over the epochs: constant | cosine | step | linear (to 0)
+    step_size: int = 10  # step schedule: epochs between decays
+    step_gamma: float = 0.1  # step schedule: decay factor
+    # --- data
+    shift: int = 0  # augmentation for digits: random shifts of up to this many pixels (0 = none)
+    val_fraction: float = 0.1  # of the training split, held out for early stopping
+    test_fraction: float = 0.2  # stratified test split
+    patience: int = 0  # early stopping: epochs without a better validation loss before stopping (0 = never stop)
+    sequence_length: int = 16  # parity: bits per sequence
+    num_samples: int = 4000  # parity: sequences generated
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    # --- logging, checkpoints
+    checkpoint_frequency: int = 10  # epochs between checkpoints; 0: only at the end
+    keep_checkpoints: int = 2
+    runs_dir: str = "runs"
+    progress: bool = True
+    torch_threads: int = 0
+
+
+ALGOS: dict[str, type] = {"dqn": DQNConfig, "ppo": PPOConfig, "a2c": A2CConfig, "supervised": SupervisedConfig}
 
 
 def algo_config_class(algo: str) -> type:
@@ -163,7 +221,7 @@ def algo_config_class(algo: str) -> type:
 
 def resolve(
     algo: str,
-    env: str,
+    env: str | None,
     family: str,
     config_file: Path | None = None,
     flags: dict[str, Any] | None = None,
@@ -182,7 +240,8 @@ def resolve(
         _merge(values, _read_yaml(family_file), cls, str(family_file))
     if config_file is not None:
         _merge(values, _read_yaml(Path(config_file)), cls, str(config_file))
-    _merge(values, {"env": env}, cls, "--env")
+    if env is not None:  # `rl supervised` has data, not an env
+        _merge(values, {"env": env}, cls, "--env")
     _merge(values, {k: v for k, v in (flags or {}).items() if v is not None}, cls, "flags")
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -339,22 +398,28 @@ def _coerce(v: Any, tp: Any, key: str, source: str) -> Any:
     raise ConfigError(f"config key {key!r} ({source}) expects {name}, got {v!r}")
 
 
-_CHOICES = {"loss": ("mse", "huber"), "optimizer": ("adam", "rmsprop"), "encoder.name": ("auto", "mlp", "nature_cnn")}
+_CHOICES = {"loss": ("mse", "huber"), "optimizer": ("adam", "rmsprop"),
+            "encoder.name": ("auto", "mlp", "nature_cnn", "impala", "resnet_tower", "lstm", "transformer"),
+            "encoder.norm": ("none", "batch", "layer"), "encoder.positions": ("learned", "sinusoidal")}
 
 
 def _check_values(config: Any, prefix: str = "") -> None:
     """Range checks that types alone cannot express, each naming the key."""
+    choices = {**_CHOICES, **{f"{prefix}{k}": v for k, v in getattr(config, "CHOICES", {}).items()}}  # a class's own win
     for f in dataclasses.fields(config):
         key, v = f"{prefix}{f.name}", getattr(config, f.name)
         if dataclasses.is_dataclass(v):
             _check_values(v, f"{key}.")
-        elif key in _CHOICES and v not in _CHOICES[key]:
-            raise ConfigError(f"config key {key!r} is {v!r}: {_nearest(v, _CHOICES[key])}")
+        elif key in choices and v not in choices[key]:
+            raise ConfigError(f"config key {key!r} is {v!r}: {_nearest(v, choices[key])}")
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            if key in ("gamma", "tau", "start_e", "end_e", "exploration_fraction", "eval_epsilon", "gae_lambda", "rmsprop_alpha") and not 0 <= v <= 1:
+            if key in ("gamma", "tau", "start_e", "end_e", "exploration_fraction", "eval_epsilon", "gae_lambda", "rmsprop_alpha",
+                       "encoder.dropout", "momentum", "val_fraction", "test_fraction") and not 0 <= v <= 1:
                 raise ConfigError(f"config key {key!r} is {v}: it must lie in [0, 1]")
             positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency", "n_step",
                         "gradient_steps", "target_network_frequency", "learning_rate", "log_frequency", "keep_checkpoints",
-                        "num_steps", "num_minibatches", "update_epochs")
+                        "num_steps", "num_minibatches", "update_epochs", "epochs", "step_size", "sequence_length",
+                        "num_samples", "encoder.tower_channels", "encoder.tower_blocks", "encoder.lstm_hidden",
+                        "encoder.lstm_layers", "encoder.d_model", "encoder.num_heads", "encoder.num_layers", "encoder.patch_size")
             if key in positive and v <= 0:
                 raise ConfigError(f"config key {key!r} is {v}: it must be positive")

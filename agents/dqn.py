@@ -21,7 +21,7 @@ import envs
 from agents import checkpoint
 from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import DQNConfig
-from agents.encoders import make_encoder
+from agents.encoders import encoder_from_config
 from agents.evaluate import run_episodes, summarize
 from agents.replay import FrameReplay, ReplaySample
 from agents.run import Run
@@ -48,8 +48,9 @@ class QNetwork(nn.Module):
         return q
 
 
-def make_q_network(config: DQNConfig, obs_shape: tuple[int, ...], n_actions: int) -> QNetwork:
-    encoder = make_encoder(config.encoder.name, obs_shape, config.encoder.hidden_sizes)
+def make_q_network(config: DQNConfig, obs_shape: tuple[int, ...], n_actions: int, load_init: bool = True) -> QNetwork:
+    """load_init=False skips encoder.init (a checkpoint's weights replace it, and the file may be gone)."""
+    encoder = encoder_from_config(config.encoder, obs_shape, load_init)
     return QNetwork(encoder, n_actions, config.dueling)
 
 
@@ -129,8 +130,9 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
     frame_dtype = torch.uint8 if env.single_observation_space.dtype == np.uint8 else torch.float32
 
     torch.manual_seed(config.seed)
-    q_network = make_q_network(config, obs_shape, n_actions).to(device)
-    target_network = make_q_network(config, obs_shape, n_actions).to(device)
+    fresh = run.resume_from is None  # a resumed run takes every weight from its checkpoint
+    q_network = make_q_network(config, obs_shape, n_actions, fresh).to(device)
+    target_network = make_q_network(config, obs_shape, n_actions, fresh).to(device)
     target_network.load_state_dict(q_network.state_dict())
     target_network.requires_grad_(False)
     optimizer = make_optimizer(q_network, config)
@@ -258,7 +260,7 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
 
 def load_policy(config: DQNConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device, epsilon: float, seed: int):
     """The saved Q-network as an epsilon-greedy policy over numpy observations (for `rl eval`)."""
-    q_network = make_q_network(config, env.single_observation_space.shape, int(env.single_action_space.n)).to(device)
+    q_network = make_q_network(config, env.single_observation_space.shape, int(env.single_action_space.n), load_init=False).to(device)
     q_network.load_state_dict(checkpoint.unprefixed("q", ckpt.tensors))
     rng = torch.Generator().manual_seed(seed)
     n_actions = int(env.single_action_space.n)
