@@ -92,8 +92,9 @@ class Run:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def start(algo: str, config: Any, env_short: str, resume_dir: Path | None = None) -> Run:
-    """Create (or reopen, for --resume) the run folder, seed, pick the device, open the writer."""
+def start(algo: str, config: Any, env_short: str, resume_dir: Path | None = None, total: int | None = None) -> Run:
+    """Create (or reopen, for --resume) the run folder, seed, pick the device, open the writer. The progress bar
+    counts to `total` (default config.total_timesteps; `rl supervised` counts epochs)."""
     device = pick_device(config.device)
     if config.torch_threads > 0:
         torch.set_num_threads(config.torch_threads)
@@ -121,7 +122,7 @@ def start(algo: str, config: Any, env_short: str, resume_dir: Path | None = None
             TextColumn(f"[bold]{algo} {env_short}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[sps]} SPS"), TextColumn("return {task.fields[ret]}"), TimeRemainingColumn(),
         )
-        run._task = run._progress.add_task("train", total=config.total_timesteps, sps="-", ret="-",
+        run._task = run._progress.add_task("train", total=config.total_timesteps if total is None else total, sps="-", ret="-",
                                            completed=resume_from.step if resume_from else 0)
         run._progress.start()
     print(f"run folder: {run_dir}  (tensorboard --logdir {run_dir.parent})", flush=True)

@@ -1,0 +1,230 @@
+"""Supervised training of any encoder (`rl supervised MODEL --data DATASET`), to check it learns and to pretrain it.
+
+The model is encoder (agents/encoders.py) + one linear layer, trained with cross-entropy on data that ships
+offline: scikit-learn's handwritten digits (Alpaydin & Kaynak 1998; 1,797 8x8 images) as images (1, 8, 8)
+or as sequences of 8 rows of 8 pixels, and generated parity of random bit strings (a memory task: the label
+depends on every bit). The field's training options are all here: SGD with (Nesterov) momentum, Adagrad,
+RMSprop, Adam, AdamW; L1/L2 penalties; dropout and batch/layer norm (encoder options); early stopping on
+the validation loss (Prechelt 1998); random-shift augmentation; cosine/step/linear learning-rate schedules.
+
+The run folder is an agent's (config.yaml, TensorBoard, checkpoints/) plus `metrics.json`, a confusion
+matrix `confusion_matrix.png` of the test split and `encoder.safetensors`, which any agent loads with
+`--set encoder.init=RUN_DIR` (or the file's path).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from agents import checkpoint
+from agents.config import ConfigError, SupervisedConfig
+from agents.encoders import encoder_from_config, save_encoder
+from agents.run import Run
+
+
+# ---------------------------------------------------------------------------------------------- data
+class Split(NamedTuple):
+    x: torch.Tensor  # (N, *obs_shape) float32
+    y: torch.Tensor  # (N,) int64 class labels
+
+
+class Dataset(NamedTuple):
+    train: Split
+    val: Split
+    test: Split
+    obs_shape: tuple[int, ...]
+    n_classes: int
+    grid: bool  # the last two axes are an image grid (shift augmentation applies)
+
+
+def load_data(config: SupervisedConfig) -> Dataset:
+    """Stratified train/validation/test splits, fixed by config.seed."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    if config.data in ("digits", "digit_rows"):
+        digits = load_digits()
+        x = digits.images.astype(np.float32) / 16.0  # (1797, 8, 8), pixels 0..16 -> [0, 1]
+        x = x[:, None] if config.data == "digits" else x  # images (N, 1, 8, 8) | 8 time steps of 8 pixels (N, 8, 8)
+        y = digits.target
+    else:  # parity of random bit strings, one bit per time step: (N, L, 1)
+        rng = np.random.default_rng(config.seed)
+        bits = rng.integers(0, 2, (config.num_samples, config.sequence_length))
+        x, y = bits[..., None].astype(np.float32), bits.sum(axis=1) % 2
+    if config.shift and config.data == "parity":
+        raise ConfigError("config key 'shift' shifts digit images: set shift=0 for data=parity")
+    x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=config.test_fraction, stratify=y, random_state=config.seed)
+    x_train, x_val, y_train, y_val = train_test_split(x_rest, y_rest, test_size=config.val_fraction, stratify=y_rest,
+                                                      random_state=config.seed)
+    split = lambda a, b: Split(torch.from_numpy(np.ascontiguousarray(a)), torch.from_numpy(b).long())  # noqa: E731
+    return Dataset(split(x_train, y_train), split(x_val, y_val), split(x_test, y_test), tuple(x.shape[1:]),
+                   int(y.max()) + 1, config.data != "parity")
+
+
+def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Translate each image by up to max_shift pixels in each direction, filling with zeros (the augmentation of
+    LeCun et al. 1998 / DrQ's random shift). x (B, ..., H, W) -> same shape."""
+    B, H, W = x.shape[0], x.shape[-2], x.shape[-1]
+    padded = F.pad(x, (max_shift,) * 4).reshape(B, -1, H + 2 * max_shift, W + 2 * max_shift)  # (B, C, H+2s, W+2s)
+    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, B), generator=generator)
+    rows = (dy[:, None] + torch.arange(H))[:, :, None]  # (B, H, 1)
+    cols = (dx[:, None] + torch.arange(W))[:, None, :]  # (B, 1, W)
+    out = padded[torch.arange(B)[:, None, None], :, rows, cols]  # advanced indices first: (B, H, W, C)
+    return out.permute(0, 3, 1, 2).reshape(x.shape)
+
+
+# ---------------------------------------------------------------------------------------------- model, maths
+class Classifier(nn.Module):
+    def __init__(self, encoder: nn.Module, n_classes: int):
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.output_dim, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x))  # (B, n_classes) logits
+
+
+def weight_penalty(model: nn.Module, l1: float, l2: float) -> torch.Tensor:
+    """l1 * sum|w| + l2 * sum w^2 over weight matrices and kernels (dim >= 2): biases, norms' scales and
+    position embeddings are left alone, as is usual (e.g. Goodfellow et al. 2016, sec. 7.1)."""
+    weights = [p for name, p in model.named_parameters() if p.requires_grad and p.dim() >= 2 and "pos" not in name]
+    total = torch.zeros((), device=weights[0].device if weights else None)
+    for w in weights:
+        if l1:
+            total = total + l1 * w.abs().sum()
+        if l2:
+            total = total + l2 * w.pow(2).sum()
+    return total
+
+
+def make_optimizer(params, config: SupervisedConfig) -> torch.optim.Optimizer:
+    lr, wd = config.learning_rate, config.weight_decay
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0, weight_decay=wd)
+    if config.optimizer == "adagrad":  # Duchi et al. 2011
+        return torch.optim.Adagrad(params, lr, weight_decay=wd)
+    if config.optimizer == "rmsprop":  # Tieleman & Hinton 2012
+        return torch.optim.RMSprop(params, lr, momentum=config.momentum, weight_decay=wd)
+    if config.optimizer == "adamw":  # Loshchilov & Hutter 2019: decay decoupled from the gradient
+        return torch.optim.AdamW(params, lr, weight_decay=wd)
+    return torch.optim.Adam(params, lr, weight_decay=wd)  # Kingma & Ba 2015
+
+
+def lr_factor(schedule: str, epoch: int, epochs: int, step_size: int, step_gamma: float) -> float:
+    """Multiplier of the learning rate during `epoch` (0-based): cosine annealing without restarts (Loshchilov &
+    Hutter 2017), step decay, linear decay to 0, or constant."""
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+    if schedule == "step":
+        return step_gamma ** (epoch // step_size)
+    if schedule == "linear":
+        return 1.0 - epoch / epochs
+    return 1.0
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, device: torch.device, batch_size: int = 512) -> tuple[float, float, torch.Tensor]:
+    """(mean cross-entropy, accuracy, predictions (N,)) with the model in eval mode."""
+    model.eval()
+    logits = torch.cat([model(split.x[i:i + batch_size].to(device)).cpu() for i in range(0, len(split.y), batch_size)])
+    return F.cross_entropy(logits, split.y).item(), (logits.argmax(1) == split.y).float().mean().item(), logits.argmax(1)
+
+
+def save_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    display = ConfusionMatrixDisplay.from_predictions(y_true, y_pred, colorbar=False)
+    display.ax_.set_title(title)
+    display.figure_.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(display.figure_)
+
+
+# ---------------------------------------------------------------------------------------------- training
+def check(config: SupervisedConfig) -> None:
+    """Raise the ConfigError a run would hit (data options, encoder vs data shape, encoder.init) before the CLI
+    creates a run folder."""
+    encoder_from_config(config.encoder, load_data(config).obs_shape)
+
+
+def train(config: SupervisedConfig, run: Run) -> dict[str, Any]:
+    device = run.device
+    data = load_data(config)
+    torch.manual_seed(config.seed)
+    model = Classifier(encoder_from_config(config.encoder, data.obs_shape), data.n_classes).to(device)
+    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], config)
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    rng = torch.Generator().manual_seed(config.seed)  # batch order and shifts
+    best_val, best_state, bad_epochs, epoch, seen = math.inf, None, 0, 0, 0
+    start_time = time.time()
+
+    def save_checkpoint() -> None:
+        checkpoint.save(run.checkpoint_dir, epoch, checkpoint.prefixed("model", model.state_dict()), optimizer,
+                        {"best_val_loss": best_val, "bad_epochs": bad_epochs}, keep=config.keep_checkpoints)
+
+    while epoch < config.epochs and not run.stop_requested:
+        # 1. one pass over the shuffled training split
+        factor = lr_factor(config.schedule, epoch, config.epochs, config.step_size, config.step_gamma)
+        for group, lr in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = lr * factor
+        model.train()
+        losses, correct = [], 0
+        order = torch.randperm(len(data.train.y), generator=rng)
+        for i in range(0, len(order), config.batch_size):
+            idx = order[i:i + config.batch_size]
+            x, y = data.train.x[idx], data.train.y[idx]
+            if config.shift and data.grid:
+                x = random_shift(x, config.shift, rng)
+            logits = model(x.to(device))
+            loss = F.cross_entropy(logits, y.to(device)) + weight_penalty(model, config.l1, config.l2)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.max_grad_norm > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            losses.append(loss.detach())
+            correct += (logits.argmax(1).cpu() == y).sum().item()
+        epoch, seen = epoch + 1, seen + len(order)
+
+        # 2. validation, early stopping on its loss (the best weights are kept)
+        val_loss, val_acc, _ = evaluate(model, data.val, device)
+        run.log(epoch, {"supervised/train_loss": torch.stack(losses).mean().item(), "supervised/train_accuracy": correct / len(order),
+                        "supervised/val_loss": val_loss, "supervised/val_accuracy": val_acc,
+                        "charts/learning_rate": optimizer.param_groups[0]["lr"]})
+        if val_loss < best_val:
+            best_val, bad_epochs = val_loss, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad_epochs += 1
+        run.progress(epoch, config.epochs, seen / max(time.time() - start_time, 1e-9), None)
+        if config.checkpoint_frequency and epoch % config.checkpoint_frequency == 0:
+            save_checkpoint()
+        if config.patience and bad_epochs >= config.patience:
+            break
+
+    # 3. test the weights of the best validation loss; save the picture, the metrics and the encoder
+    elapsed = time.time() - start_time
+    if config.patience and best_state is not None:
+        model.load_state_dict(best_state)
+    test_loss, test_acc, predictions = evaluate(model, data.test, device)
+    run.log(epoch, {"test/loss": test_loss, "test/accuracy": test_acc})
+    save_confusion_matrix(data.test.y.numpy(), predictions.numpy(), run.dir / "confusion_matrix.png",
+                          f"{config.encoder.name} on {config.data}: test accuracy {test_acc:.1%}")
+    save_encoder(model.encoder, run.dir / "encoder.safetensors")
+    save_checkpoint()
+    metrics = {"test_accuracy": test_acc, "test_loss": test_loss, "best_val_loss": best_val, "epochs": epoch,
+               "train_size": len(data.train.y), "val_size": len(data.val.y), "test_size": len(data.test.y), "seconds": elapsed}
+    (run.dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return {**metrics, "step": epoch, "finished": epoch >= config.epochs or bool(config.patience and bad_epochs >= config.patience),
+            "sps": seen / max(elapsed, 1e-9), "evals": []}
