@@ -14,7 +14,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.spaces import Discrete
+from gymnasium.spaces import Box, Discrete
 from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorWrapper
 from gymnasium.wrappers import DtypeObservation, FlattenObservation
 
@@ -27,7 +27,12 @@ GYM_ENVS: dict[str, str] = {
     "FrozenLake8x8-v1": "toy text: cross a slippery 8x8 frozen lake; 64 states, 4 actions",
     "Taxi-v4": "toy text: pick up and drop off a passenger; 500 states, 6 actions",
     "CliffWalking-v1": "toy text: walk to the goal along a cliff edge; 48 states, 4 actions",
+    "CartPoleNoVel-v1": "memory: CartPole-v1 seeing only cart position and pole angle (velocities hidden)",
 }
+# Partially observed variants (rl-baselines3-zoo's names): id -> (gymnasium id, observation indices kept).
+# CartPole's observation is [x, x_dot, theta, theta_dot]: without the velocities one frame cannot tell
+# which way the pole falls, so a policy needs memory (an LSTM) or frame stacking.
+MASKED: dict[str, tuple[str, tuple[int, ...]]] = {"CartPoleNoVel-v1": ("CartPole-v1", (0, 2))}
 # LunarLander needs Box2D: `pip install "gymnasium[box2d]"`.
 if importlib.util.find_spec("Box2D") is not None:
     GYM_ENVS["LunarLander-v3"] = "Box2D: land a lander on the pad; 4 actions, 1000 steps"
@@ -41,8 +46,24 @@ def gym_family(env_id: str) -> str:
     return re.sub(r"(\d+x\d+)?-v\d+$", "", env_id).lower()
 
 
+class KeepObservation(gym.ObservationWrapper):
+    """Show the agent only some entries of a Box observation (the others are hidden, not zeroed)."""
+
+    def __init__(self, env: gym.Env, keep: tuple[int, ...]):
+        super().__init__(env)
+        self.keep = np.asarray(keep)
+        space = env.observation_space
+        self.observation_space = Box(space.low[self.keep], space.high[self.keep], dtype=space.dtype)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return observation[self.keep]
+
+
 def _make_one(env_id: str, options: dict[str, Any]) -> gym.Env:
-    env = gym.make(env_id, **options)
+    base_id, keep = MASKED.get(env_id, (env_id, None))
+    env = gym.make(base_id, **options)
+    if keep is not None:
+        env = KeepObservation(env, keep)
     if isinstance(env.observation_space, Discrete):
         env = FlattenObservation(env)  # state s -> one-hot of length n
     return DtypeObservation(env, np.float32)

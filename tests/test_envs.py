@@ -276,3 +276,18 @@ def test_episode_stats_on_cartpole_counts_every_agent_step_once():
     assert all(ret == length for ret, length in episodes)  # +1 per step
     # Every step belongs to one episode, except the autoreset step between two episodes.
     assert sum(length for _, length in episodes) + 4 == steps
+
+
+def test_cartpole_without_velocities_is_cartpole_seen_through_a_mask():
+    masked, full = make("CartPoleNoVel-v1", 3, seed=5), make("CartPole-v1", 3, seed=5)
+    assert masked.single_observation_space.shape == (2,) and family("CartPoleNoVel-v1") == "cartpolenovel"
+    obs_m, _ = masked.reset(seed=5)
+    obs_f, _ = full.reset(seed=5)
+    ends = 0
+    for actions in random_actions(full, 300, seed=1):
+        assert np.array_equal(obs_m, obs_f[:, [0, 2]])  # cart position and pole angle; both velocities hidden
+        obs_m, r_m, term_m, trunc_m, _ = masked.step(actions)
+        obs_f, r_f, term_f, trunc_f, _ = full.step(actions)
+        assert np.array_equal(r_m, r_f) and np.array_equal(term_m, term_f) and np.array_equal(trunc_m, trunc_f)
+        ends += int(term_f.sum())
+    assert ends > 3  # episodes ended and restarted along the way
