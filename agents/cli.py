@@ -119,6 +119,8 @@ def eval_(
     if not (run_dir / "config.yaml").exists():
         raise checkpoint.CheckpointError(f"{str(run_dir)!r} is not a run folder (no config.yaml in it)")
     algo, cfg = config_lib.load(run_dir / "config.yaml")
+    if algo == "supervised":
+        raise checkpoint.CheckpointError(f"{str(run_dir)!r} is a supervised run, not an agent: its test accuracy is in metrics.json")
     ckpt = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
     dev = pick_device(device)
     env = envs.make(cfg.env, min(episodes, 8), seed)
