@@ -67,5 +67,8 @@ def test_save_load_round_trip(tmp_path: Path):
 
 def test_every_shipped_yaml_resolves():
     for path in sorted(config_lib.CONFIG_DIR.glob("*/*.yaml")):
+        if path.parent.name == "supervised":  # one file per data set, no env
+            assert config_lib.resolve("supervised", None, path.stem, flags={"data": path.stem}).data == path.stem, path
+            continue
         cfg = config_lib.resolve(path.parent.name, "CartPole-v1", path.stem)
         assert cfg.total_timesteps > 0, path
