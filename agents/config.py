@@ -119,10 +119,12 @@ class PPOConfig:
     clip_rewards: bool = False  # learn from sign(r) (Atari); scores are always logged raw
     terminal_on_life_loss: bool = False  # Atari: a lost life ends the advantage estimate, the game goes on
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    shared_encoder: bool = False  # one encoder for policy and value (CleanRL's Atari agent); False: one each
     # --- evaluation, logging, checkpoints
     eval_frequency: int = 10_000  # env steps between evaluations; 0 disables them
     eval_episodes: int = 10
-    eval_epsilon: float = 0.0  # 0: sample from the policy (see load_policy); kept for `rl eval --epsilon`
+    eval_epsilon: float = 0.0  # probability of a uniformly random legal action; else the policy acts (see ppo.load_policy)
+    eval_greedy: bool = False  # the policy acts by its most likely action instead of sampling
     log_frequency: int = 1_000
     checkpoint_frequency: int = 50_000
     keep_checkpoints: int = 2
