@@ -154,7 +154,26 @@ class A2CConfig(PPOConfig):
     anneal_lr: bool = False
 
 
-ALGOS: dict[str, type] = {"dqn": DQNConfig, "ppo": PPOConfig, "a2c": A2CConfig}
+@dataclass(frozen=True)
+class ReinforceConfig(PPOConfig):
+    """REINFORCE with a learned baseline (Williams 1992; Sutton & Barto 2018, sec. 13.4): one gradient step
+    per rollout on -(G_t - V(s_t)) log pi(a_t|s_t), with G_t the Monte-Carlo discounted return (gae_lambda = 1
+    is exactly that) and the baseline V fitted to G_t. Long rollouts so that most episodes end inside one;
+    an episode cut by the rollout's end is completed by V of its last obs, as at a time limit."""
+
+    learning_rate: float = 1e-3
+    anneal_lr: bool = False
+    num_envs: int = 4
+    num_steps: int = 256
+    gae_lambda: float = 1.0
+    num_minibatches: int = 1
+    update_epochs: int = 1
+    clip_coef: float = 0.0
+    clip_vloss: bool = False
+    ent_coef: float = 0.0
+
+
+ALGOS: dict[str, type] = {"dqn": DQNConfig, "ppo": PPOConfig, "a2c": A2CConfig, "reinforce": ReinforceConfig}
 
 
 def algo_config_class(algo: str) -> type:
