@@ -352,7 +352,10 @@ def _read_init(path: Path, wanted: list[str]) -> dict[str, torch.Tensor]:
         path = path / "encoder.safetensors"
     if path.is_dir():
         tensors = checkpoint.load(checkpoint.latest(path / "checkpoints")).tensors
-        prefixes = sorted({k[: -len(w)] for k in tensors for w in wanted[:1] if k.endswith("." + w)})
+        # The online network's body first: q.encoder. (DQN) before target.encoder., agent.encoder. (PPO's policy
+        # body) before agent.critic_encoder.
+        prefixes = sorted({k[: -len(w)] for k in tensors for w in wanted[:1] if k.endswith("." + w)},
+                          key=lambda p: (p.startswith("target."), not p.endswith(".encoder."), p))
         for prefix in prefixes:
             if all(prefix + w in tensors for w in wanted):
                 return {w: tensors[prefix + w] for w in wanted}
