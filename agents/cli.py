@@ -27,12 +27,14 @@ def _user_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from agents.checkpoint import CheckpointError
+        from agents.compare import CompareError
         from agents.config import ConfigError
+        from agents.watch import VideoError
         from envs import EnvNameError
 
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, EnvNameError, CheckpointError) as e:
+        except (ConfigError, EnvNameError, CheckpointError, VideoError, CompareError) as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
 
@@ -136,6 +138,95 @@ def eval_(
     else:
         typer.echo(f"{cfg.env} step {ckpt.step:,}: {summary['mean']:.2f} ± {summary['std']:.2f} over {episodes} episodes "
                    f"(min {summary['min']:g}, max {summary['max']:g}, 95% CI [{summary['ci95_low']:.2f}, {summary['ci95_high']:.2f}])")
+
+
+@app.command()
+@_user_errors
+def watch(
+    run_dir: Path = typer.Argument(..., help="A run folder (runs/...)."),
+    episodes: int = typer.Option(1, "--episodes", min=1, help="Number of whole games."),
+    video: Optional[Path] = typer.Option(None, "--video", help="Write FILE.mp4 or FILE.gif instead of opening a window."),
+    fps: float = typer.Option(30.0, "--fps", min=1.0, help="Frames per second (one frame per agent step)."),
+    step: Optional[int] = typer.Option(None, "--checkpoint", help="Use checkpoints/step_<STEP> instead of the latest."),
+    overlay: bool = typer.Option(True, "--overlay/--no-overlay", help="Score, step and the agent's action values under the game."),
+    epsilon: Optional[float] = typer.Option(None, "--epsilon", help="Exploration while playing (default: the run's eval_epsilon)."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device"),
+):
+    """Watch a run's agent play: a window when a display exists, else a video (default <run>/videos/).
+
+    \b
+    Examples:
+      rl watch runs/Pong__dqn__1__20261123-101500
+      rl watch runs/Pong__dqn__1__20261123-101500 --video pong.mp4 --episodes 2
+      rl watch runs/CartPole-v1__dqn__1__20261123-101500 --video cartpole.gif --checkpoint 10000 --no-overlay
+    Atari shows the full-colour screen of the very game the agent plays on its 84x84 input.
+    """
+    from agents.watch import watch as watch_run
+
+    path, frames = watch_run(run_dir, episodes, video, fps, step, overlay, epsilon, seed, device)
+    typer.echo(f"showed {frames} frames" if path is None else f"wrote {path} ({frames} frames at {fps:g} fps)")
+
+
+@app.command()
+@_user_errors
+def compare(
+    run_dirs: list[Path] = typer.Argument(..., help="Run folders; runs of one config on several seeds are grouped."),
+    tag: str = typer.Option("charts/episodic_return", "--tag", help="Scalar to compare, e.g. eval/episodic_return."),
+    out: Path = typer.Option(Path("compare.png"), "--out", help="Plot file (.png, .pdf, .svg)."),
+    smooth: int = typer.Option(10, "--smooth", min=1, help="Moving average over this many logged points."),
+    as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
+):
+    """Plot runs' curves (mean over seeds, 95% interval) and print final scores with IQM and bootstrap intervals.
+
+    \b
+    Examples:
+      rl compare runs/CartPole-v1__dqn__* runs/CartPole-v1__dqn-sb3__*
+      rl compare runs/Pong__dqn__* --tag eval/episodic_return --out pong.png
+    """
+    from agents.compare import compare as compare_runs
+
+    rows = compare_runs(run_dirs, tag, out, smooth)
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    width = max(len(r["label"]) for r in rows)
+    typer.echo(f"{'group':<{width}}  runs  {'steps':>9}  {'mean':>9}  {'IQM':>9}  IQM 95% bootstrap CI")
+    for r in rows:
+        typer.echo(f"{r['label']:<{width}}  {r['runs']:>4}  {r['steps']:>9,}  {r['mean']:>9.2f}  {r['iqm']:>9.2f}  "
+                   f"[{r['iqm_ci95_low']:.2f}, {r['iqm_ci95_high']:.2f}]")
+    typer.echo(f"final score: mean of {tag} over the last 10% of each run's steps; plot: {out}")
+
+
+@app.command()
+@_user_errors
+def board(
+    logdir: Path = typer.Argument(Path("runs"), help="Folder of run folders."),
+    port: Optional[int] = typer.Option(None, "--port", help="Port (default: 6006, or the next free one)."),
+):
+    """Start TensorBoard on 127.0.0.1 for LOGDIR and print its address; Ctrl-C stops it.
+
+    \b
+    Examples:
+      rl board
+      rl board runs --port 6007
+    """
+    import time
+
+    from tensorboard import program
+
+    from agents.compare import CompareError
+
+    if not logdir.is_dir():
+        raise CompareError(f"log folder {str(logdir)!r} does not exist (train a run first, or pass its folder)")
+    board = program.TensorBoard()
+    board.configure(argv=[None, "--logdir", str(logdir), "--host", "127.0.0.1", *(["--port", str(port)] if port else [])])
+    typer.echo(f"TensorBoard at {board.launch()} (Ctrl-C stops it)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
 
 
 @app.command("envs")

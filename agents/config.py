@@ -74,6 +74,7 @@ class DQNConfig:
     eval_frequency: int = 10_000  # env steps between evaluations; 0 disables them
     eval_episodes: int = 10
     eval_epsilon: float = 0.05
+    video_frequency: int = 0  # every this many evaluations, one game to <run>/videos/step_<N>.mp4; 0: none
     log_frequency: int = 100  # env steps between loss logs
     checkpoint_frequency: int = 50_000  # env steps between checkpoints; 0: only at the end and on Ctrl-C
     checkpoint_replay: bool = True  # store the replay in checkpoints so that --resume is exact
@@ -123,6 +124,7 @@ class PPOConfig:
     eval_frequency: int = 10_000  # env steps between evaluations; 0 disables them
     eval_episodes: int = 10
     eval_epsilon: float = 0.0  # 0: sample from the policy (see load_policy); kept for `rl eval --epsilon`
+    video_frequency: int = 0  # every this many evaluations, one game to <run>/videos/step_<N>.mp4; 0: none
     log_frequency: int = 1_000
     checkpoint_frequency: int = 50_000
     keep_checkpoints: int = 2
