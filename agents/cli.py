@@ -53,6 +53,7 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of overrides."),
     set_: list[str] = typer.Option([], "--set", help="Override one key: --set learning_rate=1e-4 (repeatable; nested: encoder.name=mlp)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Run folder to continue from its latest checkpoint."),
+    impl: str = typer.Option("ours", "--impl", help="ours | sb3: Stable-Baselines3's agent with this config, logged into our run layout."),
 ):
     """Train an agent; writes runs/<env>__<algo>__<seed>__<time>/ (config, TensorBoard, checkpoints).
 
@@ -62,6 +63,7 @@ def train(
       rl train dqn --env CartPole-v1 --steps 50000 --seed 3
       rl train dqn --env Breakout --set double_dqn=true --set n_step=3
       rl train dqn --env Pong --resume runs/Pong__dqn__1__20261123-101500
+      rl train dqn --env CartPole-v1 --impl sb3   (SB3's DQN, same hyperparameters and tags)
     Ctrl-C saves a checkpoint and stops; --resume continues the same curves.
     """
     import envs
@@ -69,6 +71,10 @@ def train(
     from agents.config import ConfigError
 
     config_lib.algo_config_class(algo)
+    if impl not in ("ours", "sb3"):
+        raise ConfigError(f"--impl {impl!r}: use ours or sb3")
+    if impl == "sb3" and resume is not None:
+        raise ConfigError("--resume works with --impl ours only (SB3 runs save SB3's model, not our checkpoints)")
     flags = {"total_timesteps": steps, "seed": seed, "device": device, "num_envs": num_envs}
     base = None
     if resume is not None:
@@ -84,15 +90,20 @@ def train(
         raise ConfigError("--env is required: e.g. rl train dqn --env Pong (`rl envs` lists them)")
     canonical = envs.canonical_name(env)
     cfg = config_lib.resolve(algo, canonical, envs.family(canonical), config, flags, set_, base=base)
-    run = run_lib.start(algo, cfg, envs.short_name(canonical), resume)
+    run = run_lib.start(algo if impl == "ours" else f"{algo}-sb3", cfg, envs.short_name(canonical), resume)
     try:
-        summary = _algo_module(algo).train(cfg, run)
+        if impl == "sb3":
+            from agents import sb3
+
+            summary = sb3.train(algo, cfg, run)
+        else:
+            summary = _algo_module(algo).train(cfg, run)
     finally:
         run.close()
     last_eval = f", last eval return {summary['evals'][-1][1]:.2f}" if summary["evals"] else ""
     typer.echo(f"{'finished' if summary['finished'] else 'stopped'} at step {summary['step']:,} "
                f"({summary['sps']:,.0f} SPS{last_eval}); run folder: {run.dir}")
-    if not summary["finished"]:
+    if not summary["finished"] and impl == "ours":
         typer.echo(f"continue with: rl train {algo} --resume {run.dir}")
 
 

@@ -235,6 +235,9 @@ def load(path: Path) -> tuple[str, Any]:
     """Read a run folder's config.yaml back: (algo, config)."""
     data = _read_yaml(path)
     algo = data.pop("algo", None)
+    if data.pop("impl", "ours") == "sb3":
+        raise ConfigError(f"{str(path)!r} is a Stable-Baselines3 run (impl: sb3): its model is sb3_model.zip beside it, "
+                          "for SB3's own load(); rl eval/watch/--resume read our checkpoints")
     cls = algo_config_class(str(algo))
     values: dict[str, Any] = {}
     _merge(values, data, cls, str(path))
