@@ -71,11 +71,11 @@ def group_runs(run_dirs: list[Path], tag: str) -> list[Group]:
         steps, values = read_scalars(run_dir, tag)
         group.runs.append(Path(run_dir))
         group.curves.append((steps, values))
-    labels = [g.label for _, g in groups]
+    base = [g.label for _, g in groups]
     for i, (exp, g) in enumerate(groups):  # same algo and env, other settings: name what differs
-        if labels.count(g.label) > 1:
-            others = [e for e, h in groups if h.label == g.label and h is not g]
-            diff = sorted(k for k in exp if any(o.get(k) != exp[k] for o in others))
+        others = [e for j, (e, _) in enumerate(groups) if j != i and base[j] == base[i]]
+        diff = sorted(k for k in exp if any(o.get(k) != exp[k] for o in others))
+        if diff:
             g.label += " (" + ", ".join(f"{k}={exp[k]}" for k in diff[:3]) + ")"
     return [g for _, g in groups]
 
