@@ -73,13 +73,21 @@ class Lockstep:
 
 def make_viewable(name: str, seed: int):
     """A one-env VecEnv whose `render_frames()` gives (1, H, W, 3) uint8 frames of what the agent plays."""
-    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame draws the gymnasium envs; no sound, no ALSA warnings
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame draws the gymnasium envs: no sound, no probing for one
+    if not has_display():  # nor for a screen that is not there (SDL prints an XDG_RUNTIME_DIR error otherwise)
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     name = envs.canonical_name(name)
     if envs.family(name) == "atari":
         return Lockstep(name, seed)
-    env = envs.make(name, 1, seed, render_mode="rgb_array")
-    if not hasattr(env, "render_frames"):  # gymnasium envs draw themselves
+    env = envs.make(name, 1, seed)
+    if hasattr(env, "render_frames"):  # a family that draws itself (Go: envs/go/render.py)
+        return env
+    env.close()
+    try:  # gymnasium envs draw themselves in rgb_array mode
+        env = envs.make(name, 1, seed, render_mode="rgb_array")
         env.render_frames = lambda: np.stack([e.render() for e in env.env.envs])
+    except (TypeError, AttributeError):
+        raise VideoError(f"env {name!r} has no screen to show (no render_frames(), no rgb_array rendering)") from None
     return env
 
 
