@@ -9,7 +9,7 @@ from scipy import stats
 from torch.utils.tensorboard import SummaryWriter
 
 from agents.compare import compare, group_runs, iqm, mean_curve
-from tests.conftest import event_files, invoke, ok, scalars
+from conftest import event_files, invoke, ok, scalars
 
 
 def fake_run(root, name, seed, values, steps, learning_rate=1e-3):

@@ -10,7 +10,7 @@ pytest.importorskip("stable_baselines3", reason="--impl sb3 needs the sb3 extra 
 
 from agents import config as config_lib  # noqa: E402
 from agents.sb3 import make_sb3_env, sb3_model  # noqa: E402
-from tests.conftest import TINY, invoke, ok, only_run, scalars  # noqa: E402
+from conftest import TINY, invoke, ok, only_run, scalars  # noqa: E402
 
 
 def sb3_args(runs_dir, algo, steps, **overrides):
@@ -40,7 +40,7 @@ def test_dqn_config_maps_onto_sb3():
 
 def test_dqn_sb3_smoke_run_logs_our_tags(tmp_path):
     steps = 1_000
-    out = ok(invoke(sb3_args(tmp_path, "dqn", steps, learning_starts=200, train_frequency=4, target_network_frequency=50,
+    out = ok(invoke(sb3_args(tmp_path, "dqn", steps, learning_starts=200, train_frequency=4, gradient_steps=1, target_network_frequency=50,
                              batch_size=32, **{"encoder.hidden_sizes": TINY["encoder.hidden_sizes"]})))
     run_dir = only_run(tmp_path)
     assert "__dqn-sb3__1__" in run_dir.name and "finished at step 1,000" in out

@@ -10,7 +10,7 @@ import envs
 from agents import checkpoint, config as config_lib, dqn
 from agents.evaluate import run_episodes
 from agents.watch import Lockstep, make_viewable, watch, write_video
-from tests.conftest import invoke, ok, only_run, train_args
+from conftest import invoke, ok, only_run, train_args
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".gif"])
