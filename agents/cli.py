@@ -30,12 +30,14 @@ def _user_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from agents.checkpoint import CheckpointError
+        from agents.compare import CompareError
         from agents.config import ConfigError
+        from agents.watch import VideoError
         from envs import EnvNameError
 
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, EnvNameError, CheckpointError) as e:
+        except (ConfigError, EnvNameError, CheckpointError, VideoError, CompareError) as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
 
@@ -54,6 +56,7 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of overrides."),
     set_: list[str] = typer.Option([], "--set", help="Override one key: --set learning_rate=1e-4 (repeatable; nested: encoder.name=mlp)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Run folder to continue from its latest checkpoint."),
+    impl: str = typer.Option("ours", "--impl", help="ours | sb3: Stable-Baselines3's agent with this config, logged into our run layout."),
 ):
     """Train an agent; writes runs/<env>__<algo>__<seed>__<time>/ (config, TensorBoard, checkpoints).
 
@@ -65,6 +68,7 @@ def train(
       rl train dqn --env Pong --resume runs/Pong__dqn__1__20261123-101500
       rl train ppo --env Pong
       rl train a2c --env CartPole-v1
+      rl train dqn --env CartPole-v1 --impl sb3   (SB3's DQN, same hyperparameters and tags)
     Ctrl-C saves a checkpoint and stops; --resume continues the same curves.
     """
     import envs
@@ -72,6 +76,10 @@ def train(
     from agents.config import ConfigError
 
     config_lib.algo_config_class(algo)
+    if impl not in ("ours", "sb3"):
+        raise ConfigError(f"--impl {impl!r}: use ours or sb3")
+    if impl == "sb3" and resume is not None:
+        raise ConfigError("--resume works with --impl ours only (SB3 runs save SB3's model, not our checkpoints)")
     flags = {"total_timesteps": steps, "seed": seed, "device": device, "num_envs": num_envs}
     base = None
     if resume is not None:
@@ -87,15 +95,20 @@ def train(
         raise ConfigError("--env is required: e.g. rl train dqn --env Pong (`rl envs` lists them)")
     canonical = envs.canonical_name(env)
     cfg = config_lib.resolve(algo, canonical, envs.family(canonical), config, flags, set_, base=base)
-    run = run_lib.start(algo, cfg, envs.short_name(canonical), resume)
+    run = run_lib.start(algo if impl == "ours" else f"{algo}-sb3", cfg, envs.short_name(canonical), resume)
     try:
-        summary = _algo_module(algo).train(cfg, run)
+        if impl == "sb3":
+            from agents import sb3
+
+            summary = sb3.train(algo, cfg, run)
+        else:
+            summary = _algo_module(algo).train(cfg, run)
     finally:
         run.close()
     last_eval = f", last eval return {summary['evals'][-1][1]:.2f}" if summary["evals"] else ""
     typer.echo(f"{'finished' if summary['finished'] else 'stopped'} at step {summary['step']:,} "
                f"({summary['sps']:,.0f} SPS{last_eval}); run folder: {run.dir}")
-    if not summary["finished"]:
+    if not summary["finished"] and impl == "ours":
         typer.echo(f"continue with: rl train {algo} --resume {run.dir}")
 
 
@@ -181,6 +194,95 @@ def supervised(
     typer.echo(f"test accuracy {summary['test_accuracy']:.2%} after {summary['epochs']} epochs ({summary['seconds']:.1f} s); "
                f"run folder: {run.dir}")
     typer.echo(f"confusion matrix: {run.dir / 'confusion_matrix.png'}; reuse the encoder with --set encoder.init={run.dir}")
+
+
+@app.command()
+@_user_errors
+def watch(
+    run_dir: Path = typer.Argument(..., help="A run folder (runs/...)."),
+    episodes: int = typer.Option(1, "--episodes", min=1, help="Number of whole games."),
+    video: Optional[Path] = typer.Option(None, "--video", help="Write FILE.mp4 or FILE.gif instead of opening a window."),
+    fps: float = typer.Option(30.0, "--fps", min=1.0, help="Frames per second (one frame per agent step)."),
+    step: Optional[int] = typer.Option(None, "--checkpoint", help="Use checkpoints/step_<STEP> instead of the latest."),
+    overlay: bool = typer.Option(True, "--overlay/--no-overlay", help="Score, step and the agent's action values under the game."),
+    epsilon: Optional[float] = typer.Option(None, "--epsilon", help="Exploration while playing (default: the run's eval_epsilon)."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device"),
+):
+    """Watch a run's agent play: a window when a display exists, else a video (default <run>/videos/).
+
+    \b
+    Examples:
+      rl watch runs/Pong__dqn__1__20261123-101500
+      rl watch runs/Pong__dqn__1__20261123-101500 --video pong.mp4 --episodes 2
+      rl watch runs/CartPole-v1__dqn__1__20261123-101500 --video cartpole.gif --checkpoint 10000 --no-overlay
+    Atari shows the full-colour screen of the very game the agent plays on its 84x84 input.
+    """
+    from agents.watch import watch as watch_run
+
+    path, frames = watch_run(run_dir, episodes, video, fps, step, overlay, epsilon, seed, device)
+    typer.echo(f"showed {frames} frames" if path is None else f"wrote {path} ({frames} frames at {fps:g} fps)")
+
+
+@app.command()
+@_user_errors
+def compare(
+    run_dirs: list[Path] = typer.Argument(..., help="Run folders; runs of one config on several seeds are grouped."),
+    tag: str = typer.Option("charts/episodic_return", "--tag", help="Scalar to compare, e.g. eval/episodic_return."),
+    out: Path = typer.Option(Path("compare.png"), "--out", help="Plot file (.png, .pdf, .svg)."),
+    smooth: int = typer.Option(10, "--smooth", min=1, help="Moving average over this many logged points."),
+    as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
+):
+    """Plot runs' curves (mean over seeds, 95% interval) and print final scores with IQM and bootstrap intervals.
+
+    \b
+    Examples:
+      rl compare runs/CartPole-v1__dqn__* runs/CartPole-v1__dqn-sb3__*
+      rl compare runs/Pong__dqn__* --tag eval/episodic_return --out pong.png
+    """
+    from agents.compare import compare as compare_runs
+
+    rows = compare_runs(run_dirs, tag, out, smooth)
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    width = max(len(r["label"]) for r in rows)
+    typer.echo(f"{'group':<{width}}  runs  {'steps':>9}  {'mean':>9}  {'IQM':>9}  IQM 95% bootstrap CI")
+    for r in rows:
+        typer.echo(f"{r['label']:<{width}}  {r['runs']:>4}  {r['steps']:>9,}  {r['mean']:>9.2f}  {r['iqm']:>9.2f}  "
+                   f"[{r['iqm_ci95_low']:.2f}, {r['iqm_ci95_high']:.2f}]")
+    typer.echo(f"final score: mean of {tag} over the last 10% of each run's steps; plot: {out}")
+
+
+@app.command()
+@_user_errors
+def board(
+    logdir: Path = typer.Argument(Path("runs"), help="Folder of run folders."),
+    port: Optional[int] = typer.Option(None, "--port", help="Port (default: 6006, or the next free one)."),
+):
+    """Start TensorBoard on 127.0.0.1 for LOGDIR and print its address; Ctrl-C stops it.
+
+    \b
+    Examples:
+      rl board
+      rl board runs --port 6007
+    """
+    import time
+
+    from tensorboard import program
+
+    from agents.compare import CompareError
+
+    if not logdir.is_dir():
+        raise CompareError(f"log folder {str(logdir)!r} does not exist (train a run first, or pass its folder)")
+    board = program.TensorBoard()
+    board.configure(argv=[None, "--logdir", str(logdir), "--host", "127.0.0.1", *(["--port", str(port)] if port else [])])
+    typer.echo(f"TensorBoard at {board.launch()} (Ctrl-C stops it)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
 
 
 @app.command("envs")

@@ -89,6 +89,7 @@ class DQNConfig:
     eval_frequency: int = 10_000  # env steps between evaluations; 0 disables them
     eval_episodes: int = 10
     eval_epsilon: float = 0.05
+    video_frequency: int = 0  # every this many evaluations, one game to <run>/videos/step_<N>.mp4; 0: none
     log_frequency: int = 100  # env steps between loss logs
     checkpoint_frequency: int = 50_000  # env steps between checkpoints; 0: only at the end and on Ctrl-C
     checkpoint_replay: bool = True  # store the replay in checkpoints so that --resume is exact
@@ -140,6 +141,7 @@ class PPOConfig:
     eval_episodes: int = 10
     eval_epsilon: float = 0.0  # probability of a uniformly random legal action; else the policy acts (see ppo.load_policy)
     eval_greedy: bool = False  # the policy acts by its most likely action instead of sampling
+    video_frequency: int = 0  # every this many evaluations, one game to <run>/videos/step_<N>.mp4; 0: none
     log_frequency: int = 1_000
     checkpoint_frequency: int = 50_000
     keep_checkpoints: int = 2
@@ -314,6 +316,9 @@ def load(path: Path) -> tuple[str, Any]:
     """Read a run folder's config.yaml back: (algo, config)."""
     data = _read_yaml(path)
     algo = data.pop("algo", None)
+    if data.pop("impl", "ours") == "sb3":
+        raise ConfigError(f"{str(path)!r} is a Stable-Baselines3 run (impl: sb3): its model is sb3_model.zip beside it, "
+                          "for SB3's own load(); rl eval/watch/--resume read our checkpoints")
     cls = algo_config_class(str(algo))
     values: dict[str, Any] = {}
     _merge(values, data, cls, str(path))

@@ -25,6 +25,7 @@ from agents.encoders import encoder_from_config
 from agents.evaluate import run_episodes, summarize
 from agents.replay import FrameReplay, ReplaySample
 from agents.run import Run
+from agents.watch import training_video
 from envs.episodes import EpisodeStats
 
 
@@ -177,6 +178,7 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
         summary = summarize(run_episodes(eval_env, policy, config.eval_episodes, seed=config.seed + 100_000 + global_step))
         evals.append((global_step, summary["mean"]))
         run.log(global_step, {"eval/episodic_return": summary["mean"]})
+        training_video(run, len(evals), global_step, policy, q_values(q_network, device))
         return summary["mean"]
 
     # Envs restart at each (re)start; the seed depends on the step so a resumed run is reproducible.
@@ -258,10 +260,29 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
             "recent_return": float(np.mean(recent_returns)) if recent_returns else None}
 
 
-def load_policy(config: DQNConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device, epsilon: float, seed: int):
-    """The saved Q-network as an epsilon-greedy policy over numpy observations (for `rl eval`)."""
+def q_values(q_network: nn.Module, device: torch.device):
+    """Q(s, .) as a numpy function: obs (N, ...) -> (N, A), for the overlay of `rl watch` and training videos."""
+    def scores(obs: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return q_network(torch.from_numpy(obs).to(device)).float().cpu().numpy()
+
+    return scores
+
+
+def _load_q_network(config: DQNConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device) -> QNetwork:
     q_network = make_q_network(config, env.single_observation_space.shape, int(env.single_action_space.n), load_init=False).to(device)
     q_network.load_state_dict(checkpoint.unprefixed("q", ckpt.tensors))
+    return q_network
+
+
+def load_policy(config: DQNConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device, epsilon: float, seed: int):
+    """The saved Q-network as an epsilon-greedy policy over numpy observations (for `rl eval`)."""
+    q_network = _load_q_network(config, ckpt, env, device)
     rng = torch.Generator().manual_seed(seed)
     n_actions = int(env.single_action_space.n)
     return lambda o: epsilon_greedy(q_network, torch.from_numpy(o).to(device), epsilon, n_actions, rng)
+
+
+def action_scores(config: DQNConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device):
+    """The saved Q-values as a numpy function obs (N, ...) -> (N, A) (the overlay of `rl watch`)."""
+    return q_values(_load_q_network(config, ckpt, env, device), device)

@@ -30,6 +30,7 @@ from agents.encoders import encoder_from_config, freeze, load_encoder
 from agents.evaluate import run_episodes, summarize
 from agents.rollout import Rollout, gae, make_rollout, masked_logits
 from agents.run import Run
+from agents.watch import training_video
 from envs.episodes import EpisodeStats
 
 
@@ -224,6 +225,7 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
         summary = summarize(run_episodes(eval_env, policy, config.eval_episodes, seed=config.seed + 100_000 + global_step))
         evals.append((global_step, summary["mean"]))
         run.log(global_step, {"eval/episodic_return": summary["mean"]})
+        training_video(run, len(evals), global_step, policy, probabilities(agent, device))
         return summary["mean"]
 
     # Envs restart at each (re)start, seeded by the step, so a resumed run is reproducible.
@@ -342,7 +344,11 @@ def load_policy(config: PPOConfig, ckpt: checkpoint.Checkpoint, env, device: tor
 
 def action_scores(config: PPOConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device):
     """numpy obs (N, ...) -> action probabilities pi(.|s) (N, A), for overlays in `rl watch`."""
-    agent = _load_agent(config, ckpt, env, device)
+    return probabilities(_load_agent(config, ckpt, env, device), device)
+
+
+def probabilities(agent: ActorCritic, device: torch.device):
+    """pi(.|s) as a numpy function: obs (N, ...) -> (N, A), for overlays and training videos."""
 
     def scores(obs: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
         mask = None if action_mask is None else torch.as_tensor(action_mask, dtype=torch.bool, device=device)

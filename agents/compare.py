@@ -1,0 +1,173 @@
+"""Compare runs: learning curves grouped across seeds, and final scores with IQM and bootstrap intervals.
+
+Runs whose config.yaml agree on everything except the seed and where they were written (`seed`,
+`runs_dir`, `device`, `progress`, `torch_threads`) form one group: the same experiment on several seeds.
+For each group:
+- curve: each run's scalar `tag` smoothed by a moving average of `smooth` logged points, interpolated
+  onto a common step grid (where every run of the group has data), then the mean across seeds and a
+  95% Student-t interval of that mean (mean +- t_{0.975, n-1} * std / sqrt(n));
+- final score of a run: the mean of its points in the last 10% of its steps;
+- table: mean, IQM (the mean of the middle 50% of the runs' final scores, scipy's trim_mean(x, 0.25), as
+  in Agarwal et al. 2021, "Deep RL at the Edge of the Statistical Precipice", rliable) and a 95%
+  percentile-bootstrap interval of the IQM over runs. With one task per group, rliable's stratified
+  bootstrap is the plain bootstrap over runs (scipy.stats.bootstrap).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+NOT_THE_EXPERIMENT = ("seed", "runs_dir", "device", "progress", "torch_threads")
+GRID_POINTS = 200
+
+
+class CompareError(ValueError):
+    """A run folder without the tag or without a config; str(error) is one line for the user."""
+
+
+@dataclass
+class Group:
+    label: str
+    runs: list[Path] = field(default_factory=list)
+    curves: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # per run: steps (T,), values (T,)
+
+
+def read_scalars(run_dir: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of one scalar tag from a run's event files (TensorBoard's own reader)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    if tag not in acc.Tags()["scalars"]:
+        have = ", ".join(sorted(acc.Tags()["scalars"])) or "none"
+        raise CompareError(f"run {str(run_dir)!r} has no scalar {tag!r} (it has: {have})")
+    events = acc.Scalars(tag)
+    return np.array([e.step for e in events], dtype=np.float64), np.array([e.value for e in events], dtype=np.float64)
+
+
+def experiment(run_dir: Path) -> dict:
+    """The run's config.yaml without the keys that do not change the experiment."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise CompareError(f"{str(run_dir)!r} is not a run folder (no config.yaml in it)")
+    config = yaml.safe_load(path.read_text()) or {}
+    return {k: v for k, v in config.items() if k not in NOT_THE_EXPERIMENT}
+
+
+def group_runs(run_dirs: list[Path], tag: str) -> list[Group]:
+    """Groups of runs with the same experiment, in the order first seen, with their raw curves."""
+    groups: list[tuple[dict, Group]] = []
+    for run_dir in run_dirs:
+        exp = experiment(run_dir)
+        group = next((g for e, g in groups if e == exp), None)
+        if group is None:
+            impl = "-sb3" if exp.get("impl") == "sb3" else ""
+            group = Group(f"{exp.get('algo', '?')}{impl} {exp.get('env', '?')}")
+            groups.append((exp, group))
+        steps, values = read_scalars(run_dir, tag)
+        group.runs.append(Path(run_dir))
+        group.curves.append((steps, values))
+    base = [g.label for _, g in groups]
+    for i, (exp, g) in enumerate(groups):  # same algo and env, other settings: name what differs
+        others = [e for j, (e, _) in enumerate(groups) if j != i and base[j] == base[i]]
+        diff = sorted(k for k in exp if any(o.get(k) != exp[k] for o in others))
+        if diff:
+            g.label += " (" + ", ".join(f"{k}={exp[k]}" for k in diff[:3]) + ")"
+    return [g for _, g in groups]
+
+
+def moving_average(values: np.ndarray, k: int) -> np.ndarray:
+    """Mean of the last k points at each point (fewer at the start): the curve keeps its length."""
+    if k <= 1:
+        return values
+    c = np.cumsum(np.insert(values, 0, 0.0))
+    n = np.minimum(np.arange(1, len(values) + 1), k)
+    return (c[1:] - c[np.arange(1, len(values) + 1) - n]) / n
+
+
+def mean_curve(curves: list[tuple[np.ndarray, np.ndarray]], smooth: int = 1, points: int = GRID_POINTS):
+    """Steps (G,), mean (G,), low (G,), high (G,) of the curves, each smoothed over `smooth` points, on the
+    grid where every curve has data; 95% t-interval across runs (low = high = mean for a single run)."""
+    from scipy import stats
+
+    start, end = max(s[0] for s, _ in curves), min(s[-1] for s, _ in curves)
+    if end < start:
+        raise CompareError("the runs of one group cover disjoint step ranges: nothing to average")
+    grid = np.linspace(start, end, points) if end > start else np.array([start])
+    ys = np.stack([np.interp(grid, s, moving_average(v, smooth)) for s, v in curves])  # (runs, G)
+    mean = ys.mean(axis=0)
+    if len(curves) < 2:
+        return grid, mean, mean, mean
+    half = stats.t.ppf(0.975, len(curves) - 1) * ys.std(axis=0, ddof=1) / np.sqrt(len(curves))
+    return grid, mean, mean - half, mean + half
+
+
+def final_score(steps: np.ndarray, values: np.ndarray) -> float:
+    """Mean of the points in the last 10% of the run's steps (the last point at least)."""
+    cut = steps[-1] - 0.1 * (steps[-1] - steps[0])
+    return float(values[steps >= cut].mean())
+
+
+def iqm(x: np.ndarray) -> float:
+    from scipy import stats
+
+    return float(stats.trim_mean(x, 0.25))
+
+
+def iqm_interval(x: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the IQM over runs (nan with fewer than two runs)."""
+    from scipy import stats
+
+    if len(x) < 2:
+        return float("nan"), float("nan")
+    if np.all(x == x[0]):  # every resample is the same: scipy refuses a degenerate distribution
+        return float(x[0]), float(x[0])
+    res = stats.bootstrap((x,), lambda s, axis=-1: stats.trim_mean(s, 0.25, axis=axis), n_resamples=2000,
+                          confidence_level=0.95, method="percentile", random_state=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def table(groups: list[Group]) -> list[dict]:
+    rows = []
+    for g in groups:
+        finals = np.array([final_score(s, v) for s, v in g.curves])
+        low, high = iqm_interval(finals)
+        rows.append({"label": g.label, "runs": len(g.runs), "final_scores": finals.tolist(), "mean": float(finals.mean()),
+                     "iqm": iqm(finals), "iqm_ci95_low": low, "iqm_ci95_high": high,
+                     "steps": int(min(s[-1] for s, _ in g.curves))})
+    return rows
+
+
+def plot(groups: list[Group], tag: str, out: Path, smooth: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for g in groups:
+        grid, mean, low, high = mean_curve(g.curves, smooth)
+        line, = ax.plot(grid, mean, label=f"{g.label} ({len(g.runs)} run{'s' if len(g.runs) > 1 else ''})")
+        if len(g.runs) > 1:
+            ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(tag + (f" (moving average of {smooth})" if smooth > 1 else ""))
+    ax.set_title("mean over seeds, shaded: 95% t-interval")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+
+
+def compare(run_dirs: list[Path], tag: str = "charts/episodic_return", out: Path | None = None, smooth: int = 10) -> list[dict]:
+    """Group the runs, plot their smoothed curves to `out` (if given), return the table rows (raw final scores)."""
+    groups = group_runs(run_dirs, tag)
+    if out is not None:
+        plot(groups, tag, Path(out), smooth)
+    return table(groups)

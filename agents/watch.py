@@ -1,0 +1,269 @@
+"""Watch an agent play: frames of the real game, an optional overlay, to a window or a video file.
+
+The agent acts on its own observations (Atari: 84x84 gray, stack of 4) while the viewer sees the
+game itself:
+- Atari: a second AtariVectorEnv of the same game, seed and settings but full-size colour frames
+  (210x160x3, no stacking) steps in lockstep with the agent's env. The ALE is deterministic with
+  sticky actions off (repeat_action_probability 0), and both envs draw the same reset no-ops from
+  the same seed, so it is the same game; `Lockstep` checks that every reward and lives count agree.
+- gymnasium envs: the env's own `render()` in rgb_array mode (pygame draws CartPole and the grids).
+- Hook for other families: a VecEnv with a `render_frames() -> uint8 (N, H, W, 3)` method (Go's board
+  from envs/go/render.py) is drawn with it; nothing else is needed here.
+
+Videos go through imageio: mp4 with the ffmpeg binary the imageio-ffmpeg wheel carries, gif with
+Pillow. A live window (pygame) is used when a display exists and no file is asked for.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+import envs
+from agents.evaluate import Policy
+
+Scores = Callable[[np.ndarray], np.ndarray]  # obs (N, ...) -> action values or probabilities (N, A)
+VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+class VideoError(ValueError):
+    """A bad --video path or a run that cannot be shown; str(error) is one line for the user."""
+
+
+class Lockstep:
+    """The agent's Atari env plus a full-colour twin stepped with the same actions (see module doc)."""
+
+    def __init__(self, name: str, seed: int):
+        self.agent = envs.make(name, 1, seed)
+        self.screen = envs.make(name, 1, seed, img_height=210, img_width=160, grayscale=False, stack_num=1)
+        self.num_envs, self.frame_stack = 1, self.agent.frame_stack
+        self.single_observation_space = self.agent.single_observation_space
+        self.single_action_space = self.agent.single_action_space
+        self._frame: np.ndarray | None = None
+
+    def reset(self, seed: int | None = None):
+        obs, info = self.agent.reset(seed=seed)
+        screen, screen_info = self.screen.reset(seed=seed)
+        self._check(info, screen_info, "reset")
+        self._frame = screen[0, -1]  # (210, 160, 3)
+        return obs, info
+
+    def step(self, actions: np.ndarray):
+        obs, reward, terminated, truncated, info = self.agent.step(actions)
+        screen, screen_reward, *_, screen_info = self.screen.step(actions)
+        self._check(info, screen_info, "step", reward, screen_reward)
+        self._frame = screen[0, -1]
+        return obs, reward, terminated, truncated, info
+
+    @staticmethod
+    def _check(info, screen_info, where, reward=None, screen_reward=None) -> None:
+        if (info["lives"] != screen_info["lives"]).any() or (reward is not None and (reward != screen_reward).any()):
+            raise RuntimeError(f"the colour screen's game left the agent's game at {where}: lives or rewards differ")
+
+    def render_frames(self) -> np.ndarray:
+        return self._frame[None]  # (1, 210, 160, 3)
+
+    def close(self) -> None:
+        self.agent.close()
+        self.screen.close()
+
+
+def make_viewable(name: str, seed: int):
+    """A one-env VecEnv whose `render_frames()` gives (1, H, W, 3) uint8 frames of what the agent plays."""
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame draws the gymnasium envs: no sound, no probing for one
+    if not has_display():  # nor for a screen that is not there (SDL prints an XDG_RUNTIME_DIR error otherwise)
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    name = envs.canonical_name(name)
+    if envs.family(name) == "atari":
+        return Lockstep(name, seed)
+    env = envs.make(name, 1, seed)
+    if hasattr(env, "render_frames"):  # a family that draws itself (Go: envs/go/render.py)
+        return env
+    env.close()
+    try:  # gymnasium envs draw themselves in rgb_array mode
+        env = envs.make(name, 1, seed, render_mode="rgb_array")
+        env.render_frames = lambda: np.stack([e.render() for e in env.env.envs])
+    except (TypeError, AttributeError):
+        raise VideoError(f"env {name!r} has no screen to show (no render_frames(), no rgb_array rendering)") from None
+    return env
+
+
+def play(env, policy: Policy, episodes: int, seed: int, scores: Scores | None = None,
+         overlay: bool = True, max_steps: int = 0) -> Iterator[np.ndarray]:
+    """Frames (H, W, 3) uint8 of `episodes` whole games of env 0, the overlay drawn on each: one frame per
+    agent step plus the final screen of each game. max_steps > 0 stops after that many steps (training
+    videos of long Atari games)."""
+    obs, _ = env.reset(seed=seed)
+    score, step, done = 0.0, 0, 0
+    values = None
+    while done < episodes:
+        frame = env.render_frames()[0]
+        action = policy(obs)
+        if overlay and scores is not None:
+            values = scores(obs)[0]
+        yield draw_overlay(frame, score, step, int(action[0]), values) if overlay else frame
+        obs, reward, terminated, truncated, _ = env.step(action)
+        score, step = score + float(reward[0]), step + 1
+        if max_steps and step >= max_steps:
+            return
+        if terminated[0] or truncated[0]:
+            yield draw_overlay(env.render_frames()[0], score, step, None, values) if overlay else env.render_frames()[0]
+            done += 1
+            if done < episodes:  # NEXT_STEP autoreset: this step only returns the new game's first obs
+                obs, *_ = env.step(action)
+            score, step = 0.0, 0
+
+
+def draw_overlay(frame: np.ndarray, score: float, step: int, action: int | None, values: np.ndarray | None) -> np.ndarray:
+    """The frame, scaled to at least 320 px wide, above a band with score, step and the action values."""
+    from PIL import Image, ImageDraw
+
+    scale = max(1, -(-320 // frame.shape[1]))
+    image = Image.fromarray(frame).resize((frame.shape[1] * scale, frame.shape[0] * scale), Image.NEAREST)
+    rows = 1 + (0 if values is None else len(values))
+    band = 16 * rows + 6
+    canvas = Image.new("RGB", (image.width, image.height + band), (20, 20, 20))
+    canvas.paste(image, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    y = image.height + 3
+    draw.text((4, y), f"score {score:g}   step {step}", fill=(255, 255, 255))
+    if values is not None:
+        lo, hi = float(values.min()), float(values.max())
+        for a, v in enumerate(values):
+            y += 16
+            width = int((image.width - 90) * (v - lo) / (hi - lo)) if hi > lo else 0
+            colour = (80, 200, 80) if a == action else (90, 90, 160)
+            draw.rectangle((80, y + 2, 80 + max(width, 1), y + 12), fill=colour)
+            draw.text((4, y), f"{a:>2} {v:8.3f}", fill=(255, 255, 255))
+    return np.asarray(canvas)
+
+
+def write_video(frames: Iterator[np.ndarray], path: Path, fps: float) -> int:
+    """Write frames to .mp4 (H.264 through imageio-ffmpeg's bundled ffmpeg) or .gif (Pillow); returns the
+    frame count. Frames are padded with black to even sizes (H.264's 4:2:0 needs them)."""
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise VideoError(f"video file {str(path)!r} must end in .mp4 or .gif")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mp4 = path.suffix.lower() == ".mp4"
+    options = dict(fps=fps, macro_block_size=1, quality=7) if mp4 else dict(duration=1000 / fps, loop=0)
+    count = 0
+    with imageio.get_writer(str(path), **options) as writer:
+        for frame in frames:
+            if mp4:
+                frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)))
+            writer.append_data(frame)
+            count += 1
+    return count
+
+
+def show_window(frames: Iterator[np.ndarray], fps: float, title: str) -> int:
+    """Show frames in a pygame window at `fps`; closing the window stops. Returns the frames shown."""
+    import pygame
+
+    pygame.init()
+    clock, screen, count = pygame.time.Clock(), None, 0
+    try:
+        for frame in frames:
+            if screen is None:
+                screen = pygame.display.set_mode((frame.shape[1], frame.shape[0]))
+                pygame.display.set_caption(title)
+            if any(event.type == pygame.QUIT for event in pygame.event.get()):
+                break
+            screen.blit(pygame.surfarray.make_surface(frame.swapaxes(0, 1)), (0, 0))
+            pygame.display.flip()
+            clock.tick(fps)
+            count += 1
+    finally:
+        pygame.quit()
+    return count
+
+
+def has_display() -> bool:
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def record_episode(env_name: str, policy: Policy, path: Path, seed: int, scores: Scores | None = None,
+                   fps: float = 30, max_steps: int = 4500) -> int:
+    """One game of `policy` to `path` (for videos during training: every algorithm calls this from its
+    evaluation; 4,500 steps are 2.5 minutes at 30 fps). Returns the frame count."""
+    env = make_viewable(env_name, seed)
+    try:
+        return write_video(play(env, policy, 1, seed, scores, overlay=True, max_steps=max_steps), path, fps)
+    finally:
+        env.close()
+
+
+def open_run(run_dir: Path, step: int | None = None):
+    """(algo, config, checkpoint) of a run folder: its latest checkpoint, or checkpoints/step_<step>."""
+    from agents import checkpoint, config as config_lib
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists():
+        raise checkpoint.CheckpointError(f"{str(run_dir)!r} is not a run folder (no config.yaml in it)")
+    algo, cfg = config_lib.load(run_dir / "config.yaml")
+    if step is None:
+        return algo, cfg, checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
+    path = run_dir / "checkpoints" / f"step_{step}"
+    if not (path / "state.json").exists():
+        have = sorted(int(p.name[5:]) for p in (run_dir / "checkpoints").glob("step_*") if p.name[5:].isdigit())
+        raise checkpoint.CheckpointError(f"no checkpoint at step {step} in {str(run_dir)!r}: "
+                                         f"{'available: ' + ', '.join(map(str, have)) if have else 'it has none'}")
+    return algo, cfg, checkpoint.load(path)
+
+
+def free_path(path: Path) -> Path:
+    """`path`, or path-1, path-2, ... when it exists: a video is never overwritten."""
+    candidate, i = path, 0
+    while candidate.exists():
+        i += 1
+        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
+    return candidate
+
+
+def watch(run_dir: Path, episodes: int = 1, video: Path | None = None, fps: float = 30, step: int | None = None,
+          overlay: bool = True, epsilon: float | None = None, seed: int = 0, device: str = "auto") -> tuple[Path | None, int]:
+    """Play a run's agent: in a window when a display exists and `video` is None, else to a video file
+    (default: <run>/videos/watch_step_<N>.mp4). Returns (video path or None, frames)."""
+    import importlib
+
+    from agents import checkpoint
+    from agents.run import pick_device
+
+    if video is not None and Path(video).suffix.lower() not in VIDEO_SUFFIXES:
+        raise VideoError(f"--video {str(video)!r} must end in .mp4 or .gif")
+    algo, cfg, ckpt = open_run(run_dir, step)
+    module = importlib.import_module(f"agents.{algo}")
+    dev = pick_device(device)
+    env = make_viewable(cfg.env, seed)
+    try:
+        eps = cfg.eval_epsilon if epsilon is None else epsilon
+        try:
+            policy = module.load_policy(cfg, ckpt, env, dev, eps, seed)
+            scores = module.action_scores(cfg, ckpt, env, dev) if overlay and hasattr(module, "action_scores") else None
+        except RuntimeError:  # load_state_dict: the checkpoint's tensors do not fit config.yaml's network
+            raise checkpoint.CheckpointError(f"checkpoint {str(ckpt.path)!r} does not fit the network in "
+                                             f"{str(Path(run_dir) / 'config.yaml')!r}") from None
+        frames = play(env, policy, episodes, seed, scores, overlay)
+        if video is None and has_display():
+            return None, show_window(frames, fps, f"{cfg.env} {algo} step {ckpt.step}")
+        path = Path(video) if video is not None else free_path(Path(run_dir) / "videos" / f"watch_step_{ckpt.step}.mp4")
+        return path, write_video(frames, path, fps)
+    finally:
+        env.close()
+
+
+def training_video(run, eval_round: int, step: int, policy: Policy, scores: Scores | None = None) -> Path | None:
+    """After evaluation round `eval_round` (1-based): every `video_frequency`-th round, one game of `policy`
+    to <run>/videos/step_<step>.mp4. Any algorithm calls this from its evaluation. Returns the path or None."""
+    every = getattr(run.config, "video_frequency", 0)
+    if every <= 0 or eval_round % every:
+        return None
+    path = free_path(run.dir / "videos" / f"step_{step}.mp4")
+    record_episode(run.config.env, policy, path, seed=run.config.seed + step, scores=scores)
+    return path
