@@ -26,6 +26,7 @@ from agents.evaluate import run_episodes, summarize
 from agents.replay import FrameReplay, ReplaySample
 from agents.run import Run
 from envs.episodes import EpisodeStats
+from envs.tabular import optimal_return
 
 
 # ---------------------------------------------------------------------------------------------- network
@@ -174,7 +175,8 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
         eval_rng = torch.Generator().manual_seed(config.seed + global_step)
         summary = summarize(run_episodes(eval_env, policy, config.eval_episodes, seed=config.seed + 100_000 + global_step))
         evals.append((global_step, summary["mean"]))
-        run.log(global_step, {"eval/episodic_return": summary["mean"]})
+        optimal = optimal_return(config.env)  # tabular envs: the planner's optimum on the same scale, else None
+        run.log(global_step, {"eval/episodic_return": summary["mean"]} | ({"eval/optimal_return": optimal} if optimal is not None else {}))
         return summary["mean"]
 
     # Envs restart at each (re)start; the seed depends on the step so a resumed run is reproducible.

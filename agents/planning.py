@@ -24,6 +24,7 @@ is below epsilon, which is exact only in the limit.
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -56,8 +57,10 @@ def prepare(P: Tensor, R: Tensor, gamma: float | Tensor) -> Model:
         if P.dim() == 3:  # (A, S, S) COO -> (A*S, S): row = a*S + s
             P = P.coalesce()
             a, s, s2 = P.indices()
-            P = torch.sparse_coo_tensor(torch.stack([a * S + s, s2]), P.values(), (A * S, S))
-        P = P.to_sparse_csr() if P.layout != torch.sparse_csr else P
+            P = torch.sparse_coo_tensor(torch.stack([a * S + s, s2]), P.values(), (A * S, S), check_invariants=False)
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": CSR @ dense is all we use
+            warnings.simplefilter("ignore", UserWarning)
+            P = P.to_sparse_csr() if P.layout != torch.sparse_csr else P
         row_sums = _matmul(P, torch.ones(1, S, dtype=R.dtype, device=R.device))  # (1, A*S)
     else:
         P = P.reshape(-1, A * S, S) if P.dim() == 4 else P.reshape(1, A * S, S)
@@ -306,3 +309,14 @@ def finite_horizon(P: Tensor, R: Tensor, horizon: int) -> tuple[Tensor, Tensor]:
         Q = backup(model, V)
         V = Q.amax(-1)
     return V[0], Q[0].argmax(-1)
+
+
+METHODS = {"value-iteration": value_iteration, "policy-iteration": policy_iteration,
+           "modified-policy-iteration": modified_policy_iteration, "q-value-iteration": q_value_iteration}
+
+
+def solve(method: str, P: Tensor, R: Tensor, gamma: float, epsilon: float = 1e-6) -> Solution:
+    """The planner named as on the command line (`rl plan METHOD`); epsilon does not apply to PI."""
+    if method == "policy-iteration":
+        return policy_iteration(P, R, gamma)
+    return METHODS[method](P, R, gamma, epsilon=epsilon)

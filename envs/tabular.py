@@ -47,6 +47,7 @@ class TabularMDP:
     gamma: float  # the discount the source uses (the CLI's default)
     grid: tuple[int, int] | None = None  # (rows, cols) when state = row * cols + col
     moves: tuple[tuple[int, int], ...] | None = None  # (d_row, d_col) of each action, for arrows
+    action_labels: tuple[str, ...] | None = None  # how tables and plots name the actions
 
     @property
     def num_states(self) -> int:
@@ -66,7 +67,7 @@ class TabularMDP:
             P = self.P.coalesce()
             a, s, s2 = P.indices()
             mask = keep[s] & keep[s2]
-            P = torch.sparse_coo_tensor(P.indices()[:, mask], P.values()[mask], P.shape).coalesce()
+            P = torch.sparse_coo_tensor(P.indices()[:, mask], P.values()[mask], P.shape, check_invariants=False).coalesce()
         else:
             P = self.P * keep[None, :, None] * keep[None, None, :]
         return P.to(device=device, dtype=dtype), R.to(device=device, dtype=dtype)
@@ -235,7 +236,8 @@ def grid_world(rows: int = 5, cols: int = 5, teleports: dict | None = None, rewa
         src, act, dst, prob = (np.concatenate([x[keep], y]) for x, y in
                                ((src, np.full(A, s)), (act, np.arange(A)), (dst, np.full(A, i2 * cols + j2)), (prob, np.ones(A))))
         R[s] = value
-    P = torch.sparse_coo_tensor(torch.from_numpy(np.stack([act, src, dst])), torch.from_numpy(prob), (A, S, S)).coalesce()
+    P = torch.sparse_coo_tensor(torch.from_numpy(np.stack([act, src, dst])), torch.from_numpy(prob), (A, S, S),
+                                check_invariants=True).coalesce()
     terminal = np.zeros(S, dtype=bool)
     for i, j in terminals:
         terminal[i * cols + j] = True
@@ -260,7 +262,7 @@ def gamblers_problem(goal: int = 100, p_heads: float = 0.4) -> TabularMDP:
     start = np.zeros(S)
     start[goal // 2] = 1.0
     return TabularMDP(torch.from_numpy(P), torch.from_numpy(R), torch.from_numpy(terminal), torch.from_numpy(start),
-                      "Gambler", 1.0)
+                      "Gambler", 1.0, action_labels=tuple(f"stake {a + 1}" for a in range(A)))
 
 
 def _poisson(lam: float, n: int) -> np.ndarray:
@@ -300,7 +302,8 @@ def jacks_car_rental(max_cars: int = 20, max_move: int = 5, rent_rates=(3.0, 4.0
                 R[n1 * n + n2, a] = credit * (r1 + r2) - move_cost * abs(move)
     start = np.full(n * n, 1.0 / (n * n))
     return TabularMDP(torch.from_numpy(P), torch.from_numpy(R), torch.zeros(n * n, dtype=torch.bool),
-                      torch.from_numpy(start), "JacksCarRental", 0.9, (n, n))
+                      torch.from_numpy(start), "JacksCarRental", 0.9, (n, n),
+                      action_labels=tuple(f"{a - max_move:+d}" for a in range(A)))
 
 
 def make_mdp(name: str) -> TabularMDP:
@@ -315,3 +318,58 @@ def make_mdp(name: str) -> TabularMDP:
     near = difflib.get_close_matches(name, TOY_TEXT + TEXTBOOK, n=3, cutoff=0.3)
     hint = f": did you mean {', '.join(near)}?" if near else ""
     raise EnvNameError(f"no tabular model for env {name!r}{hint} (plannable: {', '.join(TOY_TEXT + TEXTBOOK)})")
+
+
+# ---------------------------------------------------------------------------------------------- display
+ARROWS = {(0, -1): "←", (1, 0): "↓", (0, 1): "→", (-1, 0): "↑"}
+
+
+def action_name(mdp: TabularMDP, a: int) -> str:
+    if mdp.moves is not None:
+        return ARROWS.get(mdp.moves[a], str(a))
+    return mdp.action_labels[a] if mdp.action_labels is not None else str(a)
+
+
+def table(mdp: TabularMDP, V: np.ndarray, policy: np.ndarray) -> str:
+    """Values and the policy as text: two grids for a grid world, else one line per state."""
+    if mdp.grid is not None:
+        rows, cols = mdp.grid
+        names = [("■" if mdp.terminal[s] else action_name(mdp, int(policy[s]))) for s in range(rows * cols)]
+        width = max(len(n) for n in names)
+        values = "\n".join(" ".join(f"{V[r * cols + c]:8.3f}" for c in range(cols)) for r in range(rows))
+        actions = "\n".join(" ".join(f"{names[r * cols + c]:>{width}}" for c in range(cols)) for r in range(rows))
+        return f"V (row by row):\n{values}\n\npolicy (■ terminal):\n{actions}"
+    lines = [f"{'state':>6} {'V':>12}  action"]
+    lines += [f"{s:>6} {V[s]:12.4f}  {'terminal' if mdp.terminal[s] else action_name(mdp, int(policy[s]))}"
+              for s in range(len(V))]
+    return "\n".join(lines)
+
+
+def plot(mdp: TabularMDP, V: np.ndarray, policy: np.ndarray, path: str | Path, title: str) -> None:
+    """Heatmap of V on the grid with the policy drawn as arrows (or action labels) per cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, cols = mdp.grid
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * cols + 1.5), max(3.0, 0.5 * rows + 1.0)))
+    image = ax.imshow(V[: rows * cols].reshape(rows, cols), cmap="viridis")
+    fig.colorbar(image, ax=ax, label="V")
+    live = [s for s in range(rows * cols) if not mdp.terminal[s]]
+    r, c = np.divmod(np.array(live, dtype=int), cols)
+    if mdp.moves is not None:
+        move = np.array([mdp.moves[int(policy[s])] for s in live]).reshape(-1, 2)
+        ax.quiver(c, r, move[:, 1], -move[:, 0], color="white", pivot="middle", scale=1.6 * max(rows, cols))
+    else:
+        for s, i, j in zip(live, r, c):
+            ax.text(j, i, action_name(mdp, int(policy[s])), ha="center", va="center", fontsize=6, color="white")
+    for s in range(rows * cols):
+        if mdp.terminal[s]:
+            ax.text(s % cols, s // cols, "end", ha="center", va="center", fontsize=7, color="white")
+    if max(rows, cols) <= 25:
+        ax.set_xticks(range(cols)), ax.set_yticks(range(rows))
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
