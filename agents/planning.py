@@ -115,8 +115,9 @@ def _change(model: Model, diff: Tensor, stop: str) -> Tensor:
 
 def _finish(model: Model, V: Tensor, iterations: int, diff: Tensor | None = None) -> Solution:
     """Greedy policy in V (B, S). With the span rule, `diff` = L v - v moves V to the middle of
-    Puterman's bounds (Prop. 6.6.1): v* lies in Lv + gamma/(1-gamma) [min diff, max diff], so the
-    reported V is within epsilon/2 of v*; Q is the backup of that V."""
+    Puterman's bounds (Prop. 6.6.1): v* lies in Lv + gamma/(1-gamma) [min diff, max diff]; one more
+    backup of that midpoint is reported (Q, and V = max Q), within gamma epsilon/2 of v*. The policy
+    stays greedy in the last iterate, the one the epsilon-optimality theorem is about."""
     Q = backup(model, V)  # (B, S, A)
     policy = Q.argmax(-1)
     if diff is not None:
@@ -125,8 +126,8 @@ def _finish(model: Model, V: Tensor, iterations: int, diff: Tensor | None = None
         hi = torch.where(model.leak, torch.maximum(diff.amax(1), zero), diff.amax(1))
         lo = torch.where(model.leak, torch.minimum(diff.amin(1), zero), diff.amin(1))
         shift = torch.where(model.gamma < 1, g / (1 - g) * (hi + lo) / 2, torch.zeros_like(g))
-        V = V + shift[:, None]
-        Q = backup(model, V)
+        Q = backup(model, V + shift[:, None])
+        V = Q.amax(-1)  # L of the midpoint is within gamma epsilon/2 of v*, and exactly 0 in terminal states
     if not model.batched:
         return Solution(V[0], Q[0], policy[0], iterations)
     return Solution(V, Q, policy, iterations)
