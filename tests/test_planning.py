@@ -193,3 +193,16 @@ def test_rl_plan_bad_input_is_one_line_and_exit_2(args, expected):
     result = invoke(args)
     assert result.exit_code == 2, result.stdout
     assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_rows_split_over_threads_equal_one_matmul():
+    """The CPU path that splits a large P's rows over threads (agents.planning._rows_in_parallel)."""
+    g = torch.Generator().manual_seed(0)
+    M, X = torch.rand(8192, 512, generator=g, dtype=torch.float64), torch.rand(512, 1, generator=g, dtype=torch.float64)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        split = pl._rows_in_parallel(M, X)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.allclose(split, M @ X, rtol=1e-12, atol=0)
