@@ -176,6 +176,10 @@ def section(args, d: dict, sparse_ours: list[dict], sparse_theirs: list[dict], l
     size_ratio = sparse_theirs[-1]["S"] / sparse_theirs[0]["S"]
     exponent = np.log(growth) / np.log(size_ratio)
     extrapolated = sparse_theirs[-1]["constructor_s"] * (big["S"] / sparse_theirs[-1]["S"]) ** exponent
+    mem_growth = sparse_theirs[-1]["peak_mb"] / sparse_theirs[0]["peak_mb"]
+    mem_exponent = np.log(mem_growth) / np.log(size_ratio)
+    mem_extrapolated = sparse_theirs[-1]["peak_mb"] * (big["S"] / sparse_theirs[-1]["S"]) ** mem_exponent / 1e3
+    per_nnz = ", ".join(f"{r['peak_mb'] * 1e6 / r['nnz']:.0f} at S={r['S']:,}" for r in sparse_ours)
     rows_ours = "\n".join(
         f"| ours, S={r['S']:,} | {r['nnz']:,} | {r['build_s']:.2f} | {r['solve_s']:.2f} ({r['iterations']} it) | "
         f"{r['peak_mb']:.0f} | {r['peak_mb'] * 1e6 / r['nnz']:.0f} |" for r in sparse_ours)
@@ -212,12 +216,16 @@ epsilon 0.01, span rule; peak = resident memory above the fresh interpreter's, e
 {rows_theirs}
 
 - Memory at S={big['S']:,}: {big['peak_mb']:.0f} MB for {big['nnz']:,} nonzeros; a dense P would be
-  A*S*S*8 = {4 * big['S'] ** 2 * 8 / 1e9:,.0f} GB. Bytes per nonzero stay flat from S=2,500 to {big['S']:,}: memory
-  is proportional to the nonzeros (COO indices and values while building, CSR while solving).
+  A*S*S*8 = {4 * big['S'] ** 2 * 8 / 1e9:,.0f} GB. Bytes per nonzero: {per_nnz}; memory grows with the
+  nonzeros (COO indices and values while building, CSR while solving), plus a fixed ~10 MB that
+  dominates the smallest size. About 190 bytes per nonzero is well above the 16 of bare CSR: the
+  builder's numpy index arrays and the COO copies are alive at the peak.
 - pymdptoolbox takes the same sparse matrices, and its Bellman backup stays sparse, but its
   ValueIteration constructor bounds the iterations (Puterman Thm 6.6.6) with a loop over the S
   columns of every P[a], each slice made dense (`_boundIter`): its time grew {growth:.1f}x for {size_ratio:.0f}x the
-  states (exponent {exponent:.2f}), which extrapolates to ~{extrapolated / 3600:.1f} h at S={big['S']:,}; not run there.
+  states (exponent {exponent:.2f}), which extrapolates to ~{extrapolated / 60:.0f} min at S={big['S']:,}, and its peak
+  memory grew {mem_growth:.1f}x (exponent {mem_exponent:.2f}: quadratic in S: its input check `(P[a] >= 0).all()`
+  on a scipy matrix makes one with all S*S entries, as scipy's SparseEfficiencyWarning says), which extrapolates to ~{mem_extrapolated:,.0f} GB at S={big['S']:,}; not run there.
   Its PolicyIteration builds P_pi as a dense S x S array: {big['S'] ** 2 * 8 / 1e9:.0f} GB at S={big['S']:,} (this machine:
   {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 1e9:.0f} GB); not run.
 """
