@@ -209,7 +209,7 @@ def plan(
     P, R = model.planning_tensors()
     try:
         solution = planning.solve(method, P, R, gamma)
-    except (ValueError, RuntimeError, torch_linalg_error()) as e:  # gamma 1 on an MDP some policy never leaves
+    except (ValueError, RuntimeError, _linalg_error()) as e:  # gamma 1 on an MDP some policy never leaves
         raise ConfigError(f"{method} at gamma {gamma} failed on {model.name}: {str(e).splitlines()[0]}") from None
     V, Q, policy = solution.V.numpy(), solution.Q.numpy(), solution.policy.numpy()
     if plot is not None:
@@ -225,7 +225,7 @@ def plan(
         typer.echo(f"plot: {plot}")
 
 
-def torch_linalg_error():
+def _linalg_error():
     import torch
 
     return torch.linalg.LinAlgError
