@@ -34,10 +34,11 @@ def _user_errors(fn):
         from agents.config import ConfigError
         from agents.watch import VideoError
         from envs import EnvNameError
+        from envs.tabular import MDPFileError
 
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, EnvNameError, CheckpointError, VideoError, CompareError) as e:
+        except (ConfigError, EnvNameError, CheckpointError, VideoError, CompareError, MDPFileError) as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
 
@@ -314,6 +315,67 @@ def algos():
     """
     for name, desc in ALGO_HELP.items():
         typer.echo(f"{name:<8} {desc}")
+
+
+@app.command()
+@_user_errors
+def plan(
+    method: str = typer.Argument(..., help="value-iteration | policy-iteration | modified-policy-iteration | q-value-iteration."),
+    env: Optional[str] = typer.Option(None, "--env", help="FrozenLake-v1, FrozenLake8x8-v1, Taxi-v4, CliffWalking-v1, GridWorld, Gambler, JacksCarRental."),
+    mdp: Optional[Path] = typer.Option(None, "--mdp", help=".npz with P (A, S, S), R (S, A) or (A, S, S), optional terminal (S,)."),
+    gamma: Optional[float] = typer.Option(None, "--gamma", help="Discount in (0, 1] (default: the MDP's own, 0.99 for files)."),
+    as_json: bool = typer.Option(False, "--json", help='Print {"V", "Q", "policy", "iterations", "gamma"}.'),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a heatmap of V with the policy (grid worlds)."),
+):
+    """Solve a tabular MDP exactly and show its optimal values and policy.
+
+    \b
+    Examples:
+      rl plan value-iteration --env FrozenLake-v1 --plot frozenlake.png
+      rl plan policy-iteration --env JacksCarRental
+      rl plan modified-policy-iteration --mdp my_mdp.npz --gamma 0.95 --json
+    """
+    import difflib
+
+    from agents import planning
+    from agents.config import ConfigError
+    from envs import tabular
+
+    if method not in planning.METHODS:
+        near = difflib.get_close_matches(method, planning.METHODS, n=1, cutoff=0.3)
+        hint = f": did you mean {near[0]}?" if near else ""
+        raise ConfigError(f"unknown planning method {method!r}{hint} (methods: {', '.join(planning.METHODS)})")
+    if (env is None) == (mdp is None):
+        raise ConfigError("give exactly one of --env ENV or --mdp FILE.npz: e.g. rl plan value-iteration --env FrozenLake-v1")
+    model = tabular.make_mdp(env) if env is not None else tabular.load_npz(mdp)
+    gamma = model.gamma if gamma is None else gamma
+    if not 0 < gamma <= 1:
+        raise ConfigError(f"--gamma {gamma} is outside (0, 1]: e.g. --gamma 0.99")
+    if plot is not None and model.grid is None:
+        raise ConfigError(f"--plot draws grid worlds; {model.name} has no grid (try --env FrozenLake-v1 or GridWorld)")
+    P, R = model.planning_tensors()
+    try:
+        solution = planning.solve(method, P, R, gamma)
+    except (ValueError, RuntimeError, _linalg_error()) as e:  # gamma 1 on an MDP some policy never leaves
+        raise ConfigError(f"{method} at gamma {gamma} failed on {model.name}: {str(e).splitlines()[0]}") from None
+    V, Q, policy = solution.V.numpy(), solution.Q.numpy(), solution.policy.numpy()
+    if plot is not None:
+        tabular.plot(model, V, policy, plot, f"{model.name}: {method}, gamma {gamma:g}")
+    if as_json:
+        typer.echo(json.dumps({"V": V.tolist(), "Q": Q.tolist(), "policy": policy.tolist(),
+                               "iterations": solution.iterations, "gamma": gamma}))
+        return
+    typer.echo(f"{model.name}: {method}, gamma {gamma:g}, {solution.iterations} iterations, "
+               f"{model.num_states} states, {model.num_actions} actions")
+    typer.echo(tabular.table(model, V, policy))
+    if plot is not None:
+        typer.echo(f"plot: {plot}")
+
+
+def _linalg_error():
+    import torch
+
+    return torch.linalg.LinAlgError
 
 
 def _algo_module(algo: str):

@@ -27,6 +27,7 @@ from agents.replay import FrameReplay, ReplaySample
 from agents.run import Run
 from agents.watch import training_video
 from envs.episodes import EpisodeStats
+from envs.tabular import optimal_return
 
 
 # ---------------------------------------------------------------------------------------------- network
@@ -177,7 +178,8 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
         eval_rng = torch.Generator().manual_seed(config.seed + global_step)
         summary = summarize(run_episodes(eval_env, policy, config.eval_episodes, seed=config.seed + 100_000 + global_step))
         evals.append((global_step, summary["mean"]))
-        run.log(global_step, {"eval/episodic_return": summary["mean"]})
+        optimal = optimal_return(config.env)  # tabular envs: the planner's optimum on the same scale, else None
+        run.log(global_step, {"eval/episodic_return": summary["mean"]} | ({"eval/optimal_return": optimal} if optimal is not None else {}))
         training_video(run, len(evals), global_step, policy, q_values(q_network, device))
         return summary["mean"]
 

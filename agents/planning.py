@@ -1,0 +1,348 @@
+"""Exact planners for tabular MDPs, as pure torch functions on CPU or CUDA.
+
+Notation (Puterman 1994, *Markov Decision Processes*): S states, A actions, discount gamma.
+- `P`: transition probabilities, dense (A, S, S) or (B, A, S, S), or a torch sparse tensor (A, S, S)
+  (COO) or (A*S, S) (CSR or COO, row a*S + s), never densified. Rows may sum to less than 1: the
+  missing mass is the probability that the episode ends, after which nothing is bootstrapped
+  (envs.tabular.TabularMDP.planning_tensors zeroes the columns of terminal states).
+- `R`: expected reward r(s, a), (S, A) or (B, S, A).
+- `gamma`: a float or a (B,) tensor: one MDP at many discounts in one call.
+The batch B is the broadcast of P's, R's and gamma's; a sparse P is shared by the whole batch.
+Every solver returns a `Solution` with V (B, S), Q (B, S, A), policy (B, S) (or without B when
+nothing was batched) and the number of iterations the whole batch ran.
+
+Stopping (Puterman Thm 6.3.1 and Sec. 6.6.3): value iteration stops when
+- `stop="sup"`:  ||v_{n+1} - v_n||_inf < epsilon (1 - gamma) / (2 gamma), or
+- `stop="span"`: sp(v_{n+1} - v_n) < epsilon (1 - gamma) / gamma, sp(x) = max x - min x,
+and then the policy greedy in v_{n+1} is epsilon-optimal: v* - v_pi <= epsilon in every state
+(Thm 6.3.1 c; Thm 6.6.6 for the span; both also hold for modified policy iteration, Thm 6.5.9).
+The span bound needs stochastic rows, so where the episode can end the absorbing end state's
+difference (0) takes part in the span, which keeps the bound valid. With gamma = 1 (episodic
+problems such as the gambler's) there is no such bound: iteration stops when the sup-norm change
+is below epsilon, which is exact only in the limit.
+"""
+
+from __future__ import annotations
+
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
+
+import torch
+
+Tensor = torch.Tensor
+
+
+class Solution(NamedTuple):
+    V: Tensor  # (B, S) or (S,)
+    Q: Tensor  # (B, S, A) or (S, A)
+    policy: Tensor  # (B, S) or (S,) int64
+    iterations: int
+
+
+class Model(NamedTuple):
+    """An MDP prepared once for repeated backups: P as a (A*S, S) matrix, dense or sparse CSR."""
+
+    P: Tensor  # dense (1 or B, A*S, S) or sparse CSR (A*S, S)
+    R: Tensor  # (B, S, A)
+    gamma: Tensor  # (B,)
+    leak: Tensor  # (B,) bool: some row sums to less than 1 (episodes can end)
+    row_sums: Tensor  # (1 or B, S, A): sum_s' P(s'|s, a), so that backup(V + c) = backup(V) + gamma c row_sums
+    batched: bool  # whether the caller passed a batch (outputs keep the B axis)
+
+
+def prepare(P: Tensor, R: Tensor, gamma: float | Tensor) -> Model:
+    """Reshape P to (A*S, S) rows (sparse: CSR, built from COO indices in O(nnz)), broadcast the batch."""
+    batched = R.dim() == 3 or (P.dim() == 4) or (torch.is_tensor(gamma) and gamma.dim() == 1)
+    S, A = R.shape[-2:]
+    if P.is_sparse or P.layout == torch.sparse_csr:
+        if P.dim() == 3:  # (A, S, S) COO -> (A*S, S): row = a*S + s
+            P = P.coalesce()
+            a, s, s2 = P.indices()
+            P = torch.sparse_coo_tensor(torch.stack([a * S + s, s2]), P.values(), (A * S, S), check_invariants=False)
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": CSR @ dense is all we use
+            warnings.simplefilter("ignore", UserWarning)
+            P = P.to_sparse_csr() if P.layout != torch.sparse_csr else P
+    else:
+        P = P.reshape(-1, A * S, S) if P.dim() == 4 else P.reshape(1, A * S, S)
+    row_sums = _matmul(P, torch.ones(1, S, dtype=R.dtype, device=R.device))  # (1 or B, A*S)
+    B = max(P.shape[0] if P.layout == torch.strided else 1, R.shape[0] if R.dim() == 3 else 1,
+            gamma.numel() if torch.is_tensor(gamma) else 1)
+    gamma = torch.as_tensor(gamma, dtype=R.dtype, device=R.device).reshape(-1).expand(B)
+    leak = (row_sums < 1 - 1e-6).any(-1).expand(B)
+    row_sums = row_sums.reshape(-1, A, S).transpose(1, 2)
+    return Model(P, R.reshape(-1, S, A).expand(B, S, A), gamma, leak, row_sums, batched)
+
+
+def _matmul(P: Tensor, V: Tensor) -> Tensor:
+    """P V for every row a*S + s: dense (1 or B, A*S, S) or sparse (A*S, S) P, V (B, S) -> (B, A*S)."""
+    if P.layout != torch.strided:
+        return (P @ V.T.contiguous()).T
+    if P.shape[0] == 1:  # one P for the whole batch: a single pass over its bytes serves every column
+        return _rows_in_parallel(P[0], V.T).T
+    return (P @ V.unsqueeze(-1)).squeeze(-1)
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _rows_in_parallel(M: Tensor, X: Tensor) -> Tensor:
+    """M (N, S) @ X (S, B) with the rows split over torch's CPU threads when B is small: MKL's
+    matrix-vector product runs on one thread, and one core does not saturate memory bandwidth
+    (S=2000, A=8 float64 on 2 cores: 14-19 ms on one thread, 9 ms split; scripts/bench_planning.py)."""
+    threads = torch.get_num_threads()
+    if M.device.type != "cpu" or threads == 1 or X.shape[1] > 4 or M.shape[0] < 4096 * threads:
+        return M @ X
+    global _POOL
+    if _POOL is None or _POOL._max_workers != threads:
+        _POOL = ThreadPoolExecutor(threads, thread_name_prefix="planning")
+    out = torch.empty(M.shape[0], X.shape[1], dtype=torch.promote_types(M.dtype, X.dtype))
+    jobs = [_POOL.submit(torch.mm, rows, X, out=part) for rows, part in zip(M.chunk(threads), out.chunk(threads))]
+    for job in jobs:
+        job.result()  # torch ops release the GIL: the chunks run at once
+    return out
+
+
+def backup(model: Model, V: Tensor) -> Tensor:
+    """One Bellman backup (Puterman eq. 6.2.1): Q(s, a) = r(s, a) + gamma sum_s' P(s'|s, a) V(s').
+    V (B, S) -> Q (B, S, A)."""
+    B, S, A = model.R.shape
+    PV = _matmul(model.P, V)  # (B, A*S)
+    return model.R + model.gamma[:, None, None] * PV.reshape(B, A, S).transpose(1, 2)
+
+
+def bellman_backup(P: Tensor, R: Tensor, gamma: float | Tensor, V: Tensor) -> Tensor:
+    """Q = R + gamma P V for raw tensors: P (A, S, S), R (S, A), V (S,) -> Q (S, A); batched alike."""
+    model = prepare(P, R, gamma)
+    Q = backup(model, V.reshape(-1, R.shape[-2]).expand(model.R.shape[0], -1))
+    return Q if model.batched else Q[0]
+
+
+def _threshold(gamma: Tensor, epsilon: float, stop: str) -> Tensor:
+    """The change below which the greedy policy is epsilon-optimal (module docstring)."""
+    if stop not in ("sup", "span"):
+        raise ValueError(f"stop must be 'sup' or 'span', not {stop!r}")
+    factor = 1.0 if stop == "span" else 0.5
+    return torch.where(gamma < 1, epsilon * factor * (1 - gamma) / gamma.clamp_min(1e-12), torch.full_like(gamma, epsilon))
+
+
+def _change(model: Model, diff: Tensor, stop: str) -> Tensor:
+    """Per-MDP sup-norm or span of diff (B, S); the span counts the end state's 0 where episodes end."""
+    if stop == "sup":
+        return diff.abs().amax(1)
+    zero = torch.zeros_like(diff[:, 0])
+    hi, lo = diff.amax(1), diff.amin(1)
+    return torch.where(model.leak, torch.maximum(hi, zero), hi) - torch.where(model.leak, torch.minimum(lo, zero), lo)
+
+
+def _finish(model: Model, V: Tensor, iterations: int, diff: Tensor | None = None) -> Solution:
+    """Greedy policy in V (B, S). With the span rule, `diff` = L v - v moves V to the middle of
+    Puterman's bounds (Prop. 6.6.1): v* lies in Lv + gamma/(1-gamma) [min diff, max diff]; one more
+    backup of that midpoint is reported (Q, and V = max Q), within gamma epsilon/2 of v*. The policy
+    stays greedy in the last iterate, the one the epsilon-optimality theorem is about."""
+    Q = backup(model, V)  # (B, S, A)
+    policy = Q.argmax(-1)
+    if diff is not None:
+        g = model.gamma.clamp_max(1 - 1e-12)
+        zero = torch.zeros_like(diff[:, 0])
+        hi = torch.where(model.leak, torch.maximum(diff.amax(1), zero), diff.amax(1))
+        lo = torch.where(model.leak, torch.minimum(diff.amin(1), zero), diff.amin(1))
+        shift = torch.where(model.gamma < 1, g / (1 - g) * (hi + lo) / 2, torch.zeros_like(g))
+        Q = Q + (model.gamma * shift)[:, None, None] * model.row_sums  # = backup(V + shift), no pass over P
+        V = Q.amax(-1)  # L of the midpoint is within gamma epsilon/2 of v*, and exactly 0 in terminal states
+    if not model.batched:
+        return Solution(V[0], Q[0], policy[0], iterations)
+    return Solution(V, Q, policy, iterations)
+
+
+def value_iteration(P: Tensor, R: Tensor, gamma: float | Tensor, epsilon: float = 0.01, stop: str = "span",
+                    max_iterations: int = 100_000, gauss_seidel: bool = False, V0: Tensor | None = None) -> Solution:
+    """Value iteration (Puterman Sec. 6.3): v_{n+1} = max_a [r + gamma P v_n] until the stopping rule.
+
+    `gauss_seidel=True` updates the states in place, in order, each backup using the values of the
+    states already updated this sweep (Puterman Sec. 6.3.3); it converges in fewer sweeps, one
+    state's row at a time (slow in Python for large S), and stops by the sup norm only (its bound,
+    Thm 6.3.5, is the synchronous one)."""
+    model = prepare(P, R, gamma)
+    B, S, A = model.R.shape
+    V = torch.zeros(B, S, dtype=R.dtype, device=R.device) if V0 is None else V0.reshape(B, S).clone()
+    threshold = _threshold(model.gamma, epsilon, "sup" if gauss_seidel else stop)
+    for n in range(1, max_iterations + 1):
+        if n == 1 and V0 is None and not gauss_seidel:
+            V_new = model.R.amax(-1)  # L 0 = max_a r(s, a): the first iteration reads no P
+        else:
+            V_new = _gauss_seidel_sweep(model, V) if gauss_seidel else backup(model, V).amax(-1)
+        diff = V_new - V
+        V = V_new
+        if bool((_change(model, diff, "sup" if gauss_seidel else stop) < threshold).all()):
+            return _finish(model, V, n, diff if stop == "span" and not gauss_seidel else None)
+    raise RuntimeError(f"value iteration did not meet its stopping rule in {max_iterations} iterations")
+
+
+def _gauss_seidel_sweep(model: Model, V: Tensor) -> Tensor:
+    """One in-place sweep over the states in index order. V (B, S) -> new V (B, S)."""
+    B, S, A = model.R.shape
+    V, P = V.clone(), model.P
+    for s in range(S):
+        rows = torch.arange(A, device=V.device) * S + s  # the rows a*S + s of state s
+        if P.layout == torch.strided:
+            PV = (P[:, rows] @ V.unsqueeze(-1)).squeeze(-1) if P.shape[0] > 1 else (P[0, rows] @ V.T).T  # (B, A)
+        else:  # only the row's nonzeros are read
+            crow, col, val = P.crow_indices(), P.col_indices(), P.values()
+            PV = torch.stack([V[:, col[crow[i]:crow[i + 1]]] @ val[crow[i]:crow[i + 1]] for i in rows.tolist()], 1)
+        V[:, s] = (model.R[:, s] + model.gamma[:, None] * PV).amax(-1)
+    return V
+
+
+def q_value_iteration(P: Tensor, R: Tensor, gamma: float | Tensor, epsilon: float = 0.01,
+                      max_iterations: int = 100_000) -> Solution:
+    """Q-value iteration: Q_{k+1}(s, a) = r(s, a) + gamma sum_s' P(s'|s, a) max_a' Q_k(s', a').
+
+    Stops when ||Q_{k+1} - Q_k||_inf < epsilon (1 - gamma) / (2 gamma); since max_a Q_k is the value
+    iterate v_k, this is the sup-norm rule of value iteration and the greedy policy is epsilon-optimal."""
+    model = prepare(P, R, gamma)
+    Q = model.R.clone()
+    threshold = _threshold(model.gamma, epsilon, "sup")
+    for n in range(1, max_iterations + 1):
+        Q_new = backup(model, Q.amax(-1))
+        change = (Q_new - Q).abs().flatten(1).amax(1)
+        Q = Q_new
+        if bool((change < threshold).all()):
+            V, policy = Q.amax(-1), Q.argmax(-1)
+            return Solution(V, Q, policy, n) if model.batched else Solution(V[0], Q[0], policy[0], n)
+    raise RuntimeError(f"Q-value iteration did not meet its stopping rule in {max_iterations} iterations")
+
+
+def _policy_rows(model: Model, policy: Tensor) -> tuple[Tensor, Tensor]:
+    """P_pi (B, S, S) and r_pi (B, S) of a deterministic policy (B, S), from a dense P."""
+    B, S, A = model.R.shape
+    rows = policy * S + torch.arange(S, device=policy.device)  # (B, S): row a*S + s
+    P = model.P.expand(B, -1, -1)
+    P_pi = torch.gather(P, 1, rows.unsqueeze(-1).expand(B, S, S))  # (B, S, S)
+    r_pi = model.R.gather(2, policy.unsqueeze(-1)).squeeze(-1)  # (B, S)
+    return P_pi, r_pi
+
+
+def _evaluate(model: Model, policy: Tensor, method: str, tolerance: float, max_iterations: int) -> Tensor:
+    """V_pi (B, S) of a deterministic policy (B, S)."""
+    B, S, A = model.R.shape
+    if method == "exact":
+        if model.P.layout != torch.strided:
+            raise ValueError("exact policy evaluation solves a dense linear system: use method='iterative' for a sparse P")
+        P_pi, r_pi = _policy_rows(model, policy)
+        eye = torch.eye(S, dtype=P_pi.dtype, device=P_pi.device)
+        return torch.linalg.solve(eye - model.gamma[:, None, None] * P_pi, r_pi)  # (I - gamma P_pi)^-1 r_pi
+    if method != "iterative":
+        raise ValueError(f"method must be 'exact' or 'iterative', not {method!r}")
+    V = torch.zeros(B, S, dtype=model.R.dtype, device=model.R.device)
+    for _ in range(max_iterations):  # v <- r_pi + gamma P_pi v (Puterman eq. 6.2.8), a gamma-contraction
+        V_new = backup(model, V).gather(2, policy.unsqueeze(-1)).squeeze(-1)
+        done = bool(((V_new - V).abs().amax(1) < tolerance).all())
+        V = V_new
+        if done:
+            return V
+    raise RuntimeError(f"iterative policy evaluation did not converge in {max_iterations} iterations")
+
+
+def policy_evaluation(P: Tensor, R: Tensor, gamma: float | Tensor, policy: Tensor, method: str = "exact",
+                      tolerance: float = 1e-10, max_iterations: int = 1_000_000) -> Tensor:
+    """V_pi of a policy: deterministic (S,) actions or stochastic (S, A) probabilities (batched alike).
+
+    exact: solves (I - gamma P_pi) V = r_pi (Puterman Thm 6.1.1); needs a dense P and gamma < 1 or a
+    policy that ends every episode. iterative: V <- r_pi + gamma P_pi V until the change is below
+    `tolerance` in sup norm (then ||V - V_pi|| < tolerance gamma / (1 - gamma))."""
+    model = prepare(P, R, gamma)
+    B, S, A = model.R.shape
+    if policy.is_floating_point():  # stochastic: average the actions' rows and rewards
+        probs = policy.to(model.R.dtype).reshape(-1, S, A).expand(B, S, A)
+        if method == "exact":
+            if model.P.layout != torch.strided:
+                raise ValueError("exact policy evaluation solves a dense linear system: use method='iterative'")
+            P_full = model.P.expand(B, -1, -1).reshape(B, A, S, S)
+            P_pi = torch.einsum("bsa,bast->bst", probs, P_full)  # (B, S, S)
+            r_pi = (probs * model.R).sum(-1)
+            eye = torch.eye(S, dtype=P_pi.dtype, device=P_pi.device)
+            V = torch.linalg.solve(eye - model.gamma[:, None, None] * P_pi, r_pi)
+        else:
+            V = torch.zeros(B, S, dtype=R.dtype, device=R.device)
+            for _ in range(max_iterations):
+                V_new = (backup(model, V) * probs).sum(-1)
+                done = bool(((V_new - V).abs().amax(1) < tolerance).all())
+                V = V_new
+                if done:
+                    break
+    else:
+        V = _evaluate(model, policy.reshape(-1, S).expand(B, S), method, tolerance, max_iterations)
+    return V if model.batched else V[0]
+
+
+def policy_iteration(P: Tensor, R: Tensor, gamma: float | Tensor, evaluation: str = "exact",
+                     max_iterations: int = 10_000) -> Solution:
+    """Policy iteration (Howard 1960; Puterman Sec. 6.4): evaluate, improve greedily, repeat until
+    the policy is stable. Improvement keeps the current action unless another is strictly better
+    (Puterman's rule, which guarantees termination). A sparse P is evaluated iteratively."""
+    model = prepare(P, R, gamma)
+    B, S, A = model.R.shape
+    method = "iterative" if model.P.layout != torch.strided else evaluation
+    policy = model.R.argmax(-1)  # greedy in v = 0
+    tol = 1e-12 if R.dtype == torch.float64 else 1e-6
+    for n in range(1, max_iterations + 1):
+        V = _evaluate(model, policy, method, tol, 1_000_000)
+        Q = backup(model, V)
+        current = Q.gather(2, policy.unsqueeze(-1)).squeeze(-1)
+        scale = 1e-9 if R.dtype == torch.float64 else 1e-5
+        better = Q.amax(-1) > current + scale * (1 + current.abs())
+        if not bool(better.any()):
+            return _finish(model, V, n)
+        policy = torch.where(better, Q.argmax(-1), policy)
+    raise RuntimeError(f"policy iteration did not stabilise in {max_iterations} iterations")
+
+
+def modified_policy_iteration(P: Tensor, R: Tensor, gamma: float | Tensor, epsilon: float = 0.01, stop: str = "span",
+                              evaluation_steps: int = 20, max_iterations: int = 100_000) -> Solution:
+    """Modified policy iteration (Puterman Sec. 6.5, Puterman & Shin 1978): improve greedily, then
+    apply the policy's own backup `evaluation_steps` times instead of solving for its value.
+
+    Starts from v0 = min(min r, 0) / (1 - gamma), below v*, so the iterates increase to v*
+    (Puterman Thm 6.5.5); the stopping rule is value iteration's, checked on u = L v_n - v_n."""
+    model = prepare(P, R, gamma)
+    B, S, A = model.R.shape
+    if bool((model.gamma >= 1).any()):
+        raise ValueError("modified policy iteration needs gamma < 1")
+    low = model.R.amin((1, 2)).clamp_max(0) / (1 - model.gamma)  # (B,)
+    V = low[:, None].expand(B, S).clone()
+    threshold = _threshold(model.gamma, epsilon, stop)
+    for n in range(1, max_iterations + 1):
+        Q = backup(model, V)
+        policy = Q.argmax(-1)  # (B, S)
+        U = Q.amax(-1)  # L v_n
+        if bool((_change(model, U - V, stop) < threshold).all()):
+            return _finish(model, U, n, U - V if stop == "span" else None)
+        V = U
+        for _ in range(evaluation_steps):  # (L_pi)^m: partial evaluation of the greedy policy
+            V = backup(model, V).gather(2, policy.unsqueeze(-1)).squeeze(-1)
+    raise RuntimeError(f"modified policy iteration did not meet its stopping rule in {max_iterations} iterations")
+
+
+def finite_horizon(P: Tensor, R: Tensor, horizon: int) -> tuple[Tensor, Tensor]:
+    """Backward induction, undiscounted (Puterman Sec. 4.5): V_h = max_a [r + P V_{h-1}], V_0 = 0.
+    Returns V_horizon (S,) (the best expected return with `horizon` steps left) and the first
+    decision rule (S,) int64."""
+    model = prepare(P, R, 1.0)
+    V = torch.zeros(1, R.shape[-2], dtype=R.dtype, device=R.device)
+    Q = model.R
+    for _ in range(horizon):
+        Q = backup(model, V)
+        V = Q.amax(-1)
+    return V[0], Q[0].argmax(-1)
+
+
+METHODS = {"value-iteration": value_iteration, "policy-iteration": policy_iteration,
+           "modified-policy-iteration": modified_policy_iteration, "q-value-iteration": q_value_iteration}
+
+
+def solve(method: str, P: Tensor, R: Tensor, gamma: float, epsilon: float = 1e-6) -> Solution:
+    """The planner named as on the command line (`rl plan METHOD`); epsilon does not apply to PI."""
+    if method == "policy-iteration":
+        return policy_iteration(P, R, gamma)
+    return METHODS[method](P, R, gamma, epsilon=epsilon)
