@@ -213,8 +213,9 @@ class Engine:
         return f"={ident} {text}\n\n" if text else f"={ident}\n\n"
 
 
-def serve(engine: Engine, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> None:
+def serve(engine: Engine, stdin: TextIO | None = None, stdout: TextIO | None = None) -> None:
     """Answer commands from stdin until `quit` or end of input."""
+    stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
     for line in stdin:
         response = engine.handle(line)
         if response is not None:
