@@ -40,7 +40,8 @@ def random_policy(state: game.GoState, generator: torch.Generator | None = None)
 
 
 class GnuGoOpponent:
-    """One GNU Go process per env, told every move, asked for its reply with genmove."""
+    """One GNU Go process per env, told every move, asked for its reply with genmove (a
+    resignation is played as a pass: the game goes on to its scored end)."""
 
     def __init__(self, num_envs: int, size: int, komi: float, level: int = 1, seed: int = 0):
         self.size = size
