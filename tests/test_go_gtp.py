@@ -66,6 +66,8 @@ def test_gtp_scores_and_captures():
     responses = session("boardsize 5\nkomi 0.5\nplay b B5\nplay w A5\nplay b A4\nlist_stones white\nfinal_score\n")
     assert responses[5] == "="  # the white stone at A5 was captured
     assert responses[6] == "= B+24.5"  # Black owns all 25 points (Tromp-Taylor), komi 0.5
+    over = session("boardsize 5\nplay b pass\nplay w pass\nplay b A1\ngenmove b\nclear_board\nplay b A1\n")
+    assert over[3].startswith("? the game is over") and over[4:] == ["= pass", "=", "="]
 
 
 @pytest.mark.parametrize("line,message", [

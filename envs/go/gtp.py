@@ -84,6 +84,8 @@ class Engine:
 
     def play(self, who: int, move: int) -> None:
         state = self.state
+        if state.done.item():
+            raise GtpError("the game is over (two passes or the move cap): clear_board starts a new one")
         if int(state.turn) != who:  # GTP lets either colour move: hand the turn over first
             state = game.with_turn(state, who)
         if not bool(state.legal[0, move]):
@@ -137,6 +139,8 @@ class Engine:
 
     def cmd_genmove(self, who):
         who = colour(who)
+        if self.state.done.item():
+            return "pass"
         state = self.state if int(self.state.turn) == who else game.with_turn(self.state, who)
         move = int(self.policy(state)[0])
         self.play(who, move)
