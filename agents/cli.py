@@ -378,6 +378,55 @@ def _linalg_error():
     return torch.linalg.LinAlgError
 
 
+@app.command("gtp")
+@_user_errors
+def gtp_(
+    size: int = typer.Option(9, "--size", min=5, max=19, help="Initial board size (GTP boardsize changes it)."),
+    komi: Optional[float] = typer.Option(None, "--komi", help="Komi (default by size: 24.5 on 5x5, 8.5 on 7x7, else 7.5)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random policy."),
+):
+    """Speak GTP v2 on stdin/stdout, for Go GUIs (Sabaki, GoGui) and engine matches.
+
+    Plays a random legal move that fills none of its own eyes (no trained Go agent yet).
+    Commands: list_commands shows them (play, genmove, undo, showboard, final_score, loadsgf,
+    printsgf, list_stones, is_legal, ...).
+
+    \b
+    Examples:
+      rl gtp --size 9
+      gogui-twogtp -black "rl gtp" -white "/usr/games/gnugo --mode gtp" -size 9
+    """
+    from envs.go import gtp, play
+
+    gtp.serve(play.random_engine(size, komi, seed))
+
+
+@app.command("play")
+@_user_errors
+def play_(
+    game_name: str = typer.Argument("go", metavar="GAME", help="The game: go."),
+    size: int = typer.Option(9, "--size", min=5, max=19, help="Board size, 5..19."),
+    colour: str = typer.Option("black", "--colour", "--color", help="Your colour: black (moves first) or white."),
+    komi: Optional[float] = typer.Option(None, "--komi", help="Komi (default by size)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the engine's random policy."),
+):
+    """Play Go against the engine in the terminal: type moves like D4, or pass, undo, resign.
+
+    \b
+    Examples:
+      rl play go --size 9
+      rl play go --size 5 --colour white
+    """
+    from agents.config import ConfigError
+    from envs.go import game, play
+
+    if game_name != "go":
+        raise ConfigError(f"unknown game {game_name!r}: the one game is go (rl play go --size 9)")
+    if colour not in ("black", "white"):
+        raise ConfigError(f"--colour {colour!r}: black or white")
+    play.play_terminal(play.random_engine(size, komi, seed), game.BLACK if colour == "black" else game.WHITE)
+
+
 def _algo_module(algo: str):
     import importlib
 

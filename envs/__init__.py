@@ -17,6 +17,12 @@ from gymnasium.spaces import Discrete
 from envs.atari import AtariEnv, atari_games
 from envs.gym_envs import GYM_ENVS, RENAMED, GymEnv, gym_family
 
+# Go on N x N boards (envs/go): batched torch rules, self-play or against an opponent.
+GO_ENVS: dict[str, str] = {
+    f"Go{n}": f"Go {n}x{n}, Tromp-Taylor rules, positional superko; {n * n + 1} actions (last = pass)"
+    for n in (5, 7, 9, 19)
+}
+
 __all__ = [
     "EnvNameError", "VecEnv", "canonical_name", "family", "known_envs", "make", "short_name"
 ]
@@ -72,7 +78,7 @@ def _unknown(name: str) -> EnvNameError:
         )
     # Match case-insensitively over short names and full ids; list each game once, in the form
     # that matched ("Pongg" -> Pong, "ALE/Pongg-v5" -> ALE/Pong-v5).
-    spellings = {n.lower(): (n, n) for n in GYM_ENVS}  # lower-cased -> (spelling, env)
+    spellings = {n.lower(): (n, n) for n in [*GYM_ENVS, *GO_ENVS]}  # lower-cased -> (spelling, env)
     for game in atari_games():
         spellings |= {game.lower(): (game, game), _atari_id(game).lower(): (_atari_id(game), game)}
     near: dict[str, str] = {}  # env -> spelling shown, closest first
@@ -94,6 +100,9 @@ def canonical_name(name: str) -> str:
     """
     if name in GYM_ENVS:
         return name
+    go = {n.lower(): n for n in GO_ENVS}.get(name.lower())
+    if go is not None:
+        return go
     game = _atari_lookup().get(name.lower())
     if game is None:
         raise _unknown(name)
@@ -112,16 +121,19 @@ def family(name: str) -> str:
     Used to find `configs/<algo>/<family>.yaml`, so FrozenLake-v1 and FrozenLake8x8-v1 share one.
     """
     name = canonical_name(name)
+    if name in GO_ENVS:
+        return "go"
     return "atari" if name.startswith("ALE/") else gym_family(name)
 
 
 def known_envs() -> list[tuple[str, str, str]]:
-    """(name, family, one-line description) for `rl envs`: Atari games first, then gymnasium."""
+    """(name, family, one-line description) for `rl envs`: Atari games first, then gymnasium, then Go."""
     atari = [
         (game, "atari", f"Atari 2600 {_atari_id(game)}, Nature-DQN preprocessing")
         for game in atari_games()
     ]
-    return atari + [(env_id, gym_family(env_id), text) for env_id, text in GYM_ENVS.items()]
+    go = [(env_id, "go", text) for env_id, text in GO_ENVS.items()]
+    return atari + [(env_id, gym_family(env_id), text) for env_id, text in GYM_ENVS.items()] + go
 
 
 def make(name: str, num_envs: int = 1, seed: int = 0, **options: Any) -> VecEnv:
@@ -133,6 +145,10 @@ def make(name: str, num_envs: int = 1, seed: int = 0, **options: Any) -> VecEnv:
     if num_envs < 1:
         raise ValueError(f"num_envs must be at least 1, got {num_envs}")
     name = canonical_name(name)
+    if name in GO_ENVS:
+        from envs.go.env import GoEnv  # torch is imported only when a Go env is made
+
+        return GoEnv(int(name[2:]), num_envs, seed, **options)
     if name.startswith("ALE/"):
         return AtariEnv(short_name(name), num_envs, seed, **options)
     return GymEnv(name, num_envs, seed, **options)

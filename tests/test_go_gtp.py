@@ -1,0 +1,171 @@
+"""GTP engine transcript, malformed input, SGF round trips, board rendering, `rl play go`, `rl gtp`,
+and a full referee game of `rl gtp` against GNU Go that ends in a valid SGF."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from envs.go import game, gtp, play, render, sgf
+from typer.testing import CliRunner
+
+from agents.cli import app
+from tests.conftest import invoke, ok
+
+ROOT = Path(__file__).resolve().parents[1]
+HAVE_GNUGO = os.access(gtp.GNUGO, os.X_OK)
+
+
+def session(commands: str, size: int = 5) -> list[str]:
+    """Run a GTP session; returns the responses, one string each."""
+    out = io.StringIO()
+    gtp.serve(play.random_engine(size, None, 0), io.StringIO(commands), out)
+    return [r for r in out.getvalue().split("\n\n") if r]
+
+
+def test_gtp_transcript():
+    responses = session("""protocol_version
+1 name
+boardsize 5
+clear_board
+komi 0.5
+play b C3
+play w C4
+10 play b C4
+is_legal w B3
+is_legal b C4
+list_stones black
+list_stones white
+genmove w
+undo
+list_stones white
+play w D4
+play b E4
+final_score
+showboard
+quit
+play b A1
+""")
+    assert responses[:8] == ["= 2", "=1 rl-random", "=", "=", "=", "=", "=", "?10 illegal move"]
+    assert responses[8:12] == ["= 1", "= 0", "= C3", "= C4"]
+    assert responses[12].startswith("= ") and responses[12] != "= pass"
+    assert responses[13:15] == ["=", "= C4"]
+    assert responses[17] == "= W+0.5"  # 2 stones each, every empty point reaches both: komi decides
+    assert "●" in responses[18] and "○" in responses[18]
+    assert responses[-1] == "=", "nothing is answered after quit"
+
+
+def test_gtp_scores_and_captures():
+    responses = session("boardsize 5\nkomi 0.5\nplay b B5\nplay w A5\nplay b A4\nlist_stones white\nfinal_score\n")
+    assert responses[5] == "="  # the white stone at A5 was captured
+    assert responses[6] == "= B+24.5"  # Black owns all 25 points (Tromp-Taylor), komi 0.5
+    over = session("boardsize 5\nplay b pass\nplay w pass\nplay b A1\ngenmove b\nclear_board\nplay b A1\n")
+    assert over[3].startswith("? the game is over") and over[4:] == ["= pass", "=", "="]
+
+
+@pytest.mark.parametrize("line,message", [
+    ("play b Z9", "invalid coordinate"), ("play x A1", "invalid color"), ("play b", "wrong number"),
+    ("boardsize 3", "unacceptable size"), ("boardsize x", "integer"), ("komi x", "number"),
+    ("frobnicate", "unknown command"), ("undo", "cannot undo"), ("loadsgf /no/such.sgf", "cannot read"),
+    ("play b I3", "invalid coordinate"),
+])
+def test_malformed_input_gets_an_error_not_a_crash(line, message):
+    response = session(line + "\nname\n")
+    assert response[0].startswith("? ") and message in response[0], response
+    assert response[1] == "= rl-random"  # the engine still answers
+
+
+def test_sgf_round_trip_and_loadsgf(tmp_path):
+    moves = [(game.BLACK, 12), (game.WHITE, 7), (game.BLACK, 25), (game.WHITE, 0)]
+    text = sgf.write(5, 0.5, moves, "B+2.5", black="me", white="you]")
+    record = sgf.read(text)
+    assert (record.size, record.komi, record.moves, record.result) == (5, 0.5, moves, "B+2.5")
+    assert sgf.read(text.replace(";B[]", ";B[tt]")).moves == moves
+    path = tmp_path / "g.sgf"
+    path.write_text(text)
+    responses = session(f"loadsgf {path}\nlist_stones black\nlist_stones white\nloadsgf {path} 2\nlist_stones white\nprintsgf\n")
+    assert responses[:5] == ["= black", "= C3", "= A5 C4", "= white", "="]
+    assert sgf.read(responses[5][2:]).moves == moves[:1]
+    with pytest.raises(sgf.SgfError, match="SZ"):
+        sgf.read("(;GM[1]SZ[25])")
+
+
+def test_sgf_reads_setup_stones_and_the_main_line_only(tmp_path):
+    record = sgf.read("(;GM[1]SZ[5]KM[0.5]C[a (comment\\] ;x)]AB[aa][bb]AW[cc];W[dd](;B[ee];W[])(;B[ab]))")
+    assert record.setup == [(1, 0), (1, 6), (-1, 12)]
+    assert record.moves == [(-1, 18), (1, 24), (-1, 25)]
+
+
+def test_render_text_and_rgb():
+    board = torch.zeros(25, dtype=torch.int8)
+    board[0], board[24] = game.BLACK, game.WHITE
+    text = render.board_text(board, 5, last=24)
+    lines = text.splitlines()
+    assert lines[0] == lines[-1] == "   A B C D E"
+    assert lines[1] == " 5 ● · · · · 5" and lines[5] == " 1 · · · ·[○]1"
+    image = render.board_rgb(board, 5, cell=10)
+    assert image.shape == (60, 60, 3) and image.dtype == np.uint8
+    assert (image[10, 10] < 50).all() and (image[50, 50] > 200).all()  # the black and white stones
+
+
+def test_rl_play_go_through_stdin():
+    moves = "Z9\nC3\nC3\nundo\nundo\nC3\npass\nresign\n"
+    result = CliRunner().invoke(app, ["play", "go", "--size", "5", "--seed", "1"], input=moves)
+    out = ok(result)
+    assert "invalid coordinate 'Z9'" in out
+    assert "illegal move C3: that point is occupied" in out
+    assert "nothing to undo" in out  # the second undo: the first took back C3 and the reply
+    assert out.count("engine plays") == 3
+    assert "you resign: W+R" in out
+
+
+def test_rl_play_rejects_other_games():
+    result = invoke(["play", "chess"])
+    assert result.exit_code == 2 and "the one game is go" in result.stderr
+
+
+def test_illegal_move_messages():
+    suicide = play.random_engine(5, None, 0)
+    for who, where in [("w", "B5"), ("w", "A4")]:
+        suicide.cmd_play(who, where)
+    assert "suicide" in play.why_illegal(suicide, gtp.action("A5", 5))
+    ko = play.random_engine(5, None, 0)
+    for who, where in [("b", "B5"), ("b", "A4"), ("b", "B3"), ("w", "C5"), ("w", "B4"), ("w", "D4"),
+                       ("w", "C3"), ("b", "C4")]:  # Black takes the ko at C4
+        ko.cmd_play(who, where)
+    assert ko.cmd_list_stones("white") == "C5 D4 C3"
+    assert "ko" in play.why_illegal(ko, gtp.action("B4", 5))
+
+
+def test_rl_gtp_process():
+    process = subprocess.run([sys.executable, "-m", "agents.cli", "gtp", "--size", "7"], input="name\nbogus\ngenmove b\nquit\n",
+                             capture_output=True, text=True, timeout=120, cwd=ROOT)
+    responses = process.stdout.split("\n\n")
+    assert process.returncode == 0, process.stderr
+    assert responses[0] == "= rl-random" and responses[1].startswith("? unknown command")
+    assert gtp.action(responses[2][2:], 7) in range(50)
+
+
+@pytest.mark.skipif(not HAVE_GNUGO, reason="GNU Go not installed (apt-get install gnugo)")
+def test_referee_game_against_gnugo_ends_in_a_valid_sgf(tmp_path):
+    out = tmp_path / "game.sgf"
+    process = subprocess.run([sys.executable, "scripts/gtp_match.py", "--size", "7", "--out", str(out)],
+                             capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert process.returncode == 0, process.stderr
+    record = sgf.read(out.read_text())
+    assert record.size == 7 and record.komi == 8.5 and len(record.moves) >= 10
+    assert record.result and record.result[0] in "BW0"
+    state = game.new_games(1, 7)  # every move was legal, the game really ended, and the result is its score
+    for who, move in record.moves:
+        assert int(state.turn) == who and state.legal[0, move]
+        state = game.step(state, torch.tensor([move]))
+    if not record.result.endswith(("+R", "+F")):
+        assert state.done.item()
+        assert record.result == gtp.result_text(float(game.score(state, 8.5)[0]))
