@@ -1,7 +1,8 @@
 """Evaluation episodes that report raw game scores.
 
 A policy is any function from a batch of observations (a numpy array, as the env returns it) to a
-batch of actions. With several envs in parallel each env plays a fixed share of the episodes, so
+batch of actions; where the env has illegal actions (Go), it is called as policy(obs, action_mask=mask)
+with the env's `info["action_mask"]` (N, A) bool. With several envs in parallel each env plays a fixed share of the episodes, so
 short episodes are not over-represented (taking the first N to finish would bias the mean down).
 """
 
@@ -21,9 +22,10 @@ def run_episodes(env, policy: Policy, episodes: int, seed: int) -> list[float]:
     done = np.zeros(env.num_envs, dtype=np.int64)
     running = np.zeros(env.num_envs, dtype=np.float64)  # the autoreset step adds reward 0: no special case
     scores: list[float] = []
-    obs, _ = env.reset(seed=seed)
+    obs, info = env.reset(seed=seed)
     while (done < quota).any():
-        obs, reward, terminated, truncated, _ = env.step(policy(obs))
+        mask = info.get("action_mask")
+        obs, reward, terminated, truncated, info = env.step(policy(obs) if mask is None else policy(obs, action_mask=mask))
         running += reward
         for i in np.flatnonzero(terminated | truncated):
             if done[i] < quota[i]:

@@ -32,6 +32,7 @@ from agents.rollout import Rollout, gae, make_rollout, masked_logits
 from agents.run import Run
 from agents.watch import training_video
 from envs.episodes import EpisodeStats
+from envs.tabular import optimal_return
 
 
 # ---------------------------------------------------------------------------------------------- network
@@ -68,7 +69,8 @@ def orthogonal_init(net: ActorCritic) -> ActorCritic:
     for module in net.modules():
         if isinstance(module, (nn.Linear, nn.Conv2d)):
             nn.init.orthogonal_(module.weight, math.sqrt(2))
-            nn.init.zeros_(module.bias)
+            if module.bias is not None:  # convolutions followed by batch norm have none
+                nn.init.zeros_(module.bias)
     nn.init.orthogonal_(net.actor.weight, 0.01)
     nn.init.orthogonal_(net.critic.weight, 1.0)
     return net
@@ -224,7 +226,8 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
         policy = make_policy(agent, device, config.eval_epsilon, config.eval_greedy, config.seed + global_step)
         summary = summarize(run_episodes(eval_env, policy, config.eval_episodes, seed=config.seed + 100_000 + global_step))
         evals.append((global_step, summary["mean"]))
-        run.log(global_step, {"eval/episodic_return": summary["mean"]})
+        optimal = optimal_return(config.env)  # tabular envs: the planner's optimum on the same scale, else None
+        run.log(global_step, {"eval/episodic_return": summary["mean"]} | ({"eval/optimal_return": optimal} if optimal is not None else {}))
         training_video(run, len(evals), global_step, policy, probabilities(agent, device))
         return summary["mean"]
 

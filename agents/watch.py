@@ -96,16 +96,17 @@ def play(env, policy: Policy, episodes: int, seed: int, scores: Scores | None = 
     """Frames (H, W, 3) uint8 of `episodes` whole games of env 0, the overlay drawn on each: one frame per
     agent step plus the final screen of each game. max_steps > 0 stops after that many steps (training
     videos of long Atari games)."""
-    obs, _ = env.reset(seed=seed)
+    obs, info = env.reset(seed=seed)
     score, step, done = 0.0, 0, 0
     values = None
     while done < episodes:
         frame = env.render_frames()[0]
-        action = policy(obs)
+        masked = {} if info.get("action_mask") is None else {"action_mask": info["action_mask"]}  # Go: legal moves only
+        action = policy(obs, **masked)
         if overlay and scores is not None:
-            values = scores(obs)[0]
+            values = scores(obs, **masked)[0]
         yield draw_overlay(frame, score, step, int(action[0]), values) if overlay else frame
-        obs, reward, terminated, truncated, _ = env.step(action)
+        obs, reward, terminated, truncated, info = env.step(action)
         score, step = score + float(reward[0]), step + 1
         if max_steps and step >= max_steps:
             return
@@ -113,7 +114,7 @@ def play(env, policy: Policy, episodes: int, seed: int, scores: Scores | None = 
             yield draw_overlay(env.render_frames()[0], score, step, None, values) if overlay else env.render_frames()[0]
             done += 1
             if done < episodes:  # NEXT_STEP autoreset: this step only returns the new game's first obs
-                obs, *_ = env.step(action)
+                obs, *_, info = env.step(action)
             score, step = 0.0, 0
 
 

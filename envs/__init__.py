@@ -137,7 +137,8 @@ def known_envs() -> list[tuple[str, str, str]]:
 
 
 def make(name: str, num_envs: int = 1, seed: int = 0, **options: Any) -> VecEnv:
-    """`num_envs` copies of env `name`; `options` go to AtariVectorEnv or `gym.make`.
+    """`num_envs` copies of env `name`; `options` go to AtariVectorEnv, `gym.make` or GoEnv (Go: against
+    the random player unless `opponent` says otherwise; `opponent=None` is two-player self-play).
 
     `seed` seeds `action_space` and the first `reset()` called without a seed; env i of the batch
     gets seed + i.
@@ -148,7 +149,9 @@ def make(name: str, num_envs: int = 1, seed: int = 0, **options: Any) -> VecEnv:
     if name in GO_ENVS:
         from envs.go.env import GoEnv  # torch is imported only when a Go env is made
 
-        return GoEnv(int(name[2:]), num_envs, seed, **options)
+        # A single-agent task like every other name here: the agent plays Black against the random player.
+        # Two-player self-play is GoEnv(opponent=None), which single-agent learners must not be given.
+        return GoEnv(int(name[2:]), num_envs, seed, **{"opponent": "random", **options})
     if name.startswith("ALE/"):
         return AtariEnv(short_name(name), num_envs, seed, **options)
     return GymEnv(name, num_envs, seed, **options)

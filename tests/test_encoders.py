@@ -10,7 +10,7 @@ from agents import checkpoint
 from agents.config import ConfigError, EncoderConfig
 from agents.encoders import (ImpalaCNN, LSTMEncoder, ResidualTower, encoder_from_config, make_encoder, save_encoder,
                              sinusoidal_positions)
-from tests.conftest import invoke, ok, only_run, train_args
+from conftest import invoke, ok, only_run, train_args
 
 torch.set_num_threads(1)
 

@@ -27,7 +27,7 @@ def test_names_family_and_listing():
 
 
 def test_contract_and_observation_planes():
-    env = envs.make("Go5", num_envs=3, seed=0, history=2)
+    env = envs.make("Go5", num_envs=3, seed=0, history=2, opponent=None)
     obs, info = env.reset()
     assert obs.shape == (3, 5, 5, 5) and obs.dtype == np.float32 and env.single_action_space.n == 26
     assert info["action_mask"].shape == (3, 26) and info["action_mask"].dtype == bool and info["action_mask"].all()
@@ -43,7 +43,7 @@ def test_contract_and_observation_planes():
 
 
 def test_self_play_reward_goes_to_the_winner_and_autoreset():
-    env = envs.make("Go5", num_envs=2, seed=0, komi=0.5)
+    env = envs.make("Go5", num_envs=2, seed=0, komi=0.5, opponent=None)
     env.reset()
     env.step(np.array([12, 12]))  # Black plays the centre in both games
     obs, reward, terminated, _, _ = env.step(np.array([25, 25]))  # White passes

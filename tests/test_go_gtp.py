@@ -17,7 +17,7 @@ from envs.go import game, gtp, play, render, sgf
 from typer.testing import CliRunner
 
 from agents.cli import app
-from tests.conftest import invoke, ok
+from conftest import invoke, ok
 
 ROOT = Path(__file__).resolve().parents[1]
 HAVE_GNUGO = os.access(gtp.GNUGO, os.X_OK)

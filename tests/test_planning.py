@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from agents import planning as pl
-from tests.conftest import invoke, ok
+from conftest import invoke, ok
 
 torch.set_num_threads(1)
 

@@ -10,7 +10,7 @@ from gymnasium import spaces
 from agents import checkpoint, config as config_lib, ppo, run as run_lib
 from agents.ppo import logprob_and_entropy, ppo_loss, sample_actions
 from agents.rollout import masked_logits
-from tests.conftest import invoke, ok, only_run, scalars
+from conftest import invoke, ok, only_run, scalars
 
 TINY = ["num_envs=2", "num_steps=16", "num_minibatches=2", "update_epochs=2", "encoder.hidden_sizes=16,16",
         "eval_frequency=0", "log_frequency=32", "checkpoint_frequency=0", "progress=false", "torch_threads=1", "device=cpu"]
@@ -174,3 +174,26 @@ def test_rl_train_and_eval_a_ppo_run(tmp_path):
 
     summary = json.loads(ok(invoke(["eval", run_dir, "--episodes", "3", "--json", "--device", "cpu"])))
     assert summary["episodes"] == 3 and summary["step"] == 320 and 8 <= summary["min"] <= summary["max"] <= 500
+
+
+def test_ppo_on_go_trains_evaluates_and_watches_with_legal_moves_only(tmp_path):
+    """The real Go env raises on any illegal move, so a finished run, an evaluation and a video show that the
+    mask reaches the policy in training, in run_episodes and in rl watch; eval/optimal_return is tabular-only."""
+    args = ["train", "ppo", "--env", "Go5", "--steps", "256", "--device", "cpu", "--set", f"runs_dir={tmp_path}",
+            "--set", "num_envs=4", "--set", "num_steps=32", "--set", "encoder.tower_channels=8",
+            "--set", "encoder.tower_blocks=1", "--set", "eval_frequency=256", "--set", "eval_episodes=4",
+            "--set", "progress=false", "--set", "torch_threads=1"]
+    ok(invoke(args))
+    run_dir = only_run(tmp_path)
+    tags = scalars(run_dir)
+    (step, value), = tags["eval/episodic_return"]
+    assert step == 256 and -1.0 <= value <= 1.0  # Go's reward: +1 win, -1 loss, only at the game's end
+    assert "eval/optimal_return" not in tags
+    out = ok(invoke(["eval", run_dir, "--episodes", "4", "--json", "--device", "cpu"]))
+    assert '"episodes": 4' in out
+    video = tmp_path / "go.gif"
+    ok(invoke(["watch", run_dir, "--video", video, "--device", "cpu"]))
+    import imageio.v3 as iio
+
+    frames = iio.imread(video)
+    assert frames.ndim == 4 and frames.shape[0] >= 3 and frames.shape[-1] == 3  # one board per move, in colour

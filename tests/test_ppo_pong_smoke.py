@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.conftest import invoke, ok, scalars
+from conftest import invoke, ok, scalars
 
 
 def test_ppo_pong_train_checkpoint_resume(tmp_path: Path):

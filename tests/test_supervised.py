@@ -13,7 +13,7 @@ from agents import checkpoint
 from agents.config import EncoderConfig, SupervisedConfig
 from agents.encoders import encoder_from_config
 from agents.supervised import load_data, lr_factor, make_optimizer, random_shift, weight_penalty
-from tests.conftest import invoke, ok, only_run, scalars
+from conftest import invoke, ok, only_run, scalars
 
 torch.set_num_threads(1)
 QUIET = ["--set", "progress=false", "--set", "torch_threads=1"]

@@ -10,7 +10,7 @@ import torch
 
 from agents import planning as pl
 from envs import tabular as tb
-from tests.conftest import invoke, only_run, scalars, train_args, ok
+from conftest import invoke, only_run, scalars, train_args, ok
 
 torch.set_num_threads(1)
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from gymnasium.spaces import Box, Discrete, MultiDiscrete
 
-from envs.go import game, gtp
+from envs.go import game, gtp, render
 
 SIZES = (5, 7, 9, 19)
 
@@ -181,6 +181,11 @@ class GoEnv:
         self._ended = ended.cpu().numpy()
         obs, info = self._observe()
         return obs, reward.cpu().numpy().astype(np.float32), self._ended.copy(), np.zeros(B, dtype=bool), info
+
+    def render_frames(self) -> np.ndarray:
+        """(N, H, W, 3) uint8 pictures of the boards, for `rl watch` and training videos (envs/go/render.py)."""
+        boards = self.state.board.cpu()
+        return np.stack([render.board_rgb(boards[i], self.size) for i in range(self.num_envs)])
 
     def close(self) -> None:
         if self.gnugo is not None:
