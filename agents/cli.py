@@ -15,7 +15,7 @@ from typing import Optional
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Reinforcement-learning agents: train, evaluate, list environments.\n\n"
+                  help="Reinforcement-learning agents: train, evaluate, watch and compare; plan exactly; play Go.\n\n"
                        "Example: rl train dqn --env Pong")
 
 ALGO_HELP = {"dqn": "Deep Q-Network (Nature 2015) with double, dueling, n-step options; replay stores each frame once",
@@ -72,8 +72,10 @@ def train(
       rl train dqn --env CartPole-v1 --impl sb3   (SB3's DQN, same hyperparameters and tags)
     Ctrl-C saves a checkpoint and stops; --resume continues the same curves.
     """
+    import shutil
+
     import envs
-    from agents import config as config_lib, run as run_lib
+    from agents import checkpoint, config as config_lib, run as run_lib
     from agents.config import ConfigError
 
     config_lib.algo_config_class(algo)
@@ -104,6 +106,13 @@ def train(
             summary = sb3.train(algo, cfg, run)
         else:
             summary = _algo_module(algo).train(cfg, run)
+    except (ConfigError, checkpoint.CheckpointError):
+        run.close()
+        # Input found bad only once the env or the network exists (encoder.init of another shape): a new run
+        # folder that holds no checkpoint yet is removed, so the error leaves nothing behind.
+        if resume is None and not any(run.checkpoint_dir.glob("step_*")):
+            shutil.rmtree(run.dir, ignore_errors=True)
+        raise
     finally:
         run.close()
     last_eval = f", last eval return {summary['evals'][-1][1]:.2f}" if summary["evals"] else ""
