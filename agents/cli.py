@@ -18,7 +18,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Reinforcement-learning agents: train, evaluate, list environments.\n\n"
                        "Example: rl train dqn --env Pong")
 
-ALGO_HELP = {"dqn": "Deep Q-Network (Nature 2015) with double, dueling, n-step options; replay stores each frame once"}
+ALGO_HELP = {"dqn": "Deep Q-Network (Nature 2015) with double, dueling, n-step options; replay stores each frame once",
+             "ppo": "Proximal Policy Optimization (2017), CleanRL's recipe: clipped objective, GAE, minibatch epochs",
+             "a2c": "Advantage actor-critic (2016): PPO's loop with one RMSprop step per short rollout, no clipping",
+             "reinforce": "REINFORCE with a learned baseline (Williams 1992): Monte-Carlo returns, one step per rollout"}
 
 
 def _user_errors(fn):
@@ -42,7 +45,7 @@ def _user_errors(fn):
 @app.command()
 @_user_errors
 def train(
-    algo: str = typer.Argument(..., help="Algorithm: dqn (see `rl algos`)."),
+    algo: str = typer.Argument(..., help="Algorithm: dqn, ppo, a2c, reinforce (see `rl algos`)."),
     env: Optional[str] = typer.Option(None, "--env", help="Environment: Pong, ALE/Pong-v5, CartPole-v1, ... (see `rl envs`)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Total env steps over all envs (total_timesteps)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
@@ -60,6 +63,8 @@ def train(
       rl train dqn --env CartPole-v1 --steps 50000 --seed 3
       rl train dqn --env Breakout --set double_dqn=true --set n_step=3
       rl train dqn --env Pong --resume runs/Pong__dqn__1__20261123-101500
+      rl train ppo --env Pong
+      rl train a2c --env CartPole-v1
     Ctrl-C saves a checkpoint and stops; --resume continues the same curves.
     """
     import envs

@@ -134,10 +134,12 @@ class PPOConfig:
     clip_rewards: bool = False  # learn from sign(r) (Atari); scores are always logged raw
     terminal_on_life_loss: bool = False  # Atari: a lost life ends the advantage estimate, the game goes on
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    shared_encoder: bool = False  # one encoder for policy and value (CleanRL's Atari agent); False: one each
     # --- evaluation, logging, checkpoints
     eval_frequency: int = 10_000  # env steps between evaluations; 0 disables them
     eval_episodes: int = 10
-    eval_epsilon: float = 0.0  # 0: sample from the policy (see load_policy); kept for `rl eval --epsilon`
+    eval_epsilon: float = 0.0  # probability of a uniformly random legal action; else the policy acts (see ppo.load_policy)
+    eval_greedy: bool = False  # the policy acts by its most likely action instead of sampling
     log_frequency: int = 1_000
     checkpoint_frequency: int = 50_000
     keep_checkpoints: int = 2
@@ -210,7 +212,26 @@ class SupervisedConfig:
     torch_threads: int = 0
 
 
-ALGOS: dict[str, type] = {"dqn": DQNConfig, "ppo": PPOConfig, "a2c": A2CConfig, "supervised": SupervisedConfig}
+class ReinforceConfig(PPOConfig):
+    """REINFORCE with a learned baseline (Williams 1992; Sutton & Barto 2018, sec. 13.4): one gradient step
+    per rollout on -(G_t - V(s_t)) log pi(a_t|s_t), with G_t the Monte-Carlo discounted return (gae_lambda = 1
+    is exactly that) and the baseline V fitted to G_t. Long rollouts so that most episodes end inside one;
+    an episode cut by the rollout's end is completed by V of its last obs, as at a time limit."""
+
+    learning_rate: float = 1e-3
+    anneal_lr: bool = False
+    num_envs: int = 4
+    num_steps: int = 256
+    gae_lambda: float = 1.0
+    num_minibatches: int = 1
+    update_epochs: int = 1
+    clip_coef: float = 0.0
+    clip_vloss: bool = False
+    ent_coef: float = 0.0
+
+
+ALGOS: dict[str, type] = {"dqn": DQNConfig, "ppo": PPOConfig, "a2c": A2CConfig, "reinforce": ReinforceConfig,
+                          "supervised": SupervisedConfig}
 
 
 def algo_config_class(algo: str) -> type:

@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import re
 import sys
 import tempfile
 import time
 from datetime import date
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -40,21 +37,11 @@ from stable_baselines3.dqn import CnnPolicy
 
 from agents import config as config_lib, dqn, run as run_lib
 from agents.replay import FrameReplay, ReplaySample
+from bench_common import RAM_GB, machine_line, seconds_per_call, write_section
 
 SECTION = "## DQN on Pong, CPU (2 cores)"
 OBS_SHAPE, N_ACTIONS, BATCH = (4, 84, 84), 6, 32  # Pong's minimal action set has 6 actions
 OBS_SPACE, ACTION_SPACE = spaces.Box(0, 255, OBS_SHAPE, np.uint8), spaces.Discrete(N_ACTIONS)
-RAM_GB = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
-
-
-def seconds_per_call(fn, n: int) -> float:
-    """Mean wall time of fn() over n calls, after a warm-up (allocator, kernel choice, Adam state)."""
-    for _ in range(max(5, n // 20)):
-        fn()
-    start = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - start) / n
 
 
 def fixed_inputs(cfg) -> tuple[ReplaySample, torch.Tensor, torch.Generator]:
@@ -147,14 +134,6 @@ def replay_bytes() -> dict[str, float]:
     return out
 
 
-def machine_line() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or "unknown CPU")
-    return (f"{cpu}, {os.cpu_count()} cores, {RAM_GB:.0f} GB RAM; Python {platform.python_version()}, "
-            f"torch {torch.__version__} (threads: {torch.get_num_threads()}), stable-baselines3 "
-            f"{version('stable-baselines3')}, ale-py {version('ale-py')}")
-
-
 def table(cfg, r: dict) -> str:
     ms = lambda t: f"{1e3 * t:.1f}"  # noqa: E731
     bound_sps = lambda t_update, t_act: cfg.train_frequency / (t_update + cfg.train_frequency * t_act)  # noqa: E731
@@ -202,14 +181,6 @@ gamma {cfg.gamma}, epsilon {cfg.start_e:g} -> {cfg.end_e:g} over the first {cfg.
 """
 
 
-def write_section(path: Path, text: str) -> None:
-    """Insert or replace this benchmark's section, leaving the rest of the file as it is."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n\nEach section is written by the script it names.\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(lambda _: text + "\n", old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
-    path.write_text(new.rstrip("\n") + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--learning-starts", type=int, default=2_000, help="random steps before the first update")
@@ -247,7 +218,7 @@ def main() -> None:
     text = section(cfg, args, table(cfg, r), load)
     print("\n" + text)
     if args.out:
-        write_section(args.out, text)
+        write_section(args.out, SECTION, text)
         print(f"wrote {args.out}")
 
 

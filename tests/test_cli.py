@@ -56,9 +56,11 @@ def test_envs_lists_atari_and_gymnasium_names():
     assert "Pong" in atari and "CartPole-v1" not in atari
 
 
-def test_algos_lists_dqn():
+def test_algos_lists_every_registered_algorithm():
+    from agents.config import ALGOS
+
     out = ok(invoke(["algos"]))
-    assert [line.split()[0] for line in out.splitlines() if line.strip()] == ["dqn"]
+    assert sorted(line.split()[0] for line in out.splitlines() if line.strip()) == sorted(ALGOS)
 
 
 # ---------------------------------------------------------------------------------------------- bad input

@@ -1,0 +1,344 @@
+"""Proximal Policy Optimization (Schulman et al. 2017), read top to bottom in CleanRL's `ppo_atari.py` order.
+
+Clipped surrogate objective with an optional clip schedule, clipped value loss, entropy bonus,
+per-minibatch advantage normalization, orthogonal init, learning-rate annealing, gradient clipping,
+optional KL early stop, minibatch epochs. A2C (Mnih et al. 2016) is the special case of one epoch over
+one minibatch of a short rollout without clipping (agents/a2c.py): the ratio is then exactly 1 and
+the surrogate's gradient is the policy gradient A * grad log pi.
+
+Rollouts, GAE and the masking of autoreset steps live in agents/rollout.py; action masks
+(`info["action_mask"]`) enter every policy through `rollout.masked_logits`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import envs
+from agents import checkpoint
+from agents.checkpoint import rng_from_json, rng_to_json
+from agents.config import PPOConfig
+from agents.encoders import make_encoder
+from agents.evaluate import run_episodes, summarize
+from agents.rollout import Rollout, gae, make_rollout, masked_logits
+from agents.run import Run
+from envs.episodes import EpisodeStats
+
+
+# ---------------------------------------------------------------------------------------------- network
+class ActorCritic(nn.Module):
+    """Policy logits and state value. One encoder shared by both heads (CleanRL's Atari agent), or one
+    each (its classic-control agent: the value's gradients then never reach the policy's features)."""
+
+    def __init__(self, actor_encoder: nn.Module, critic_encoder: nn.Module | None, n_actions: int):
+        super().__init__()
+        self.encoder = actor_encoder
+        self.critic_encoder = critic_encoder  # None: shared
+        self.actor = nn.Linear(actor_encoder.output_dim, n_actions)
+        self.critic = nn.Linear((critic_encoder or actor_encoder).output_dim, 1)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        obs = _nhwc(obs)
+        h = self.encoder(obs)  # (B, features)
+        h_critic = h if self.critic_encoder is None else self.critic_encoder(obs)
+        return self.actor(h), self.critic(h_critic).squeeze(1)  # (B, A), (B,)
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        obs = _nhwc(obs)
+        return self.critic(self.encoder(obs) if self.critic_encoder is None else self.critic_encoder(obs)).squeeze(1)
+
+
+def _nhwc(obs: torch.Tensor) -> torch.Tensor:
+    """Images (B, C, H, W) laid out channels-last, as the convolutions' weights are (see make_agent)."""
+    return obs.contiguous(memory_format=torch.channels_last) if obs.dim() == 4 else obs
+
+
+def orthogonal_init(net: ActorCritic) -> ActorCritic:
+    """CleanRL's layer_init: orthogonal weights with gain sqrt(2) in the bodies, 0.01 on the policy head
+    (near-uniform first policy) and 1 on the value head, biases 0 (Andrychowicz et al. 2021, sec. 3.2)."""
+    for module in net.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.init.orthogonal_(module.weight, math.sqrt(2))
+            nn.init.zeros_(module.bias)
+    nn.init.orthogonal_(net.actor.weight, 0.01)
+    nn.init.orthogonal_(net.critic.weight, 1.0)
+    return net
+
+
+def make_agent(config: PPOConfig, obs_shape: tuple[int, ...], n_actions: int) -> ActorCritic:
+    """The actor-critic a config names. Convolutions get channels-last weights: oneDNN's CPU kernels then
+    run in NHWC, ~30% faster a PPO minibatch step on the Nature CNN here (scripts/bench_ppo.py)."""
+    encoder = lambda: make_encoder(config.encoder.name, obs_shape, config.encoder.hidden_sizes)  # noqa: E731
+    agent = orthogonal_init(ActorCritic(encoder(), None if config.shared_encoder else encoder(), n_actions))
+    return agent.to(memory_format=torch.channels_last) if len(obs_shape) == 3 else agent
+
+
+def make_optimizer(agent: nn.Module, config: PPOConfig) -> torch.optim.Optimizer:
+    """Adam (PPO) or RMSprop (A2C, Mnih et al. 2016); foreach kernels, one pass over all parameters."""
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(agent.parameters(), lr=config.learning_rate, alpha=config.rmsprop_alpha,
+                                   eps=config.adam_eps, foreach=True)
+    return torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=config.adam_eps, fused=True)
+
+
+# ---------------------------------------------------------------------------------------------- maths
+def sample_actions(logits: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Actions a ~ pi(.|s) and their log-probabilities; illegal actions (logit -1e9) have probability 0.
+    Shapes: logits (B, A) -> actions (B,) int64, logprobs (B,)."""
+    logp = torch.log_softmax(logits, dim=1)  # (B, A)
+    actions = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)  # (B,)
+    return actions, logp.gather(1, actions.unsqueeze(1)).squeeze(1)
+
+
+def logprob_and_entropy(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log pi(a|s) and H(pi(.|s)) = -sum_a p log p (masked actions contribute 0 * -1e9 = 0).
+    Shapes: logits (B, A), actions (B,) -> (B,), (B,)."""
+    logp = torch.log_softmax(logits, dim=1)  # (B, A)
+    return logp.gather(1, actions.unsqueeze(1)).squeeze(1), -(logp.exp() * logp).sum(1)
+
+
+def ppo_loss(new_logprob: torch.Tensor, old_logprob: torch.Tensor, advantages: torch.Tensor, entropy: torch.Tensor,
+             new_value: torch.Tensor, old_value: torch.Tensor, returns: torch.Tensor, clip_coef: float,
+             clip_vloss: bool, ent_coef: float, vf_coef: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """L = L_clip - ent_coef * H + vf_coef * L_V (Schulman et al. 2017, eq. 7 and 9), as minimized.
+
+    L_clip = mean(max(-A r, -A clip(r, 1 - eps, 1 + eps))) with r = pi/pi_old; eps = clip_coef, and
+    clip_coef = 0 means no clipping (A2C: -A r, whose gradient at r = 1 is -A grad log pi).
+    L_V = 0.5 mean((V - R)^2), or with clip_vloss the max of that and the error of the old value moved
+    at most clip_coef (CleanRL, OpenAI baselines). Also returns detached statistics: approx_kl is
+    Schulman's unbiased estimator mean((r - 1) - log r), clipfrac the share of ratios outside 1 +- eps.
+    Shapes: every argument (B,) -> scalar loss.
+    """
+    log_ratio = new_logprob - old_logprob
+    ratio = log_ratio.exp()
+    if clip_coef > 0:
+        policy_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)).mean()
+    else:
+        policy_loss = (-advantages * ratio).mean()
+    value_loss = (new_value - returns) ** 2
+    if clip_vloss and clip_coef > 0:
+        clipped = old_value + (new_value - old_value).clamp(-clip_coef, clip_coef)
+        value_loss = torch.max(value_loss, (clipped - returns) ** 2)
+    value_loss = 0.5 * value_loss.mean()
+    entropy_mean = entropy.mean()
+    loss = policy_loss - ent_coef * entropy_mean + vf_coef * value_loss
+    with torch.no_grad():
+        stats = {"losses/policy_loss": policy_loss.detach(), "losses/value_loss": value_loss.detach(),
+                 "losses/entropy": entropy_mean.detach(), "losses/approx_kl": ((ratio - 1) - log_ratio).mean(),
+                 "losses/clipfrac": ((ratio - 1).abs() > clip_coef).float().mean() if clip_coef > 0 else torch.zeros(())}
+    return loss, stats
+
+
+def update(agent: ActorCritic, optimizer: torch.optim.Optimizer, rollout: Rollout, advantages: torch.Tensor,
+           returns: torch.Tensor, config: PPOConfig, clip_coef: float, generator: torch.Generator) -> dict[str, float]:
+    """update_epochs passes over the rollout's valid transitions in num_minibatches shuffled minibatches;
+    returns the last minibatch's statistics (CleanRL logs those) plus the explained variance."""
+    valid = rollout.valid.reshape(-1)  # (T*N,) autoreset steps are no transitions
+    obs = rollout.obs.reshape(-1, *rollout.obs.shape[2:])[valid]  # (B, *obs_shape)
+    actions, old_logprob, old_value = (x.reshape(-1)[valid] for x in (rollout.actions, rollout.logprobs, rollout.values))
+    b_advantages, b_returns = advantages.reshape(-1)[valid], returns.reshape(-1)[valid]  # (B,)
+    masks = None if rollout.action_masks is None else rollout.action_masks.reshape(-1, rollout.action_masks.shape[-1])[valid]
+    stats: dict[str, torch.Tensor] = {}
+    for _ in range(config.update_epochs):
+        order = torch.randperm(len(actions), generator=generator).to(obs.device)
+        for mb in torch.tensor_split(order, config.num_minibatches):
+            logits, new_value = agent(obs[mb])
+            new_logprob, entropy = logprob_and_entropy(masked_logits(logits, None if masks is None else masks[mb]), actions[mb])
+            mb_advantages = b_advantages[mb]
+            if config.norm_adv and len(mb) > 1:
+                mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+            loss, stats = ppo_loss(new_logprob, old_logprob[mb], mb_advantages, entropy, new_value, old_value[mb],
+                                   b_returns[mb], clip_coef, config.clip_vloss, config.ent_coef, config.vf_coef)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.max_grad_norm > 0:
+                nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
+            optimizer.step()
+        if config.target_kl > 0 and stats["losses/approx_kl"].item() > config.target_kl:
+            break
+    out = {k: v.item() for k, v in stats.items()}
+    var_returns = b_returns.var().item()  # 1 - Var(R - V) / Var(R): how much of the return the critic explains
+    out["losses/explained_variance"] = float("nan") if var_returns == 0 else 1 - (b_returns - old_value).var().item() / var_returns
+    return out
+
+
+def action_mask_of(info: dict[str, Any], device: torch.device) -> torch.Tensor | None:
+    """The env's legal actions (N, A) bool, when it has any illegal ones (contract: info["action_mask"])."""
+    mask = info.get("action_mask")
+    return None if mask is None else torch.as_tensor(np.asarray(mask, dtype=bool), device=device)
+
+
+# ---------------------------------------------------------------------------------------------- training
+def train(config: PPOConfig, run: Run) -> dict[str, Any]:
+    device = run.device
+    env = envs.make(config.env, config.num_envs, config.seed)
+    eval_env = envs.make(config.env, min(config.eval_episodes, 8), config.seed + 100_000) if config.eval_frequency else None
+    obs_shape = env.single_observation_space.shape
+    n_actions = int(env.single_action_space.n)
+    obs_dtype = torch.uint8 if env.single_observation_space.dtype == np.uint8 else torch.float32
+    batch_size = config.num_envs * config.num_steps
+
+    torch.manual_seed(config.seed)
+    agent = make_agent(config, obs_shape, n_actions).to(device)
+    optimizer = make_optimizer(agent, config)
+    rng = torch.Generator().manual_seed(config.seed)  # action sampling and minibatch order
+
+    global_step, num_updates = 0, 0
+    recent_returns: deque[float] = deque(maxlen=20)
+    evals: list[tuple[int, float]] = []
+    if run.resume_from is not None:
+        ckpt = run.resume_from
+        try:
+            agent.load_state_dict(checkpoint.unprefixed("agent", ckpt.tensors))
+            optimizer.load_state_dict(ckpt.optimizer)
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise checkpoint.CheckpointError(f"checkpoint {str(ckpt.path)!r} does not fit this config: {str(e).splitlines()[0]}") from None
+        global_step, num_updates = ckpt.step, ckpt.state["num_updates"]
+        recent_returns.extend(ckpt.state["recent_returns"])
+        evals = [tuple(e) for e in ckpt.state["evals"]]
+        rng.set_state(rng_from_json(ckpt.state["rng"]))
+
+    def save_checkpoint() -> None:
+        state = {"num_updates": num_updates, "recent_returns": list(recent_returns), "evals": evals,
+                 "rng": rng_to_json(rng.get_state())}
+        checkpoint.save(run.checkpoint_dir, global_step, checkpoint.prefixed("agent", agent.state_dict()), optimizer,
+                        state, None, config.keep_checkpoints)
+
+    def evaluate() -> float:
+        policy = make_policy(agent, device, config.eval_epsilon, config.eval_greedy, config.seed + global_step)
+        summary = summarize(run_episodes(eval_env, policy, config.eval_episodes, seed=config.seed + 100_000 + global_step))
+        evals.append((global_step, summary["mean"]))
+        run.log(global_step, {"eval/episodic_return": summary["mean"]})
+        return summary["mean"]
+
+    # Envs restart at each (re)start, seeded by the step, so a resumed run is reproducible.
+    next_obs_np, info = env.reset(seed=config.seed + global_step)
+    next_obs = torch.as_tensor(next_obs_np, device=device)
+    next_mask = action_mask_of(info, device)
+    rollout = make_rollout(config.num_steps, config.num_envs, obs_shape, obs_dtype, n_actions, next_mask is not None, device)
+    next_valid = torch.ones(config.num_envs, dtype=torch.bool, device=device)  # False: the next step is an autoreset
+    episodes = EpisodeStats(config.num_envs)
+    start_step, start_time = global_step, time.time()
+    next_progress = start_time
+
+    while global_step < config.total_timesteps and not run.stop_requested:
+        # 1. anneal the learning rate (and the clip range) linearly to 0 over the run (CleanRL)
+        frac = 1.0 - global_step / config.total_timesteps
+        lr = config.learning_rate * frac if config.anneal_lr else config.learning_rate
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        clip_coef = config.clip_coef * frac if config.anneal_clip else config.clip_coef
+
+        # 2. collect num_steps x num_envs transitions with the current policy
+        for t in range(config.num_steps):
+            rollout.obs[t] = next_obs
+            rollout.valid[t] = next_valid
+            if next_mask is not None:
+                rollout.action_masks[t] = next_mask
+            with torch.inference_mode():
+                logits, value = agent(next_obs)
+                action, logprob = sample_actions(masked_logits(logits, next_mask), rng)
+            rollout.actions[t], rollout.logprobs[t], rollout.values[t] = action, logprob, value
+            next_obs_np, reward, terminated, truncated, info = env.step(action.cpu().numpy())
+            global_step += config.num_envs
+            for episodic_return, episodic_length in episodes.update(reward, terminated, truncated):
+                recent_returns.append(episodic_return)
+                run.log(global_step, {"charts/episodic_return": episodic_return, "charts/episodic_length": episodic_length})
+            # learning signal: clipped rewards, a lost life terminal for the advantage only (Nature protocol)
+            r_learn = np.sign(reward) if config.clip_rewards else reward
+            done_learn = terminated | (info["life_lost"] & config.terminal_on_life_loss)
+            rollout.rewards[t] = torch.as_tensor(r_learn, device=device)
+            rollout.terminated[t] = torch.as_tensor(done_learn, device=device)
+            rollout.episode_end[t] = torch.as_tensor(done_learn | truncated, device=device)
+            next_valid = torch.as_tensor(~(terminated | truncated), device=device)
+            next_obs = torch.as_tensor(next_obs_np, device=device)
+            next_mask = action_mask_of(info, device)
+
+        # 3. advantages (GAE) and returns; the obs after the last step bootstraps the rollout's cut
+        with torch.inference_mode():
+            next_value = agent.value(next_obs)  # (N,)
+        advantages = gae(rollout.rewards, rollout.values, next_value, rollout.terminated, rollout.episode_end,
+                         config.gamma, config.gae_lambda)
+        returns = advantages + rollout.values
+
+        # 4. optimize the policy and value network
+        stats = update(agent, optimizer, rollout, advantages, returns, config, clip_coef, rng)
+        num_updates += 1
+        prev_step = global_step - batch_size
+
+        # 5. logs, progress, evaluation, checkpoints (counters crossing a multiple of their frequency)
+        if global_step // config.log_frequency > prev_step // config.log_frequency:
+            sps = (global_step - start_step) / max(time.time() - start_time, 1e-9)
+            run.log(global_step, {**stats, "charts/SPS": sps, "charts/learning_rate": lr, "charts/clip_coef": clip_coef})
+        if (now := time.time()) >= next_progress:
+            next_progress = now + 0.5
+            run.progress(global_step, config.total_timesteps, (global_step - start_step) / max(now - start_time, 1e-9),
+                         np.mean(recent_returns) if recent_returns else None)
+        if config.eval_frequency and global_step // config.eval_frequency > prev_step // config.eval_frequency:
+            evaluate()
+        if config.checkpoint_frequency and global_step // config.checkpoint_frequency > prev_step // config.checkpoint_frequency:
+            save_checkpoint()
+
+    end_time = time.time()  # throughput excludes the final evaluation and checkpoint
+    summary = {"sps": (global_step - start_step) / max(end_time - start_time, 1e-9)}
+    finished = global_step >= config.total_timesteps
+    if finished and config.eval_frequency and (not evals or evals[-1][0] != global_step):
+        evaluate()
+    save_checkpoint()
+    env.close()
+    if eval_env is not None:
+        eval_env.close()
+    return {**summary, "train_sps": summary["sps"], "step": global_step, "finished": finished, "num_updates": num_updates,
+            "evals": evals, "recent_return": float(np.mean(recent_returns)) if recent_returns else None}
+
+
+# ---------------------------------------------------------------------------------------------- acting
+def make_policy(agent: ActorCritic, device: torch.device, epsilon: float, greedy: bool, seed: int):
+    """numpy obs (N, ...) -> actions (N,): with probability epsilon a uniformly random legal action,
+    else a sample from pi(.|s) (the policy PPO learned and is scored by during training), or its most
+    likely action when `greedy`. `action_mask` (N, A) bool, when given, is applied to both."""
+    rng = torch.Generator().manual_seed(seed)
+
+    def policy(obs: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
+        mask = None if action_mask is None else torch.as_tensor(action_mask, dtype=torch.bool, device=device)
+        with torch.inference_mode():
+            logits = masked_logits(agent(torch.as_tensor(obs, device=device))[0], mask)
+            actions = logits.argmax(1) if greedy else sample_actions(logits, rng)[0]
+            if epsilon > 0:
+                uniform = torch.zeros_like(logits) if mask is None else masked_logits(torch.zeros_like(logits), mask)
+                explore = torch.rand(len(actions), generator=rng).to(device) < epsilon
+                actions = torch.where(explore, sample_actions(uniform, rng)[0], actions)
+        return actions.cpu().numpy()
+
+    return policy
+
+
+def _load_agent(config: PPOConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device) -> ActorCritic:
+    agent = make_agent(config, env.single_observation_space.shape, int(env.single_action_space.n)).to(device)
+    agent.load_state_dict(checkpoint.unprefixed("agent", ckpt.tensors))
+    return agent.eval()
+
+
+def load_policy(config: PPOConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device, epsilon: float, seed: int):
+    """The saved policy for `rl eval`: it samples from pi(.|s) (config.eval_greedy: its argmax), and
+    `epsilon` > 0 mixes in uniformly random legal actions, as for DQN. Default eval_epsilon is 0."""
+    return make_policy(_load_agent(config, ckpt, env, device), device, epsilon, config.eval_greedy, seed)
+
+
+def action_scores(config: PPOConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device):
+    """numpy obs (N, ...) -> action probabilities pi(.|s) (N, A), for overlays in `rl watch`."""
+    agent = _load_agent(config, ckpt, env, device)
+
+    def scores(obs: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
+        mask = None if action_mask is None else torch.as_tensor(action_mask, dtype=torch.bool, device=device)
+        with torch.inference_mode():
+            return torch.softmax(masked_logits(agent(torch.as_tensor(obs, device=device))[0], mask), 1).cpu().numpy()
+
+    return scores
