@@ -212,6 +212,7 @@ class SupervisedConfig:
     torch_threads: int = 0
 
 
+@dataclass(frozen=True)
 class ReinforceConfig(PPOConfig):
     """REINFORCE with a learned baseline (Williams 1992; Sutton & Barto 2018, sec. 13.4): one gradient step
     per rollout on -(G_t - V(s_t)) log pi(a_t|s_t), with G_t the Monte-Carlo discounted return (gae_lambda = 1
