@@ -3,6 +3,8 @@
 A policy is any function from a batch of observations (a numpy array, as the env returns it) to a
 batch of actions. With several envs in parallel each env plays a fixed share of the episodes, so
 short episodes are not over-represented (taking the first N to finish would bias the mean down).
+A recurrent policy (one with `.recurrent = True`, agents/ppo_lstm.py) also takes `episode_starts` (N,) bool,
+True where obs is the first of an episode, to reset its memory there; `act` passes it only to those.
 """
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ import numpy as np
 Policy = Callable[[np.ndarray], np.ndarray]
 
 
+def act(policy: Policy, obs: np.ndarray, episode_starts: np.ndarray) -> np.ndarray:
+    """policy(obs), with episode_starts for recurrent policies (feed-forward ones never see it)."""
+    return policy(obs, episode_starts=episode_starts) if getattr(policy, "recurrent", False) else policy(obs)
+
+
 def run_episodes(env, policy: Policy, episodes: int, seed: int) -> list[float]:
     """Play `episodes` whole games (a lost life is not an episode end) and return their raw scores."""
     quota = np.full(env.num_envs, episodes // env.num_envs)
@@ -22,8 +29,11 @@ def run_episodes(env, policy: Policy, episodes: int, seed: int) -> list[float]:
     running = np.zeros(env.num_envs, dtype=np.float64)  # the autoreset step adds reward 0: no special case
     scores: list[float] = []
     obs, _ = env.reset(seed=seed)
+    starts = np.ones(env.num_envs, dtype=bool)  # the reset obs start episodes
+    ended = np.zeros(env.num_envs, dtype=bool)  # NEXT_STEP autoreset: the step after an end returns a reset obs
     while (done < quota).any():
-        obs, reward, terminated, truncated, _ = env.step(policy(obs))
+        obs, reward, terminated, truncated, _ = env.step(act(policy, obs, starts))
+        starts, ended = ended, terminated | truncated
         running += reward
         for i in np.flatnonzero(terminated | truncated):
             if done[i] < quota[i]:

@@ -7,7 +7,8 @@ one minibatch of a short rollout without clipping (agents/a2c.py): the ratio is 
 the surrogate's gradient is the policy gradient A * grad log pi.
 
 Rollouts, GAE and the masking of autoreset steps live in agents/rollout.py; action masks
-(`info["action_mask"]`) enter every policy through `rollout.masked_logits`.
+(`info["action_mask"]`) enter every policy through `rollout.masked_logits`. With `encoder.name=lstm`,
+train, load_policy and action_scores hand over to the recurrent sibling agents/ppo_lstm.py.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import envs
 from agents import checkpoint
 from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import PPOConfig
-from agents.encoders import make_encoder
+from agents.encoders import encoder_from_config
 from agents.evaluate import run_episodes, summarize
 from agents.rollout import Rollout, gae, make_rollout, masked_logits
 from agents.run import Run
@@ -75,7 +76,7 @@ def orthogonal_init(net: ActorCritic) -> ActorCritic:
 def make_agent(config: PPOConfig, obs_shape: tuple[int, ...], n_actions: int) -> ActorCritic:
     """The actor-critic a config names. Convolutions get channels-last weights: oneDNN's CPU kernels then
     run in NHWC, ~30% faster a PPO minibatch step on the Nature CNN here (scripts/bench_ppo.py)."""
-    encoder = lambda: make_encoder(config.encoder.name, obs_shape, config.encoder.hidden_sizes)  # noqa: E731
+    encoder = lambda: encoder_from_config(config.encoder, obs_shape, load_init=False)  # noqa: E731 every encoder.* option
     agent = orthogonal_init(ActorCritic(encoder(), None if config.shared_encoder else encoder(), n_actions))
     return agent.to(memory_format=torch.channels_last) if len(obs_shape) == 3 else agent
 
@@ -177,6 +178,9 @@ def action_mask_of(info: dict[str, Any], device: torch.device) -> torch.Tensor |
 
 # ---------------------------------------------------------------------------------------------- training
 def train(config: PPOConfig, run: Run) -> dict[str, Any]:
+    if config.encoder.name == "lstm":
+        from agents import ppo_lstm
+        return ppo_lstm.train(config, run)
     device = run.device
     env = envs.make(config.env, config.num_envs, config.seed)
     eval_env = envs.make(config.env, min(config.eval_episodes, 8), config.seed + 100_000) if config.eval_frequency else None
@@ -329,11 +333,17 @@ def _load_agent(config: PPOConfig, ckpt: checkpoint.Checkpoint, env, device: tor
 def load_policy(config: PPOConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device, epsilon: float, seed: int):
     """The saved policy for `rl eval`: it samples from pi(.|s) (config.eval_greedy: its argmax), and
     `epsilon` > 0 mixes in uniformly random legal actions, as for DQN. Default eval_epsilon is 0."""
+    if config.encoder.name == "lstm":
+        from agents import ppo_lstm
+        return ppo_lstm.load_policy(config, ckpt, env, device, epsilon, seed)
     return make_policy(_load_agent(config, ckpt, env, device), device, epsilon, config.eval_greedy, seed)
 
 
 def action_scores(config: PPOConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device):
     """numpy obs (N, ...) -> action probabilities pi(.|s) (N, A), for overlays in `rl watch`."""
+    if config.encoder.name == "lstm":
+        from agents import ppo_lstm
+        return ppo_lstm.action_scores(config, ckpt, env, device)
     agent = _load_agent(config, ckpt, env, device)
 
     def scores(obs: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
