@@ -3,7 +3,8 @@
 Selected by config: `rl train ppo --env CartPoleNoVel-v1 --set encoder.name=lstm` (ppo.train, ppo.load_policy
 and ppo.action_scores hand over here when the encoder is recurrent). What changes against ppo.py:
 - the network: images go through a Nature CNN first, vectors straight into the LSTM (encoder.lstm_hidden,
-  encoder.lstm_layers); one body and one LSTM feed both heads (CleanRL's recurrent agent);
+  encoder.lstm_layers); one LSTM feeds both heads (CleanRL's recurrent agent) with shared_encoder true, else
+  the value has its own (rl-zoo's recurrent PPO); encoder.hidden_sizes are ReLU layers after the LSTM;
 - acting carries the LSTM state (h, c) from step to step and zeroes an env's state on the first obs of its
   episodes. With NEXT_STEP autoreset (agents/rollout.py) that is the obs after the autoreset step, so the
   final obs still sees its own episode's memory (its value bootstraps a truncation);
@@ -27,7 +28,7 @@ import envs
 from agents import checkpoint
 from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import ConfigError, PPOConfig
-from agents.encoders import LSTMEncoder, make_encoder
+from agents.encoders import MLP, LSTMEncoder, make_encoder
 from agents.evaluate import run_episodes, summarize
 from agents.ppo import _nhwc, action_mask_of, logprob_and_entropy, make_optimizer, orthogonal_init, ppo_loss, sample_actions
 from agents.rollout import Rollout, gae, make_rollout, masked_logits
@@ -39,32 +40,53 @@ State = tuple[torch.Tensor, torch.Tensor]  # LSTM (h, c), each (layers, N, hidde
 
 # ---------------------------------------------------------------------------------------------- network
 class RecurrentActorCritic(nn.Module):
-    """Policy logits and state value from body -> LSTM -> two linear heads (CleanRL's ppo_atari_lstm Agent)."""
+    """Policy logits and state value from body -> LSTM -> linear heads (CleanRL's ppo_atari_lstm Agent), with a
+    second LSTM for the value unless shared (rl-zoo's enable_critic_lstm: the value's large gradients then never
+    reach the policy's memory). The state stacks both LSTMs' layers: (h, c), each (layers [x 2], N, hidden)."""
 
-    def __init__(self, body: nn.Module | None, lstm: LSTMEncoder, n_actions: int):
+    def __init__(self, body: nn.Module | None, lstm: LSTMEncoder, critic_lstm: LSTMEncoder | None, n_actions: int,
+                 head_sizes: tuple[int, ...]):
         super().__init__()
-        self.body = body  # None: the LSTM reads the observation vector itself
+        self.body = body  # None: the LSTMs read the observation vector itself
         self.lstm = lstm
-        self.actor = nn.Linear(lstm.output_dim, n_actions)
-        self.critic = nn.Linear(lstm.output_dim, 1)
+        self.critic_lstm = critic_lstm  # None: shared
+        # ReLU layers between the memory and each head (rl-zoo's net_arch): the tanh-bounded LSTM output then need
+        # not reach value targets of tens through one linear layer; () gives CleanRL's linear heads.
+        self.actor_mlp, self.critic_mlp = MLP((lstm.output_dim,), head_sizes), MLP((lstm.output_dim,), head_sizes)
+        self.actor = nn.Linear(self.actor_mlp.output_dim, n_actions)
+        self.critic = nn.Linear(self.critic_mlp.output_dim, 1)
+
+    def initial_state(self, num_envs: int, device: torch.device | str | None = None) -> State:
+        h, c = self.lstm.initial_state(num_envs, device)
+        return (h, c) if self.critic_lstm is None else (torch.cat([h, h]), torch.cat([c, c]))
 
     def forward(self, obs: torch.Tensor, state: State, episode_starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, State]:
         """obs (T, N, *obs_shape), state from before step 0, episode_starts (T, N) bool
         -> logits (T, N, A), values (T, N), state after step T-1."""
         T, N = episode_starts.shape
         x = obs.flatten(0, 1)  # (T*N, *obs_shape)
-        features = x.float() if self.body is None else self.body(_nhwc(x))  # (T*N, F)
-        h, state = self.lstm.forward_sequence(features.view(T, N, -1), state, episode_starts)  # (T, N, H)
-        return self.actor(h), self.critic(h).squeeze(-1), state
+        features = (x.float() if self.body is None else self.body(_nhwc(x))).view(T, N, -1)  # (T, N, F)
+        layers = self.lstm.state_shape[0]
+        h, (h_pi, c_pi) = self.lstm.forward_sequence(features, (state[0][:layers], state[1][:layers]), episode_starts)  # (T, N, H)
+        if self.critic_lstm is None:
+            h_v, state = h, (h_pi, c_pi)
+        else:
+            h_v, (h_vf, c_vf) = self.critic_lstm.forward_sequence(features, (state[0][layers:], state[1][layers:]), episode_starts)
+            state = (torch.cat([h_pi, h_vf]), torch.cat([c_pi, c_vf]))
+        logits = self.actor(self.actor_mlp(h.flatten(0, 1)))  # (T*N, A)
+        values = self.critic(self.critic_mlp(h_v.flatten(0, 1)))  # (T*N, 1)
+        return logits.view(T, N, -1), values.view(T, N), state
 
 
 def make_agent(config: PPOConfig, obs_shape: tuple[int, ...], n_actions: int) -> RecurrentActorCritic:
-    """A Nature CNN body for images (its features_dim), none for vectors; orthogonal init as ppo.py's (the LSTM
-    keeps its own: orthogonal weights, zero biases)."""
+    """A Nature CNN body for images (its features_dim), none for vectors; one LSTM, or one each for policy and value
+    (shared_encoder false); encoder.hidden_sizes ReLU layers before each head; orthogonal init as ppo.py's (the LSTMs keep their own: orthogonal weights, zero biases)."""
     image = len(obs_shape) == 3
     body = make_encoder("nature_cnn", obs_shape, features_dim=config.encoder.features_dim or 512) if image else None
-    lstm = LSTMEncoder((body.output_dim if image else int(np.prod(obs_shape)),), config.encoder.lstm_hidden, config.encoder.lstm_layers)
-    agent = orthogonal_init(RecurrentActorCritic(body, lstm, n_actions))
+    lstm = lambda: LSTMEncoder((body.output_dim if image else int(np.prod(obs_shape)),), config.encoder.lstm_hidden,  # noqa: E731
+                               config.encoder.lstm_layers)
+    agent = orthogonal_init(RecurrentActorCritic(body, lstm(), None if config.shared_encoder else lstm(), n_actions,
+                                                 config.encoder.hidden_sizes))
     return agent.to(memory_format=torch.channels_last) if image else agent
 
 
@@ -158,7 +180,7 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
     starts = torch.zeros((config.num_steps, config.num_envs), dtype=torch.bool, device=device)  # (T, N) first obs of an episode
     next_valid = torch.ones(config.num_envs, dtype=torch.bool, device=device)  # False: the next step is an autoreset
     next_start = torch.ones(config.num_envs, dtype=torch.bool, device=device)  # True: the next obs starts an episode
-    next_state = agent.lstm.initial_state(config.num_envs, device)
+    next_state = agent.initial_state(config.num_envs, device)
     episodes = EpisodeStats(config.num_envs)
     start_step, start_time = global_step, time.time()
     next_progress = start_time
@@ -245,7 +267,7 @@ def _stateful(agent: RecurrentActorCritic, device: torch.device, head):
         n = len(obs)
         state = memory.get("state")
         if state is None or state[0].shape[1] != n:
-            state = agent.lstm.initial_state(n, device)
+            state = agent.initial_state(n, device)
         starts = torch.zeros(n, dtype=torch.bool) if episode_starts is None else torch.as_tensor(np.asarray(episode_starts, dtype=bool))
         mask = None if action_mask is None else torch.as_tensor(action_mask, dtype=torch.bool, device=device)
         with torch.inference_mode():
