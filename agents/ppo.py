@@ -7,7 +7,8 @@ one minibatch of a short rollout without clipping (agents/a2c.py): the ratio is 
 the surrogate's gradient is the policy gradient A * grad log pi.
 
 Rollouts, GAE and the masking of autoreset steps live in agents/rollout.py; action masks
-(`info["action_mask"]`) enter every policy through `rollout.masked_logits`.
+(`info["action_mask"]`) enter every policy through `rollout.masked_logits`. With `encoder.name=lstm`,
+train, load_policy and action_scores hand over to the recurrent sibling agents/ppo_lstm.py.
 """
 
 from __future__ import annotations
@@ -186,6 +187,9 @@ def action_mask_of(info: dict[str, Any], device: torch.device) -> torch.Tensor |
 
 # ---------------------------------------------------------------------------------------------- training
 def train(config: PPOConfig, run: Run) -> dict[str, Any]:
+    if config.encoder.name == "lstm":
+        from agents import ppo_lstm
+        return ppo_lstm.train(config, run)
     device = run.device
     env = envs.make(config.env, config.num_envs, config.seed)
     eval_env = envs.make(config.env, min(config.eval_episodes, 8), config.seed + 100_000) if config.eval_frequency else None
@@ -335,11 +339,18 @@ def _load_agent(config: PPOConfig, ckpt: checkpoint.Checkpoint, env, device: tor
 def load_policy(config: PPOConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device, epsilon: float, seed: int):
     """The saved policy for `rl eval`: it samples from pi(.|s) (config.eval_greedy: its argmax), and
     `epsilon` > 0 mixes in uniformly random legal actions, as for DQN. Default eval_epsilon is 0."""
+    if config.encoder.name == "lstm":
+        from agents import ppo_lstm
+        return ppo_lstm.load_policy(config, ckpt, env, device, epsilon, seed)
     return make_policy(_load_agent(config, ckpt, env, device), device, epsilon, config.eval_greedy, seed)
 
 
 def action_scores(config: PPOConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device):
     """numpy obs (N, ...) -> action probabilities pi(.|s) (N, A), for overlays in `rl watch`."""
+    if config.encoder.name == "lstm":
+        from agents import ppo_lstm
+
+        return ppo_lstm.action_scores(config, ckpt, env, device)
     return probabilities(_load_agent(config, ckpt, env, device), device)
 
 

@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 import envs
-from agents.evaluate import Policy
+from agents.evaluate import Policy, act
 
 Scores = Callable[[np.ndarray], np.ndarray]  # obs (N, ...) -> action values or probabilities (N, A)
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -99,14 +99,15 @@ def play(env, policy: Policy, episodes: int, seed: int, scores: Scores | None = 
     obs, info = env.reset(seed=seed)
     score, step, done = 0.0, 0, 0
     values = None
+    starts = np.ones(1, dtype=bool)  # recurrent policies reset their memory at a game's first obs
     while done < episodes:
         frame = env.render_frames()[0]
-        masked = {} if info.get("action_mask") is None else {"action_mask": info["action_mask"]}  # Go: legal moves only
-        action = policy(obs, **masked)
+        action = act(policy, obs, starts, info.get("action_mask"))  # Go: legal moves only
         if overlay and scores is not None:
-            values = scores(obs, **masked)[0]
+            values = act(scores, obs, starts, info.get("action_mask"))[0]
         yield draw_overlay(frame, score, step, int(action[0]), values) if overlay else frame
         obs, reward, terminated, truncated, info = env.step(action)
+        starts = np.zeros(1, dtype=bool)
         score, step = score + float(reward[0]), step + 1
         if max_steps and step >= max_steps:
             return
@@ -115,6 +116,7 @@ def play(env, policy: Policy, episodes: int, seed: int, scores: Scores | None = 
             done += 1
             if done < episodes:  # NEXT_STEP autoreset: this step only returns the new game's first obs
                 obs, *_, info = env.step(action)
+                starts = np.ones(1, dtype=bool)
             score, step = 0.0, 0
 
 
