@@ -395,21 +395,23 @@ def gtp_(
     size: int = typer.Option(9, "--size", min=5, max=19, help="Initial board size (GTP boardsize changes it)."),
     komi: Optional[float] = typer.Option(None, "--komi", help="Komi (default by size: 24.5 on 5x5, 8.5 on 7x7, else 7.5)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random policy."),
+    agent: Optional[Path] = typer.Option(None, "--agent", help="A Go run folder (rl train ppo --env Go9): its policy plays."),
 ):
     """Speak GTP v2 on stdin/stdout, for Go GUIs (Sabaki, GoGui) and engine matches.
 
-    Plays a random legal move that fills none of its own eyes (no trained Go agent yet).
+    Plays the --agent run's policy (its board size), else a random legal move that fills none of its own eyes.
     Commands: list_commands shows them (play, genmove, undo, showboard, final_score, loadsgf,
     printsgf, list_stones, is_legal, ...).
 
     \b
     Examples:
       rl gtp --size 9
+      rl gtp --agent runs/Go9__ppo__1__20261124-101500
       gogui-twogtp -black "rl gtp" -white "/usr/games/gnugo --mode gtp" -size 9
     """
     from envs.go import gtp, play
 
-    gtp.serve(play.random_engine(size, komi, seed))
+    gtp.serve(play.random_engine(size, komi, seed) if agent is None else _go_agent_engine(agent, komi, seed))
 
 
 @app.command("play")
@@ -420,6 +422,7 @@ def play_(
     colour: str = typer.Option("black", "--colour", "--color", help="Your colour: black (moves first) or white."),
     komi: Optional[float] = typer.Option(None, "--komi", help="Komi (default by size)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the engine's random policy."),
+    agent: Optional[Path] = typer.Option(None, "--agent", help="A Go run folder: play against its policy (on its board size)."),
 ):
     """Play Go against the engine in the terminal: type moves like D4, or pass, undo, resign.
 
@@ -427,6 +430,7 @@ def play_(
     Examples:
       rl play go --size 9
       rl play go --size 5 --colour white
+      rl play go --agent runs/Go5__ppo__1__20261124-101500
     """
     from agents.config import ConfigError
     from envs.go import game, play
@@ -435,7 +439,30 @@ def play_(
         raise ConfigError(f"unknown game {game_name!r}: the one game is go (rl play go --size 9)")
     if colour not in ("black", "white"):
         raise ConfigError(f"--colour {colour!r}: black or white")
-    play.play_terminal(play.random_engine(size, komi, seed), game.BLACK if colour == "black" else game.WHITE)
+    engine = play.random_engine(size, komi, seed) if agent is None else _go_agent_engine(agent, komi, seed)
+    play.play_terminal(engine, game.BLACK if colour == "black" else game.WHITE)
+
+
+def _go_agent_engine(run_dir: Path, komi: Optional[float], seed: int):
+    """A GTP engine playing a Go run's latest policy, most likely legal move first (no sampling)."""
+    from dataclasses import replace
+
+    import envs
+    from agents import checkpoint, config as config_lib
+    from agents.run import pick_device
+    from envs.go import play
+
+    if not (run_dir / "config.yaml").exists():
+        raise checkpoint.CheckpointError(f"--agent {str(run_dir)!r} is not a run folder (no config.yaml in it)")
+    algo, cfg = config_lib.load(run_dir / "config.yaml")
+    if envs.family(cfg.env) != "go" or algo not in ("ppo", "a2c", "reinforce"):
+        raise config_lib.ConfigError(f"--agent {str(run_dir)!r} is a {algo} run on {cfg.env}, not a Go policy "
+                                     f"(train one with: rl train ppo --env Go9)")
+    env = envs.make(cfg.env, 1, seed)
+    device = pick_device("auto")
+    policy = _algo_module(algo).load_policy(replace(cfg, eval_greedy=True), checkpoint.load(checkpoint.latest(run_dir / "checkpoints")),
+                                            env, device, 0.0, seed)
+    return play.agent_engine(env.size, komi, lambda obs, legal: policy(obs, action_mask=legal), env.history, f"rl-{algo}")
 
 
 def _algo_module(algo: str):

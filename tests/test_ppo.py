@@ -197,3 +197,16 @@ def test_ppo_on_go_trains_evaluates_and_watches_with_legal_moves_only(tmp_path):
 
     frames = iio.imread(video)
     assert frames.ndim == 4 and frames.shape[0] >= 3 and frames.shape[-1] == 3  # one board per move, in colour
+    # The trained policy behind GTP: genmove answers legal vertices; a board of another size is refused.
+    from typer.testing import CliRunner
+
+    from agents.cli import app
+
+    commands = "boardsize 5\ngenmove b\nplay w C3\ngenmove b\nlist_stones black\nboardsize 9\ngenmove w\nquit\n"
+    out = CliRunner().invoke(app, ["gtp", "--agent", str(run_dir)], input=commands).stdout
+    replies = [r for r in out.split("\n\n") if r.strip()]
+    assert all(r.startswith("=") for r in replies[:5]), out
+    first, second = replies[1][2:].strip(), replies[3][2:].strip()
+    assert first != "C3" and second not in ("C3", first)  # occupied points are illegal
+    assert set(replies[4][2:].split()) == {first, second} - {"pass"}
+    assert replies[6].startswith("? this agent was trained on 5x5")

@@ -27,6 +27,17 @@ from envs.go import game, gtp, render
 SIZES = (5, 7, 9, 19)
 
 
+def observation_planes(boards: torch.Tensor, turn: torch.Tensor, size: int) -> np.ndarray:
+    """The agent's observation (B, 2k+1, N, N) float32 from the last k boards (B, k, N*N), newest first
+    (+1 black, -1 white, 0 empty; zeros before the game's start), and the player to move (B,) +1/-1:
+    per board a plane of the mover's stones and one of the opponent's, then ones if Black is to move."""
+    B, k = boards.shape[:2]
+    view = boards * turn.view(B, 1, 1)  # (B, k, A): +1 the mover's stones
+    planes = torch.stack([view == 1, view == -1], 2).view(B, 2 * k, size, size)
+    to_move = (turn == game.BLACK).view(B, 1, 1, 1).expand(B, 1, size, size)
+    return torch.cat([planes, to_move], 1).float().cpu().numpy()
+
+
 def random_policy(state: game.GoState, generator: torch.Generator | None = None) -> torch.Tensor:
     """Uniform over legal moves that do not fill one of the mover's own one-point eyes; pass only
     when nothing else is left (the usual random playout policy, so random games end). (B,) int64."""
@@ -101,11 +112,8 @@ class GoEnv:
         self._ended = np.zeros(num_envs, dtype=bool)
 
     def _observe(self) -> tuple[np.ndarray, dict[str, Any]]:
-        B, k, N = self.num_envs, self.history, self.size
-        view = self.boards * self.state.turn.view(B, 1, 1)  # (B, k, A): +1 the mover's stones
-        planes = torch.stack([view == 1, view == -1], 2).view(B, 2 * k, N, N)
-        to_move = (self.state.turn == game.BLACK).view(B, 1, 1, 1).expand(B, 1, N, N)
-        obs = torch.cat([planes, to_move], 1).float().cpu().numpy()
+        B = self.num_envs
+        obs = observation_planes(self.boards, self.state.turn, self.size)
         info = {"action_mask": self.state.legal.cpu().numpy(), "life_lost": np.zeros(B, dtype=bool),
                 "to_play": self.state.turn.cpu().numpy().astype(np.int64)}
         return obs, info

@@ -86,3 +86,22 @@ def random_engine(size: int, komi: float | None, seed: int) -> gtp.Engine:
 
     generator = torch.Generator().manual_seed(seed)
     return gtp.Engine(lambda state: random_policy(state, generator), size, komi, name="rl-random")
+
+
+def agent_engine(size: int, komi: float | None, act, history: int, name: str = "rl-agent") -> gtp.Engine:
+    """An engine whose moves come from a trained agent: `act(obs (1, 2k+1, N, N), legal (1, N*N+1)) -> (1,)`,
+    shown the observation GoEnv would show it, built from the engine's own record of the game."""
+    from envs.go.env import observation_planes
+
+    engine = gtp.Engine(lambda state: None, size, komi, name=name)
+
+    def policy(state: game.GoState) -> torch.Tensor:
+        if engine.size != size:
+            raise gtp.GtpError(f"this agent was trained on {size}x{size}, not {engine.size}x{engine.size}")
+        boards = [s.board[0] for s in engine.states[::-1][:history]]  # newest first
+        boards += [torch.zeros_like(boards[0])] * (history - len(boards))  # nothing before the first move
+        obs = observation_planes(torch.stack(boards).unsqueeze(0), state.turn, size)
+        return torch.as_tensor(act(obs, state.legal.cpu().numpy())).view(1)
+
+    engine.policy = policy
+    return engine
