@@ -202,16 +202,21 @@ def supervised(
     Options: optimizer (sgd, adagrad, rmsprop, adam, adamw), momentum, nesterov, l1, l2, weight_decay,
     encoder.dropout, encoder.norm (mlp), shift, patience (early stopping), schedule (cosine, step, linear).
     """
-    from agents import config as config_lib, run as run_lib
+    from agents import config as config_lib, distributed, run as run_lib
 
     flags = {"data": data, "epochs": epochs, "seed": seed, "device": device, "encoder": {"name": model}}
     cfg = config_lib.resolve("supervised", None, data, config, flags, set_)
     _algo_module("supervised").check(cfg)
+    distributed.init()  # under torchrun: data-parallel over its ranks
+    main = distributed.is_main()
     run = run_lib.start("supervised", cfg, f"{cfg.data}-{cfg.encoder.name}", total=cfg.epochs)
     try:
         summary = _algo_module("supervised").train(cfg, run)
     finally:
         run.close()
+        distributed.close()
+    if not main:
+        return
     typer.echo(f"test accuracy {summary['test_accuracy']:.2%} after {summary['epochs']} epochs ({summary['seconds']:.1f} s); "
                f"run folder: {run.dir}")
     typer.echo(f"confusion matrix: {run.dir / 'confusion_matrix.png'}; reuse the encoder with --set encoder.init={run.dir}")

@@ -97,3 +97,24 @@ def test_torchrun_two_ranks_train_one_run_folder_and_resume(tmp_path):
     state = json.loads((run / "checkpoints" / "step_1024" / "state.json").read_text())
     assert state["num_updates"] == 4
     assert [s for s, _ in scalars(run)["losses/policy_loss"]] == [256, 512, 768, 1024]
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_supervised_matches_one_process(tmp_path):
+    settings = ["--epochs", "4", "--set", "batch_size=64", "--set", "torch_threads=1", "--set", "progress=false",
+                "--set", "encoder.hidden_sizes=64"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    metrics = []
+    for name, launcher in (("one", []), ("two", ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"])):
+        cmd = [sys.executable, *launcher, "-m", "agents.cli", "supervised", "mlp", "--data", "digits", *settings,
+               "--set", f"runs_dir={tmp_path / name}"]
+        result = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.count("test accuracy") == 1  # rank 0 alone reports
+        run = only_run(tmp_path / name)
+        assert (run / "encoder.safetensors").exists() and len(list(run.glob("events.out.tfevents.*"))) == 1
+        metrics.append(json.loads((run / "metrics.json").read_text()))
+    one, two = metrics
+    assert two["epochs"] == 4 and two["test_accuracy"] > 0.5, (one, two)
+    # each step averages the two halves of a batch: the one-process step, up to the last, uneven batch of an epoch
+    assert abs(one["test_loss"] - two["test_loss"]) < 1e-3 * one["test_loss"], (one, two)
