@@ -80,6 +80,8 @@ def train(
     from agents import checkpoint, config as config_lib, distributed, run as run_lib
     from agents.config import ConfigError
 
+    if algo == "supervised":
+        raise ConfigError("supervised training has its own command: rl supervised MODEL --data DATASET (see rl supervised --help)")
     config_lib.algo_config_class(algo)
     if impl not in ("ours", "sb3"):
         raise ConfigError(f"--impl {impl!r}: use ours or sb3")

@@ -237,6 +237,10 @@ ALGOS: dict[str, type] = {"dqn": DQNConfig, "ppo": PPOConfig, "a2c": A2CConfig, 
                           "supervised": SupervisedConfig}
 
 
+# What `rl train` accepts (and `rl algos` lists); "supervised" has its own command, `rl supervised`.
+TRAIN_ALGOS = tuple(a for a in ALGOS if a != "supervised")
+
+
 def algo_config_class(algo: str) -> type:
     if algo not in ALGOS:
         raise ConfigError(f"unknown algorithm {algo!r}: {_nearest(algo, ALGOS)} (`rl algos` lists them)")

@@ -22,12 +22,10 @@ from agents import checkpoint
 from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import DQNConfig
 from agents.encoders import encoder_from_config
-from agents.evaluate import run_episodes, summarize
+from agents.evaluate import evaluation_round
 from agents.replay import FrameReplay, ReplaySample
 from agents.run import Run
-from agents.watch import training_video
 from envs.episodes import EpisodeStats
-from envs.tabular import optimal_return
 
 
 # ---------------------------------------------------------------------------------------------- network
@@ -176,12 +174,7 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
             return epsilon_greedy(q_network, torch.from_numpy(o).to(device), config.eval_epsilon, n_actions, eval_rng)
 
         eval_rng = torch.Generator().manual_seed(config.seed + global_step)
-        summary = summarize(run_episodes(eval_env, policy, config.eval_episodes, seed=config.seed + 100_000 + global_step))
-        evals.append((global_step, summary["mean"]))
-        optimal = optimal_return(config.env)  # tabular envs: the planner's optimum on the same scale, else None
-        run.log(global_step, {"eval/episodic_return": summary["mean"]} | ({"eval/optimal_return": optimal} if optimal is not None else {}))
-        training_video(run, len(evals), global_step, policy, q_values(q_network, device))
-        return summary["mean"]
+        return evaluation_round(run, eval_env, policy, q_values(q_network, device), global_step, evals)
 
     # Envs restart at each (re)start; the seed depends on the step so a resumed run is reproducible.
     obs, _ = env.reset(seed=config.seed + global_step)

@@ -33,12 +33,10 @@ from agents import checkpoint, distributed
 from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import PPOConfig
 from agents.encoders import encoder_from_config, freeze, load_encoder
-from agents.evaluate import run_episodes, summarize
+from agents.evaluate import evaluation_round
 from agents.rollout import Rollout, gae, make_rollout, masked_logits
 from agents.run import Run
-from agents.watch import training_video
 from envs.episodes import EpisodeStats
-from envs.tabular import optimal_return
 
 
 # ---------------------------------------------------------------------------------------------- network
@@ -242,12 +240,7 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
 
     def evaluate() -> float:
         policy = make_policy(agent, device, config.eval_epsilon, config.eval_greedy, config.seed + global_step)
-        summary = summarize(run_episodes(eval_env, policy, config.eval_episodes, seed=config.seed + 100_000 + global_step))
-        evals.append((global_step, summary["mean"]))
-        optimal = optimal_return(config.env)  # tabular envs: the planner's optimum on the same scale, else None
-        run.log(global_step, {"eval/episodic_return": summary["mean"]} | ({"eval/optimal_return": optimal} if optimal is not None else {}))
-        training_video(run, len(evals), global_step, policy, probabilities(agent, device))
-        return summary["mean"]
+        return evaluation_round(run, eval_env, policy, probabilities(agent, device), global_step, evals)
 
     # Envs restart at each (re)start, seeded by the step, so a resumed run is reproducible.
     next_obs_np, info = env.reset(seed=env_seed + global_step)

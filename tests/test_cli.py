@@ -57,10 +57,10 @@ def test_envs_lists_atari_and_gymnasium_names():
 
 
 def test_algos_lists_every_registered_algorithm():
-    from agents.config import ALGOS
+    from agents.config import TRAIN_ALGOS
 
     out = ok(invoke(["algos"]))
-    assert sorted(line.split()[0] for line in out.splitlines() if line.strip()) == sorted(ALGOS)
+    assert sorted(line.split()[0] for line in out.splitlines() if line.strip()) == sorted(TRAIN_ALGOS)
 
 
 # ---------------------------------------------------------------------------------------------- bad input
@@ -169,3 +169,9 @@ def test_eval_json_reports_the_score_distribution(tiny_run):
 
     again = json.loads(ok(invoke(["eval", run_dir, "--episodes", "3", "--json", "--device", "cpu"])))
     assert again == summary  # same seed, same games
+
+
+def test_train_supervised_points_to_its_own_command(tmp_path):
+    result = invoke(["train", "supervised", "--env", "CartPole-v1", "--set", f"runs_dir={tmp_path}"])
+    assert result.exit_code == 2 and "rl supervised MODEL --data" in result.stderr
+    assert not any(tmp_path.iterdir())
