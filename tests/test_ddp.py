@@ -17,7 +17,7 @@ import torch.multiprocessing as mp
 from agents import distributed, ppo
 from agents.config import PPOConfig
 from agents.rollout import Rollout
-from conftest import only_run, scalars
+from conftest import invoke, only_run, scalars
 
 ROOT = Path(__file__).parents[1]
 T, N, OBS, A = 8, 4, 4, 2  # the combined rollout: N envs, split by env over the ranks
@@ -118,3 +118,8 @@ def test_torchrun_two_ranks_supervised_matches_one_process(tmp_path):
     assert two["epochs"] == 4 and two["test_accuracy"] > 0.5, (one, two)
     # each step averages the two halves of a batch: the one-process step, up to the last, uneven batch of an epoch
     assert abs(one["test_loss"] - two["test_loss"]) < 1e-3 * one["test_loss"], (one, two)
+
+
+def test_nproc_with_an_algorithm_that_is_not_data_parallel_is_a_user_error():
+    result = invoke(["train", "dqn", "--env", "CartPole-v1", "--nproc", "2"])
+    assert result.exit_code == 2 and "runs ppo, a2c and reinforce" in result.stderr
