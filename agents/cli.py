@@ -58,6 +58,7 @@ def train(
     set_: list[str] = typer.Option([], "--set", help="Override one key: --set learning_rate=1e-4 (repeatable; nested: encoder.name=mlp)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Run folder to continue from its latest checkpoint."),
     impl: str = typer.Option("ours", "--impl", help="ours | sb3: Stable-Baselines3's agent with this config, logged into our run layout."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Data-parallel processes on this machine (PPO family): runs this command under torchrun."),
 ):
     """Train an agent; writes runs/<env>__<algo>__<seed>__<time>/ (config, TensorBoard, checkpoints).
 
@@ -70,12 +71,13 @@ def train(
       rl train ppo --env Pong
       rl train a2c --env CartPole-v1
       rl train dqn --env CartPole-v1 --impl sb3   (SB3's DQN, same hyperparameters and tags)
+      rl train ppo --env Pong --nproc 4   (= torchrun --standalone --nproc_per_node 4 -m agents.cli train ppo --env Pong)
     Ctrl-C saves a checkpoint and stops; --resume continues the same curves.
     """
     import shutil
 
     import envs
-    from agents import checkpoint, config as config_lib, run as run_lib
+    from agents import checkpoint, config as config_lib, distributed, run as run_lib
     from agents.config import ConfigError
 
     if algo == "supervised":
@@ -83,6 +85,12 @@ def train(
     config_lib.algo_config_class(algo)
     if impl not in ("ours", "sb3"):
         raise ConfigError(f"--impl {impl!r}: use ours or sb3")
+    if (nproc > 1 or distributed.launched()) and (algo not in ("ppo", "a2c", "reinforce") or impl != "ours"):
+        raise ConfigError(f"data-parallel training (--nproc, torchrun) runs ppo, a2c and reinforce (--impl ours), not {algo} --impl {impl}")
+    if nproc > 1:
+        raise typer.Exit(distributed.relaunch(nproc))
+    distributed.init()
+    main = distributed.is_main()
     if impl == "sb3" and resume is not None:
         raise ConfigError("--resume works with --impl ours only (SB3 runs save SB3's model, not our checkpoints)")
     flags = {"total_timesteps": steps, "seed": seed, "device": device, "num_envs": num_envs}
@@ -112,11 +120,14 @@ def train(
         run.close()
         # Input found bad only once the env or the network exists (encoder.init of another shape): a new run
         # folder that holds no checkpoint yet is removed, so the error leaves nothing behind.
-        if resume is None and not any(run.checkpoint_dir.glob("step_*")):
+        if resume is None and main and not any(run.checkpoint_dir.glob("step_*")):
             shutil.rmtree(run.dir, ignore_errors=True)
         raise
     finally:
         run.close()
+        distributed.close()
+    if not main:
+        return
     last_eval = f", last eval return {summary['evals'][-1][1]:.2f}" if summary["evals"] else ""
     typer.echo(f"{'finished' if summary['finished'] else 'stopped'} at step {summary['step']:,} "
                f"({summary['sps']:,.0f} SPS{last_eval}); run folder: {run.dir}")
@@ -193,16 +204,21 @@ def supervised(
     Options: optimizer (sgd, adagrad, rmsprop, adam, adamw), momentum, nesterov, l1, l2, weight_decay,
     encoder.dropout, encoder.norm (mlp), shift, patience (early stopping), schedule (cosine, step, linear).
     """
-    from agents import config as config_lib, run as run_lib
+    from agents import config as config_lib, distributed, run as run_lib
 
     flags = {"data": data, "epochs": epochs, "seed": seed, "device": device, "encoder": {"name": model}}
     cfg = config_lib.resolve("supervised", None, data, config, flags, set_)
     _algo_module("supervised").check(cfg)
+    distributed.init()  # under torchrun: data-parallel over its ranks
+    main = distributed.is_main()
     run = run_lib.start("supervised", cfg, f"{cfg.data}-{cfg.encoder.name}", total=cfg.epochs)
     try:
         summary = _algo_module("supervised").train(cfg, run)
     finally:
         run.close()
+        distributed.close()
+    if not main:
+        return
     typer.echo(f"test accuracy {summary['test_accuracy']:.2%} after {summary['epochs']} epochs ({summary['seconds']:.1f} s); "
                f"run folder: {run.dir}")
     typer.echo(f"confusion matrix: {run.dir / 'confusion_matrix.png'}; reuse the encoder with --set encoder.init={run.dir}")

@@ -9,6 +9,12 @@ the surrogate's gradient is the policy gradient A * grad log pi.
 Rollouts, GAE and the masking of autoreset steps live in agents/rollout.py; action masks
 (`info["action_mask"]`) enter every policy through `rollout.masked_logits`. With `encoder.name=lstm`,
 train, load_policy and action_scores hand over to the recurrent sibling agents/ppo_lstm.py.
+
+Data-parallel over K ranks (torchrun, agents/distributed.py): each rank steps its own num_envs envs
+(seeds offset by rank * num_envs), so one iteration collects K x num_envs x num_steps transitions and
+global_step counts them all. Each rank splits its own part into num_minibatches; DDP averages the
+gradients, and advantages are normalized with statistics over all ranks, so a step on K equal parts
+is the step one process takes on their union. Rank 0 logs, evaluates and checkpoints.
 """
 
 from __future__ import annotations
@@ -24,9 +30,9 @@ import torch
 from torch import nn
 
 import envs
-from agents import checkpoint
+from agents import checkpoint, distributed
 from agents.checkpoint import rng_from_json, rng_to_json
-from agents.config import PPOConfig
+from agents.config import ConfigError, PPOConfig
 from agents.encoders import encoder_from_config, freeze, load_encoder
 from agents.evaluate import evaluation_round
 from agents.rollout import Rollout, gae, make_rollout, masked_logits
@@ -149,7 +155,9 @@ def ppo_loss(new_logprob: torch.Tensor, old_logprob: torch.Tensor, advantages: t
 def update(agent: ActorCritic, optimizer: torch.optim.Optimizer, rollout: Rollout, advantages: torch.Tensor,
            returns: torch.Tensor, config: PPOConfig, clip_coef: float, generator: torch.Generator) -> dict[str, float]:
     """update_epochs passes over the rollout's valid transitions in num_minibatches shuffled minibatches;
-    returns the last minibatch's statistics (CleanRL logs those) plus the explained variance."""
+    returns the last minibatch's statistics (CleanRL logs those) plus the explained variance.
+    Under DDP a minibatch is the union of every rank's minibatch (gradients averaged over ranks: the
+    union's gradient when ranks hold equally many transitions), normalized as one (distributed.normalize)."""
     valid = rollout.valid.reshape(-1)  # (T*N,) autoreset steps are no transitions
     obs = rollout.obs.reshape(-1, *rollout.obs.shape[2:])[valid]  # (B, *obs_shape)
     actions, old_logprob, old_value = (x.reshape(-1)[valid] for x in (rollout.actions, rollout.logprobs, rollout.values))
@@ -163,7 +171,7 @@ def update(agent: ActorCritic, optimizer: torch.optim.Optimizer, rollout: Rollou
             new_logprob, entropy = logprob_and_entropy(masked_logits(logits, None if masks is None else masks[mb]), actions[mb])
             mb_advantages = b_advantages[mb]
             if config.norm_adv and len(mb) > 1:
-                mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+                mb_advantages = distributed.normalize(mb_advantages)
             loss, stats = ppo_loss(new_logprob, old_logprob[mb], mb_advantages, entropy, new_value, old_value[mb],
                                    b_returns[mb], clip_coef, config.clip_vloss, config.ent_coef, config.vf_coef)
             optimizer.zero_grad(set_to_none=True)
@@ -171,7 +179,7 @@ def update(agent: ActorCritic, optimizer: torch.optim.Optimizer, rollout: Rollou
             if config.max_grad_norm > 0:
                 nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
             optimizer.step()
-        if config.target_kl > 0 and stats["losses/approx_kl"].item() > config.target_kl:
+        if config.target_kl > 0 and distributed.mean(stats["losses/approx_kl"]).item() > config.target_kl:
             break
     out = {k: v.item() for k, v in stats.items()}
     var_returns = b_returns.var().item()  # 1 - Var(R - V) / Var(R): how much of the return the critic explains
@@ -189,19 +197,24 @@ def action_mask_of(info: dict[str, Any], device: torch.device) -> torch.Tensor |
 def train(config: PPOConfig, run: Run) -> dict[str, Any]:
     if config.encoder.name == "lstm":
         from agents import ppo_lstm
+
+        if distributed.world_size() > 1:
+            raise ConfigError("recurrent PPO (encoder.name=lstm) runs in one process: drop torchrun / --nproc")
         return ppo_lstm.train(config, run)
     device = run.device
-    env = envs.make(config.env, config.num_envs, config.seed)
-    eval_env = envs.make(config.env, min(config.eval_episodes, 8), config.seed + 100_000) if config.eval_frequency else None
+    world, env_seed = distributed.world_size(), config.seed + distributed.rank() * config.num_envs
+    env = envs.make(config.env, config.num_envs, env_seed)
+    evaluating = config.eval_frequency and distributed.is_main()
+    eval_env = envs.make(config.env, min(config.eval_episodes, 8), config.seed + 100_000) if evaluating else None
     obs_shape = env.single_observation_space.shape
     n_actions = int(env.single_action_space.n)
     obs_dtype = torch.uint8 if env.single_observation_space.dtype == np.uint8 else torch.float32
-    batch_size = config.num_envs * config.num_steps
+    batch_size = config.num_envs * config.num_steps * world  # over all ranks
 
     torch.manual_seed(config.seed)
     agent = make_agent(config, obs_shape, n_actions, load_init=run.resume_from is None).to(device)
     optimizer = make_optimizer(agent, config)
-    rng = torch.Generator().manual_seed(config.seed)  # action sampling and minibatch order
+    rng = torch.Generator().manual_seed(env_seed)  # action sampling and minibatch order
 
     global_step, num_updates = 0, 0
     recent_returns: deque[float] = deque(maxlen=20)
@@ -216,20 +229,28 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
         global_step, num_updates = ckpt.step, ckpt.state["num_updates"]
         recent_returns.extend(ckpt.state["recent_returns"])
         evals = [tuple(e) for e in ckpt.state["evals"]]
-        rng.set_state(rng_from_json(ckpt.state["rng"]))
+        rngs = ckpt.state.get("rngs", [ckpt.state["rng"]])  # one per rank; a different K: rank 0's, then reseeded
+        if len(rngs) == world:
+            rng.set_state(rng_from_json(rngs[distributed.rank()]))
+        else:
+            rng.manual_seed(env_seed + global_step)
+    learner = distributed.wrap(agent, device)  # the forward pass that trains; `agent` acts, evaluates and is saved
 
     def save_checkpoint() -> None:
-        state = {"num_updates": num_updates, "recent_returns": list(recent_returns), "evals": evals,
-                 "rng": rng_to_json(rng.get_state())}
-        checkpoint.save(run.checkpoint_dir, global_step, checkpoint.prefixed("agent", agent.state_dict()), optimizer,
-                        state, None, config.keep_checkpoints)
+        rngs = distributed.all_gather_object(rng_to_json(rng.get_state()))
+        state = {"num_updates": num_updates, "recent_returns": list(recent_returns), "evals": evals, "rng": rngs[0]}
+        if world > 1:
+            state["rngs"] = rngs
+        if distributed.is_main():
+            checkpoint.save(run.checkpoint_dir, global_step, checkpoint.prefixed("agent", agent.state_dict()), optimizer,
+                            state, None, config.keep_checkpoints)
 
     def evaluate() -> float:
         policy = make_policy(agent, device, config.eval_epsilon, config.eval_greedy, config.seed + global_step)
         return evaluation_round(run, eval_env, policy, probabilities(agent, device), global_step, evals)
 
     # Envs restart at each (re)start, seeded by the step, so a resumed run is reproducible.
-    next_obs_np, info = env.reset(seed=config.seed + global_step)
+    next_obs_np, info = env.reset(seed=env_seed + global_step)
     next_obs = torch.as_tensor(next_obs_np, device=device)
     next_mask = action_mask_of(info, device)
     rollout = make_rollout(config.num_steps, config.num_envs, obs_shape, obs_dtype, n_actions, next_mask is not None, device)
@@ -238,7 +259,7 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
     start_step, start_time = global_step, time.time()
     next_progress = start_time
 
-    while global_step < config.total_timesteps and not run.stop_requested:
+    while global_step < config.total_timesteps and not distributed.any_rank(run.stop_requested):
         # 1. anneal the learning rate (and the clip range) linearly to 0 over the run (CleanRL)
         frac = 1.0 - global_step / config.total_timesteps
         lr = config.learning_rate * frac if config.anneal_lr else config.learning_rate
@@ -257,7 +278,7 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
                 action, logprob = sample_actions(masked_logits(logits, next_mask), rng)
             rollout.actions[t], rollout.logprobs[t], rollout.values[t] = action, logprob, value
             next_obs_np, reward, terminated, truncated, info = env.step(action.cpu().numpy())
-            global_step += config.num_envs
+            global_step += config.num_envs * world
             for episodic_return, episodic_length in episodes.update(reward, terminated, truncated):
                 recent_returns.append(episodic_return)
                 run.log(global_step, {"charts/episodic_return": episodic_return, "charts/episodic_length": episodic_length})
@@ -279,7 +300,7 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
         returns = advantages + rollout.values
 
         # 4. optimize the policy and value network
-        stats = update(agent, optimizer, rollout, advantages, returns, config, clip_coef, rng)
+        stats = update(learner, optimizer, rollout, advantages, returns, config, clip_coef, rng)
         num_updates += 1
         prev_step = global_step - batch_size
 
@@ -291,7 +312,7 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
             next_progress = now + 0.5
             run.progress(global_step, config.total_timesteps, (global_step - start_step) / max(now - start_time, 1e-9),
                          np.mean(recent_returns) if recent_returns else None)
-        if config.eval_frequency and global_step // config.eval_frequency > prev_step // config.eval_frequency:
+        if evaluating and global_step // config.eval_frequency > prev_step // config.eval_frequency:
             evaluate()
         if config.checkpoint_frequency and global_step // config.checkpoint_frequency > prev_step // config.checkpoint_frequency:
             save_checkpoint()
@@ -299,7 +320,7 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
     end_time = time.time()  # throughput excludes the final evaluation and checkpoint
     summary = {"sps": (global_step - start_step) / max(end_time - start_time, 1e-9)}
     finished = global_step >= config.total_timesteps
-    if finished and config.eval_frequency and (not evals or evals[-1][0] != global_step):
+    if finished and evaluating and (not evals or evals[-1][0] != global_step):
         evaluate()
     save_checkpoint()
     env.close()

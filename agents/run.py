@@ -20,7 +20,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
-from agents import checkpoint, config as config_lib
+from agents import checkpoint, config as config_lib, distributed
 from agents.config import ConfigError
 
 
@@ -62,7 +62,7 @@ class Run:
     algo: str
     config: Any
     device: torch.device
-    writer: SummaryWriter
+    writer: SummaryWriter | None  # None on ranks other than 0 (agents/distributed.py)
     resume_from: checkpoint.Checkpoint | None = None
     stop_requested: bool = False
     _progress: Any = None
@@ -74,10 +74,14 @@ class Run:
         return self.dir / "checkpoints"
 
     def log(self, step: int, scalars: dict[str, float]) -> None:
+        if self.writer is None:
+            return
         for tag, value in scalars.items():
             self.writer.add_scalar(tag, float(value), step)
 
     def progress(self, step: int, total: int, sps: float, recent_return: float | None) -> None:
+        if self.writer is None:
+            return
         ret = "-" if recent_return is None else f"{recent_return:.1f}"
         if self._progress is not None:
             self._progress.update(self._task, completed=step, sps=f"{sps:,.0f}", ret=ret)
@@ -88,18 +92,27 @@ class Run:
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def start(algo: str, config: Any, env_short: str, resume_dir: Path | None = None, total: int | None = None) -> Run:
     """Create (or reopen, for --resume) the run folder, seed, pick the device, open the writer. The progress bar
-    counts to `total` (default config.total_timesteps; `rl supervised` counts epochs)."""
-    device = pick_device(config.device)
+    counts to `total` (default config.total_timesteps; `rl supervised` counts epochs).
+
+    Under torchrun only rank 0 creates the folder and writes to it; it sends the folder's path to the other
+    ranks, which get no writer and no progress bar (agents/distributed.py). On --resume every rank loads the
+    latest checkpoint."""
+    device = distributed.device_for_rank(pick_device(config.device))
     if config.torch_threads > 0:
         torch.set_num_threads(config.torch_threads)
-    resume_from = None
-    if resume_dir is None:
+    resume_from, writer = None, None
+    if not distributed.is_main():
+        run_dir = Path(distributed.broadcast_object(None))
+        if resume_dir is not None:
+            resume_from = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
+    elif resume_dir is None:
         run_dir = new_run_dir(Path(config.runs_dir), env_short, algo, config.seed)
         config_lib.save(config, algo, run_dir / "config.yaml")
         writer = SummaryWriter(str(run_dir))
@@ -112,9 +125,13 @@ def start(algo: str, config: Any, env_short: str, resume_dir: Path | None = None
         # purge_step drops events logged after the checkpoint by the run that died: no duplicate points. It drops
         # steps >= purge_step, and what was logged at the checkpoint's own step (an eval, a loss) came before the save.
         writer = SummaryWriter(str(run_dir), purge_step=resume_from.step + 1)
+    if distributed.is_main():
+        distributed.broadcast_object(str(run_dir))
     seed_everything(config.seed)
     run = Run(dir=run_dir, algo=algo, config=config, device=device, writer=writer, resume_from=resume_from)
     _install_sigint(run)
+    if not distributed.is_main():
+        return run
     if config.progress and sys.stdout.isatty():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

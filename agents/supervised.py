@@ -10,6 +10,10 @@ the validation loss (Prechelt 1998); random-shift augmentation; cosine/step/line
 The run folder is an agent's (config.yaml, TensorBoard, checkpoints/) plus `metrics.json`, a confusion
 matrix `confusion_matrix.png` of the test split and `encoder.safetensors`, which any agent loads with
 `--set encoder.init=RUN_DIR` (or the file's path).
+
+Under torchrun (agents/distributed.py) every rank draws the same batch order and takes its 1/K share of
+each batch; DDP averages the gradients, so a step is the one-process step on the whole batch (exactly
+when K divides the batch). Every rank validates (same weights, same early stop); rank 0 writes.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents import checkpoint
+from agents import checkpoint, distributed
 from agents.config import ConfigError, SupervisedConfig
 from agents.encoders import encoder_from_config, save_encoder
 from agents.run import Run
@@ -165,28 +169,33 @@ def train(config: SupervisedConfig, run: Run) -> dict[str, Any]:
     model = Classifier(encoder_from_config(config.encoder, data.obs_shape), data.n_classes).to(device)
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], config)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
-    rng = torch.Generator().manual_seed(config.seed)  # batch order and shifts
+    rng = torch.Generator().manual_seed(config.seed)  # batch order and shifts, the same on every rank
+    learner, rank, world = distributed.wrap(model, device), distributed.rank(), distributed.world_size()
     best_val, best_state, bad_epochs, epoch, seen = math.inf, None, 0, 0, 0
     start_time = time.time()
 
     def save_checkpoint() -> None:
-        checkpoint.save(run.checkpoint_dir, epoch, checkpoint.prefixed("model", model.state_dict()), optimizer,
-                        {"best_val_loss": best_val, "bad_epochs": bad_epochs}, keep=config.keep_checkpoints)
+        if distributed.is_main():
+            checkpoint.save(run.checkpoint_dir, epoch, checkpoint.prefixed("model", model.state_dict()), optimizer,
+                            {"best_val_loss": best_val, "bad_epochs": bad_epochs}, keep=config.keep_checkpoints)
 
-    while epoch < config.epochs and not run.stop_requested:
+    while epoch < config.epochs and not distributed.any_rank(run.stop_requested):
         # 1. one pass over the shuffled training split
         factor = lr_factor(config.schedule, epoch, config.epochs, config.step_size, config.step_gamma)
         for group, lr in zip(optimizer.param_groups, base_lrs):
             group["lr"] = lr * factor
         model.train()
-        losses, correct = [], 0
+        losses, correct, count = [], 0, 0
         order = torch.randperm(len(data.train.y), generator=rng)
         for i in range(0, len(order), config.batch_size):
             idx = order[i:i + config.batch_size]
+            if len(idx) < world:  # a last batch too small for one example per rank
+                continue
             x, y = data.train.x[idx], data.train.y[idx]
             if config.shift and data.grid:
                 x = random_shift(x, config.shift, rng)
-            logits = model(x.to(device))
+            x, y = x.tensor_split(world)[rank], y.tensor_split(world)[rank]  # this rank's share of the batch
+            logits = learner(x.to(device))
             loss = F.cross_entropy(logits, y.to(device)) + weight_penalty(model, config.l1, config.l2)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -194,12 +203,13 @@ def train(config: SupervisedConfig, run: Run) -> dict[str, Any]:
                 nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()
             losses.append(loss.detach())
-            correct += (logits.argmax(1).cpu() == y).sum().item()
+            correct, count = correct + (logits.argmax(1).cpu() == y).sum().item(), count + len(y)
         epoch, seen = epoch + 1, seen + len(order)
+        correct, count = distributed.all_reduce_sum(torch.tensor([correct, count])).tolist()
 
         # 2. validation, early stopping on its loss (the best weights are kept)
         val_loss, val_acc, _ = evaluate(model, data.val, device)
-        run.log(epoch, {"supervised/train_loss": torch.stack(losses).mean().item(), "supervised/train_accuracy": correct / len(order),
+        run.log(epoch, {"supervised/train_loss": torch.stack(losses).mean().item(), "supervised/train_accuracy": correct / count,
                         "supervised/val_loss": val_loss, "supervised/val_accuracy": val_acc,
                         "charts/learning_rate": optimizer.param_groups[0]["lr"]})
         if val_loss < best_val:
@@ -218,13 +228,16 @@ def train(config: SupervisedConfig, run: Run) -> dict[str, Any]:
     if config.patience and best_state is not None:
         model.load_state_dict(best_state)
     test_loss, test_acc, predictions = evaluate(model, data.test, device)
+    metrics = {"test_accuracy": test_acc, "test_loss": test_loss, "best_val_loss": best_val, "epochs": epoch,
+               "train_size": len(data.train.y), "val_size": len(data.val.y), "test_size": len(data.test.y), "seconds": elapsed}
+    summary = {**metrics, "step": epoch, "finished": epoch >= config.epochs or bool(config.patience and bad_epochs >= config.patience),
+               "sps": seen / max(elapsed, 1e-9), "evals": []}
+    if not distributed.is_main():
+        return summary
     run.log(epoch, {"test/loss": test_loss, "test/accuracy": test_acc})
     save_confusion_matrix(data.test.y.numpy(), predictions.numpy(), run.dir / "confusion_matrix.png",
                           f"{config.encoder.name} on {config.data}: test accuracy {test_acc:.1%}")
     save_encoder(model.encoder, run.dir / "encoder.safetensors")
     save_checkpoint()
-    metrics = {"test_accuracy": test_acc, "test_loss": test_loss, "best_val_loss": best_val, "epochs": epoch,
-               "train_size": len(data.train.y), "val_size": len(data.val.y), "test_size": len(data.test.y), "seconds": elapsed}
     (run.dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-    return {**metrics, "step": epoch, "finished": epoch >= config.epochs or bool(config.patience and bad_epochs >= config.patience),
-            "sps": seen / max(elapsed, 1e-9), "evals": []}
+    return summary
