@@ -152,6 +152,16 @@ def ppo_loss(new_logprob: torch.Tensor, old_logprob: torch.Tensor, advantages: t
     return loss, stats
 
 
+def anneal(config: PPOConfig, optimizer: torch.optim.Optimizer, global_step: int) -> tuple[float, float]:
+    """The learning rate (set in `optimizer`) and clip range at `global_step`: linear to 0 over the run when
+    anneal_lr / anneal_clip (CleanRL; the original paper's Atari schedule), else constant."""
+    frac = 1.0 - global_step / config.total_timesteps
+    lr = config.learning_rate * frac if config.anneal_lr else config.learning_rate
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr, config.clip_coef * frac if config.anneal_clip else config.clip_coef
+
+
 def update(agent: ActorCritic, optimizer: torch.optim.Optimizer, rollout: Rollout, advantages: torch.Tensor,
            returns: torch.Tensor, config: PPOConfig, clip_coef: float, generator: torch.Generator) -> dict[str, float]:
     """update_epochs passes over the rollout's valid transitions in num_minibatches shuffled minibatches;
@@ -261,11 +271,7 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
 
     while global_step < config.total_timesteps and not distributed.any_rank(run.stop_requested):
         # 1. anneal the learning rate (and the clip range) linearly to 0 over the run (CleanRL)
-        frac = 1.0 - global_step / config.total_timesteps
-        lr = config.learning_rate * frac if config.anneal_lr else config.learning_rate
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        clip_coef = config.clip_coef * frac if config.anneal_clip else config.clip_coef
+        lr, clip_coef = anneal(config, optimizer, global_step)
 
         # 2. collect num_steps x num_envs transitions with the current policy
         for t in range(config.num_steps):

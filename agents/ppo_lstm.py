@@ -30,7 +30,7 @@ from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import ConfigError, PPOConfig
 from agents.encoders import MLP, LSTMEncoder, make_encoder
 from agents.evaluate import evaluation_round
-from agents.ppo import _nhwc, action_mask_of, logprob_and_entropy, make_optimizer, orthogonal_init, ppo_loss, sample_actions
+from agents.ppo import _nhwc, action_mask_of, anneal, logprob_and_entropy, make_optimizer, orthogonal_init, ppo_loss, sample_actions
 from agents.rollout import Rollout, gae, make_rollout, masked_logits
 from agents.run import Run
 from envs.episodes import EpisodeStats
@@ -186,11 +186,7 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
     while global_step < config.total_timesteps and not run.stop_requested:
         initial_state = (next_state[0].clone(), next_state[1].clone())  # where the update replays this rollout from
         # 1. anneal the learning rate (and the clip range) linearly to 0 over the run (CleanRL)
-        frac = 1.0 - global_step / config.total_timesteps
-        lr = config.learning_rate * frac if config.anneal_lr else config.learning_rate
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        clip_coef = config.clip_coef * frac if config.anneal_clip else config.clip_coef
+        lr, clip_coef = anneal(config, optimizer, global_step)
 
         # 2. collect num_steps x num_envs transitions with the current policy, carrying the LSTM state
         for t in range(config.num_steps):
