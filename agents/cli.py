@@ -144,17 +144,22 @@ def eval_(
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    opponent: Optional[str] = typer.Option(None, "--opponent", help="Go runs: play random, greedy or gnugo, colours alternating; SGFs to <run>/games/."),
+    level: int = typer.Option(1, "--level", min=1, max=10, help="GNU Go's level with --opponent gnugo."),
 ):
     """Evaluate a run's latest checkpoint: mean, std, min, max of raw game scores and a 95% interval.
+    Go runs with --opponent: win rate (by colour too) and an Elo estimate against that opponent.
 
     \b
     Examples:
       rl eval runs/Pong__dqn__1__20261123-101500 --episodes 10
       rl eval runs/CartPole-v1__dqn__1__20261123-101500 --json
+      rl eval runs/Go9__ppo__1__20261124-101500 --opponent gnugo --level 1 --episodes 40
     """
     import envs
     from agents import checkpoint, config as config_lib
     from agents.evaluate import run_episodes, summarize
+    from agents.league import env_options
     from agents.run import pick_device
 
     if not (run_dir / "config.yaml").exists():
@@ -162,9 +167,12 @@ def eval_(
     algo, cfg = config_lib.load(run_dir / "config.yaml")
     if algo == "supervised":
         raise checkpoint.CheckpointError(f"{str(run_dir)!r} is a supervised run, not an agent: its test accuracy is in metrics.json")
+    if opponent is not None and (envs.family(cfg.env) != "go" or opponent not in ("random", "greedy", "gnugo")):
+        raise config_lib.ConfigError(f"--opponent {opponent!r}: Go runs only, one of random, greedy, gnugo"
+                                     f"{'' if envs.family(cfg.env) == 'go' else f' ({cfg.env} is not Go)'}")
     ckpt = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
     dev = pick_device(device)
-    env = envs.make(cfg.env, min(episodes, 8), seed)
+    env = envs.make(cfg.env, min(episodes, 8), seed, **env_options(cfg))
     eps = cfg.eval_epsilon if epsilon is None else epsilon
     try:
         policy = _algo_module(algo).load_policy(cfg, ckpt, env, dev, eps, seed)
@@ -172,6 +180,9 @@ def eval_(
         env.close()
         raise checkpoint.CheckpointError(f"checkpoint {str(ckpt.path)!r} does not fit the network in "
                                          f"{str(run_dir / 'config.yaml')!r}: missing or mis-shaped tensors") from None
+    if opponent is not None:
+        env.close()
+        return _go_match(run_dir, cfg, ckpt.step, policy, opponent, level, episodes, seed, as_json)
     summary = {"run": str(run_dir), "step": ckpt.step, "epsilon": eps, **summarize(run_episodes(env, policy, episodes, seed))}
     env.close()
     if as_json:
@@ -179,6 +190,30 @@ def eval_(
     else:
         typer.echo(f"{cfg.env} step {ckpt.step:,}: {summary['mean']:.2f} ± {summary['std']:.2f} over {episodes} episodes "
                    f"(min {summary['min']:g}, max {summary['max']:g}, 95% CI [{summary['ci95_low']:.2f}, {summary['ci95_high']:.2f}])")
+
+
+def _go_match(run_dir: Path, cfg, step: int, policy, opponent: str, level: int, games: int, seed: int, as_json: bool) -> None:
+    """`rl eval RUN --opponent ...` on a Go run: the match, its SGFs, one summary line (or JSON)."""
+    from agents import go_eval
+    from agents.config import ConfigError
+
+    if opponent == "gnugo" and not go_eval.gnugo_available():
+        raise ConfigError("--opponent gnugo: GNU Go is not installed (apt-get install gnugo); random and greedy need nothing")
+    name = f"gnugo_l{level}" if opponent == "gnugo" else opponent
+    from envs.go.game import default_komi
+
+    size = int(cfg.env[2:])
+    komi = cfg.go.komi if hasattr(cfg, "go") else default_komi(size)
+    records = go_eval.play_match(policy, size, komi, opponent, games, seed, level)
+    folder = run_dir / "games" / f"eval_step_{step}_seed_{seed}"
+    go_eval.save_sgf(records, folder, name, size, komi, f"rl step {step}")
+    result = {"run": str(run_dir), "step": step, "opponent": name, "komi": komi, **go_eval.summary(records), "sgf": str(folder)}
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo(f"{cfg.env} step {step:,} vs {name}: won {result['wins']:g}/{result['games']} ({result['win_rate']:.0%}; "
+                   f"as Black {result['win_rate_black']:.0%}, as White {result['win_rate_white']:.0%}), "
+                   f"Elo {result['elo']:+.0f} against it; SGF in {folder}")
 
 
 @app.command()
@@ -236,20 +271,26 @@ def watch(
     epsilon: Optional[float] = typer.Option(None, "--epsilon", help="Exploration while playing (default: the run's eval_epsilon)."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device"),
+    text: Optional[bool] = typer.Option(None, "--text/--no-text", help="Go: the boards as text in the terminal (default when there is no display and no --video)."),
 ):
-    """Watch a run's agent play: a window when a display exists, else a video (default <run>/videos/).
+    """Watch a run's agent play: a window when a display exists, else a video (default <run>/videos/);
+    Go boards as text in the terminal when there is neither a display nor --video.
 
     \b
     Examples:
       rl watch runs/Pong__dqn__1__20261123-101500
       rl watch runs/Pong__dqn__1__20261123-101500 --video pong.mp4 --episodes 2
       rl watch runs/CartPole-v1__dqn__1__20261123-101500 --video cartpole.gif --checkpoint 10000 --no-overlay
+      rl watch runs/Go9__ppo__1__20261124-101500 --text
     Atari shows the full-colour screen of the very game the agent plays on its 84x84 input.
     """
-    from agents.watch import watch as watch_run
+    from agents.watch import has_display, watch as watch_run
 
-    path, frames = watch_run(run_dir, episodes, video, fps, step, overlay, epsilon, seed, device)
-    typer.echo(f"showed {frames} frames" if path is None else f"wrote {path} ({frames} frames at {fps:g} fps)")
+    path, frames = watch_run(run_dir, episodes, video, fps, step, overlay, epsilon, seed, device, text)
+    if path is not None:
+        typer.echo(f"wrote {path} ({frames} frames at {fps:g} fps)")
+    elif frames:  # the text board printed its own lines; a window shows frames
+        typer.echo(f"showed {frames} {'moves' if text is not False and not has_display() else 'frames'}")
 
 
 @app.command()

@@ -51,6 +51,23 @@ class EncoderConfig:
 
 
 @dataclass(frozen=True)
+class GoConfig:
+    """Go runs (Go5 ... Go19): self-play against a league of past versions (agents/league.py), the board's
+    symmetries as augmentation, and matches against fixed opponents at each evaluation (agents/go_eval.py).
+    Ignored on every other env."""
+
+    komi: float = 7.5  # Chinese rules' komi, as OpenSpiel and Pgx use on every size; 24.5 (5x5) and 8.5 (7x7) are perfect-play komis
+    self_play: bool = True  # train against the league; false: against the env's random player, as Black
+    league_size: int = 16  # past versions kept; the first (near-random) one always stays
+    snapshot_frequency: int = 10  # PPO updates between additions of the current policy to the league
+    latest_prob: float = 0.5  # a new game's opponent is the newest version with this probability, else any member
+    symmetries: bool = True  # show each position under a random one of the board's 8 symmetries (envs/go/symmetry.py)
+    eval_opponents: tuple[str, ...] = ("random", "greedy", "gnugo")  # gnugo is skipped when GNU Go is not installed
+    gnugo_levels: tuple[int, ...] = (1,)  # GNU Go --level (1..10) of each gnugo opponent
+    eval_games: int = 20  # games per opponent at each evaluation, colours alternating; each saved as SGF
+
+
+@dataclass(frozen=True)
 class DQNConfig:
     """Deep Q-Network (Mnih et al. 2015) with the usual extensions.
 
@@ -136,6 +153,7 @@ class PPOConfig:
     terminal_on_life_loss: bool = False  # Atari: a lost life ends the advantage estimate, the game goes on
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     shared_encoder: bool = False  # one encoder for policy and value (CleanRL's Atari agent); False: one each
+    go: GoConfig = field(default_factory=GoConfig)  # Go envs only
     # --- evaluation, logging, checkpoints
     eval_frequency: int = 10_000  # env steps between evaluations; 0 disables them
     eval_episodes: int = 10
@@ -256,16 +274,20 @@ def resolve(
     overrides: list[str] | tuple[str, ...] = (),
     base: dict[str, Any] | None = None,
 ) -> Any:
-    """Build the frozen config of `algo` for `env`, applying each layer in order.
+    """Build the frozen config of `algo` for `env`, applying each layer in order: defaults, configs/<algo>/<family>.yaml,
+    configs/<algo>/<env>.yaml (lower-cased, when it exists: go9.yaml after go.yaml), --config, flags, --set.
 
-    `base` (a resumed run's saved config) replaces the defaults and the family file."""
+    `base` (a resumed run's saved config) replaces the defaults and the config files."""
     cls = algo_config_class(algo)
     values: dict[str, Any] = {}
     family_file = CONFIG_DIR / algo / f"{family}.yaml"
+    # then a file for the env itself, where one exists: configs/ppo/go9.yaml refines go.yaml for 9x9
+    env_file = CONFIG_DIR / algo / f"{env.lower()}.yaml" if env is not None and "/" not in env else None
     if base is not None:
         _merge(values, base, cls, "the run's config.yaml")
-    elif family_file.exists():
-        _merge(values, _read_yaml(family_file), cls, str(family_file))
+    else:
+        for path in dict.fromkeys(p for p in (family_file, env_file) if p is not None and p.exists()):
+            _merge(values, _read_yaml(path), cls, str(path))
     if config_file is not None:
         _merge(values, _read_yaml(Path(config_file)), cls, str(config_file))
     if env is not None:  # `rl supervised` has data, not an env
@@ -431,7 +453,8 @@ def _coerce(v: Any, tp: Any, key: str, source: str) -> Any:
 
 _CHOICES = {"loss": ("mse", "huber"), "optimizer": ("adam", "rmsprop"),
             "encoder.name": ("auto", "mlp", "nature_cnn", "impala", "resnet_tower", "lstm", "transformer"),
-            "encoder.norm": ("none", "batch", "layer"), "encoder.positions": ("learned", "sinusoidal")}
+            "encoder.norm": ("none", "batch", "layer"), "encoder.positions": ("learned", "sinusoidal"),
+            "go.eval_opponents": ("random", "greedy", "gnugo")}
 
 
 def _check_values(config: Any, prefix: str = "") -> None:
@@ -441,16 +464,23 @@ def _check_values(config: Any, prefix: str = "") -> None:
         key, v = f"{prefix}{f.name}", getattr(config, f.name)
         if dataclasses.is_dataclass(v):
             _check_values(v, f"{key}.")
+        elif key in choices and isinstance(v, tuple):
+            for item in v:
+                if item not in choices[key]:
+                    raise ConfigError(f"config key {key!r} holds {item!r}: {_nearest(item, choices[key])}")
+        elif key == "go.gnugo_levels" and any(not 1 <= level <= 10 for level in v):
+            raise ConfigError(f"config key {key!r} is {list(v)}: GNU Go's levels are 1..10")
         elif key in choices and v not in choices[key]:
             raise ConfigError(f"config key {key!r} is {v!r}: {_nearest(v, choices[key])}")
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
             if key in ("gamma", "tau", "start_e", "end_e", "exploration_fraction", "eval_epsilon", "gae_lambda", "rmsprop_alpha",
-                       "encoder.dropout", "momentum", "val_fraction", "test_fraction") and not 0 <= v <= 1:
+                       "encoder.dropout", "momentum", "val_fraction", "test_fraction", "go.latest_prob") and not 0 <= v <= 1:
                 raise ConfigError(f"config key {key!r} is {v}: it must lie in [0, 1]")
             positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency", "n_step",
                         "gradient_steps", "target_network_frequency", "learning_rate", "log_frequency", "keep_checkpoints",
                         "num_steps", "num_minibatches", "update_epochs", "epochs", "step_size", "sequence_length",
                         "num_samples", "encoder.tower_channels", "encoder.tower_blocks", "encoder.lstm_hidden",
-                        "encoder.lstm_layers", "encoder.d_model", "encoder.num_heads", "encoder.num_layers", "encoder.patch_size")
+                        "encoder.lstm_layers", "encoder.d_model", "encoder.num_heads", "encoder.num_layers", "encoder.patch_size",
+                        "go.league_size", "go.snapshot_frequency", "go.eval_games")
             if key in positive and v <= 0:
                 raise ConfigError(f"config key {key!r} is {v}: it must be positive")

@@ -51,8 +51,10 @@ def run_episodes(env, policy: Policy, episodes: int, seed: int) -> list[float]:
 def evaluation_round(run, eval_env, policy: Policy, scores, step: int, evals: list[tuple[int, float]]) -> float:
     """One evaluation of a training run at env step `step`: `eval_episodes` whole games scored raw, their mean
     appended to `evals` and logged as eval/episodic_return, beside eval/optimal_return on tabular envs (the
-    planner's optimum on the same scale), and one game to videos/ every `video_frequency` rounds."""
+    planner's optimum on the same scale), one game to videos/ every `video_frequency` rounds, and on Go the matches
+    against fixed opponents of agents/go_eval.py."""
     from agents.watch import training_video
+    from envs import family
     from envs.tabular import optimal_return
 
     config = run.config
@@ -61,6 +63,10 @@ def evaluation_round(run, eval_env, policy: Policy, scores, step: int, evals: li
     optimal = optimal_return(config.env)  # None outside FrozenLake, Taxi, CliffWalking
     run.log(step, {"eval/episodic_return": mean} | ({"eval/optimal_return": optimal} if optimal is not None else {}))
     training_video(run, len(evals), step, policy, scores)
+    if hasattr(config, "go") and family(config.env) == "go":
+        from agents.go_eval import evaluate_go
+
+        evaluate_go(run, policy, step)  # go/win_rate/<opponent>, go/elo/<opponent>, SGF files
     return mean
 
 

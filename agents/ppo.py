@@ -35,6 +35,7 @@ from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import ConfigError, PPOConfig
 from agents.encoders import encoder_from_config, freeze, load_encoder
 from agents.evaluate import evaluation_round
+from agents.league import League, env_options
 from agents.rollout import Rollout, gae, make_rollout, masked_logits
 from agents.run import Run
 from envs.episodes import EpisodeStats
@@ -57,6 +58,10 @@ class ActorCritic(nn.Module):
         h = self.encoder(obs)  # (B, features)
         h_critic = h if self.critic_encoder is None else self.critic_encoder(obs)
         return self.actor(h), self.critic(h_critic).squeeze(1)  # (B, A), (B,)
+
+    def logits(self, obs: torch.Tensor) -> torch.Tensor:
+        """The policy's logits alone (B, A): league opponents (agents/league.py) need no value."""
+        return self.actor(self.encoder(_nhwc(obs)))
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         obs = _nhwc(obs)
@@ -213,9 +218,12 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
         return ppo_lstm.train(config, run)
     device = run.device
     world, env_seed = distributed.world_size(), config.seed + distributed.rank() * config.num_envs
-    env = envs.make(config.env, config.num_envs, env_seed)
+    # Go with go.self_play: the opponents are past versions of this agent (agents/league.py), colours alternate
+    go_self_play = envs.family(config.env) == "go" and config.go.self_play
+    league = League(config.num_envs, config.go.league_size, config.go.latest_prob, env_seed, device) if go_self_play else None
+    env = envs.make(config.env, config.num_envs, env_seed, **env_options(config, training=True, league=league))
     evaluating = config.eval_frequency and distributed.is_main()
-    eval_env = envs.make(config.env, min(config.eval_episodes, 8), config.seed + 100_000) if evaluating else None
+    eval_env = envs.make(config.env, min(config.eval_episodes, 8), config.seed + 100_000, **env_options(config)) if evaluating else None
     obs_shape = env.single_observation_space.shape
     n_actions = int(env.single_action_space.n)
     obs_dtype = torch.uint8 if env.single_observation_space.dtype == np.uint8 else torch.float32
@@ -244,6 +252,10 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
             rng.set_state(rng_from_json(rngs[distributed.rank()]))
         else:
             rng.manual_seed(env_seed + global_step)
+        if league is not None and "league" in ckpt.state:
+            league.load(agent, ckpt.tensors, ckpt.state["league"])
+    if league is not None and not league.members:
+        league.add(agent, num_updates)  # the first opponent: the initial policy
     learner = distributed.wrap(agent, device)  # the forward pass that trains; `agent` acts, evaluates and is saved
 
     def save_checkpoint() -> None:
@@ -251,9 +263,12 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
         state = {"num_updates": num_updates, "recent_returns": list(recent_returns), "evals": evals, "rng": rngs[0]}
         if world > 1:
             state["rngs"] = rngs
+        tensors = checkpoint.prefixed("agent", agent.state_dict())
+        if league is not None:
+            state["league"] = league.state()
+            tensors |= league.tensors()
         if distributed.is_main():
-            checkpoint.save(run.checkpoint_dir, global_step, checkpoint.prefixed("agent", agent.state_dict()), optimizer,
-                            state, None, config.keep_checkpoints)
+            checkpoint.save(run.checkpoint_dir, global_step, tensors, optimizer, state, None, config.keep_checkpoints)
 
     def evaluate() -> float:
         policy = make_policy(agent, device, config.eval_epsilon, config.eval_greedy, config.seed + global_step)
@@ -308,6 +323,9 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
         # 4. optimize the policy and value network
         stats = update(learner, optimizer, rollout, advantages, returns, config, clip_coef, rng)
         num_updates += 1
+        if league is not None and num_updates % config.go.snapshot_frequency == 0:
+            league.add(agent, num_updates)
+            stats["go/league_size"] = len(league.members)
         prev_step = global_step - batch_size
 
         # 5. logs, progress, evaluation, checkpoints (counters crossing a multiple of their frequency)

@@ -24,6 +24,7 @@ import numpy as np
 
 import envs
 from agents.evaluate import Policy, act
+from agents.league import env_options
 
 Scores = Callable[[np.ndarray], np.ndarray]  # obs (N, ...) -> action values or probabilities (N, A)
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -71,15 +72,16 @@ class Lockstep:
         self.screen.close()
 
 
-def make_viewable(name: str, seed: int):
-    """A one-env VecEnv whose `render_frames()` gives (1, H, W, 3) uint8 frames of what the agent plays."""
+def make_viewable(name: str, seed: int, **options):
+    """A one-env VecEnv whose `render_frames()` gives (1, H, W, 3) uint8 frames of what the agent plays
+    (`options` go to envs.make: a Go run's komi)."""
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame draws the gymnasium envs: no sound, no probing for one
     if not has_display():  # nor for a screen that is not there (SDL prints an XDG_RUNTIME_DIR error otherwise)
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     name = envs.canonical_name(name)
     if envs.family(name) == "atari":
         return Lockstep(name, seed)
-    env = envs.make(name, 1, seed)
+    env = envs.make(name, 1, seed, **options)
     if hasattr(env, "render_frames"):  # a family that draws itself (Go: envs/go/render.py)
         return env
     env.close()
@@ -192,10 +194,10 @@ def has_display() -> bool:
 
 
 def record_episode(env_name: str, policy: Policy, path: Path, seed: int, scores: Scores | None = None,
-                   fps: float = 30, max_steps: int = 4500) -> int:
+                   fps: float = 30, max_steps: int = 4500, **options) -> int:
     """One game of `policy` to `path` (for videos during training: every algorithm calls this from its
     evaluation; 4,500 steps are 2.5 minutes at 30 fps). Returns the frame count."""
-    env = make_viewable(env_name, seed)
+    env = make_viewable(env_name, seed, **options)
     try:
         return write_video(play(env, policy, 1, seed, scores, overlay=True, max_steps=max_steps), path, fps)
     finally:
@@ -229,10 +231,41 @@ def free_path(path: Path) -> Path:
     return candidate
 
 
+def play_text(env, policy: Policy, episodes: int, seed: int, scores: Scores | None = None, out=print) -> int:
+    """Go in the terminal: the board after each move (the agent's move in brackets; the opponent's reply is
+    already on it), with the agent's three likeliest moves when `scores` gives probabilities. Returns moves shown."""
+    from envs.go import gtp, render
+
+    obs, info = env.reset(seed=seed)
+    shown, done, starts = 0, 0, np.ones(1, dtype=bool)
+    colour = "Black" if int(info["to_play"][0]) == 1 else "White"
+    out(f"{env.name}, komi {env.komi:g}: the agent plays {colour} against the {env.opponent} player")
+    while done < episodes:
+        action = act(policy, obs, starts, info["action_mask"])
+        note = ""
+        if scores is not None:
+            p = act(scores, obs, starts, info["action_mask"])[0]
+            note = "  agent's likeliest: " + ", ".join(f"{gtp.vertex(int(a), env.size)} {p[a]:.0%}" for a in np.argsort(-p)[:3])
+        obs, reward, terminated, truncated, info = env.step(action)
+        starts = np.zeros(1, dtype=bool)
+        shown += 1
+        out(f"move {shown}: agent {gtp.vertex(int(action[0]), env.size)}{note}")
+        out(render.board_text(env.state.board[0].cpu(), env.size, int(action[0])))
+        if terminated[0] or truncated[0]:
+            out(f"game over: {'won' if reward[0] > 0 else 'lost' if reward[0] < 0 else 'drawn'} (reward {reward[0]:+g})")
+            done += 1
+            if done < episodes:
+                obs, *_, info = env.step(action)
+                starts = np.ones(1, dtype=bool)
+    return shown
+
+
 def watch(run_dir: Path, episodes: int = 1, video: Path | None = None, fps: float = 30, step: int | None = None,
-          overlay: bool = True, epsilon: float | None = None, seed: int = 0, device: str = "auto") -> tuple[Path | None, int]:
+          overlay: bool = True, epsilon: float | None = None, seed: int = 0, device: str = "auto",
+          text: bool | None = None) -> tuple[Path | None, int]:
     """Play a run's agent: in a window when a display exists and `video` is None, else to a video file
-    (default: <run>/videos/watch_step_<N>.mp4). Returns (video path or None, frames)."""
+    (default: <run>/videos/watch_step_<N>.mp4). Go boards go to the terminal as text when `text` is True, or by
+    default when there is neither a display nor a `video`. Returns (video path or None, frames or moves shown)."""
     import importlib
 
     from agents import checkpoint
@@ -243,7 +276,11 @@ def watch(run_dir: Path, episodes: int = 1, video: Path | None = None, fps: floa
     algo, cfg, ckpt = open_run(run_dir, step)
     module = importlib.import_module(f"agents.{algo}")
     dev = pick_device(device)
-    env = make_viewable(cfg.env, seed)
+    env = make_viewable(cfg.env, seed, **env_options(cfg))
+    if text is None:
+        text = envs.family(cfg.env) == "go" and video is None and not has_display()
+    if text and envs.family(cfg.env) != "go":
+        raise VideoError(f"--text shows Go boards; {cfg.env} is shown in a window or a video")
     try:
         eps = cfg.eval_epsilon if epsilon is None else epsilon
         try:
@@ -252,6 +289,8 @@ def watch(run_dir: Path, episodes: int = 1, video: Path | None = None, fps: floa
         except RuntimeError:  # load_state_dict: the checkpoint's tensors do not fit config.yaml's network
             raise checkpoint.CheckpointError(f"checkpoint {str(ckpt.path)!r} does not fit the network in "
                                              f"{str(Path(run_dir) / 'config.yaml')!r}") from None
+        if text:
+            return None, play_text(env, policy, episodes, seed, scores)
         frames = play(env, policy, episodes, seed, scores, overlay)
         if video is None and has_display():
             return None, show_window(frames, fps, f"{cfg.env} {algo} step {ckpt.step}")
@@ -268,5 +307,5 @@ def training_video(run, eval_round: int, step: int, policy: Policy, scores: Scor
     if every <= 0 or eval_round % every:
         return None
     path = free_path(run.dir / "videos" / f"step_{step}.mp4")
-    record_episode(run.config.env, policy, path, seed=run.config.seed + step, scores=scores)
+    record_episode(run.config.env, policy, path, seed=run.config.seed + step, scores=scores, **env_options(run.config))
     return path

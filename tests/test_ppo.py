@@ -182,7 +182,7 @@ def test_ppo_on_go_trains_evaluates_and_watches_with_legal_moves_only(tmp_path):
     args = ["train", "ppo", "--env", "Go5", "--steps", "256", "--device", "cpu", "--set", f"runs_dir={tmp_path}",
             "--set", "num_envs=4", "--set", "num_steps=32", "--set", "encoder.tower_channels=8",
             "--set", "encoder.tower_blocks=1", "--set", "eval_frequency=256", "--set", "eval_episodes=4",
-            "--set", "progress=false", "--set", "torch_threads=1"]
+            "--set", "progress=false", "--set", "torch_threads=1", "--set", "go.eval_games=2", "--set", "go.eval_opponents=random"]
     ok(invoke(args))
     run_dir = only_run(tmp_path)
     tags = scalars(run_dir)

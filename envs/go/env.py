@@ -1,11 +1,19 @@
 """Go as a vector env (gymnasium VectorEnv conventions, NEXT_STEP autoreset) over envs/go/game.py.
 
 Two modes:
-- self-play (`opponent=None`): the policy plays both colours; each step is one move of the player
+- two-player (`opponent=None`): the policy plays both colours; each step is one move of the player
   to move (`info["to_play"]`, +1 black / -1 white, says whose move the returned obs asks for).
   The reward is for the player who just moved: +1 win, -1 loss, 0 draw, at the end of the game.
-- against an opponent (`opponent="random"` or `"gnugo"`): the agent plays `agent_colour`; each step
-  is the agent's move followed by the opponent's reply; rewards are from the agent's view.
+- against an opponent: `"random"`, `"greedy"` (captures the most stones it can, else random), `"gnugo"`
+  (GNU Go over GTP at `gnugo_level`), or any `Opponent` object (agents/league.py: past versions of the
+  agent, for self-play). The agent plays `agent_colour` ("black", "white", or "alternate": env i starts
+  as Black if i is even and changes colour at each new game); each step is the agent's move followed by
+  the opponent's reply; rewards are from the agent's view.
+
+`augment=True` shows each observation under one of the board's 8 symmetries, drawn at random per env and
+step, and maps the action back (envs/go/symmetry.py): PPO then learns from all 8 images of its positions
+with exact log-probabilities (the policy acted on the image it was shown). `record=True` keeps every
+game's moves; finished games are appended to `env.finished` (GameRecord) for SGF files.
 
 Observation (float32, (2k+1, N, N)), AlphaGo Zero's layout (Silver et al. 2017): for each of the
 last k boards, newest first, a plane of the mover's stones and a plane of the opponent's, then a
@@ -16,13 +24,14 @@ in reset and step infos; an illegal action raises ValueError. Games end by two p
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from gymnasium.spaces import Box, Discrete, MultiDiscrete
 
-from envs.go import game, gtp, render
+from envs.go import game, gtp, render, symmetry
 
 SIZES = (5, 7, 9, 19)
 
@@ -31,11 +40,15 @@ def observation_planes(boards: torch.Tensor, turn: torch.Tensor, size: int) -> n
     """The agent's observation (B, 2k+1, N, N) float32 from the last k boards (B, k, N*N), newest first
     (+1 black, -1 white, 0 empty; zeros before the game's start), and the player to move (B,) +1/-1:
     per board a plane of the mover's stones and one of the opponent's, then ones if Black is to move."""
+    return _planes(boards, turn, size).float().cpu().numpy()
+
+
+def _planes(boards: torch.Tensor, turn: torch.Tensor, size: int) -> torch.Tensor:
     B, k = boards.shape[:2]
     view = boards * turn.view(B, 1, 1)  # (B, k, A): +1 the mover's stones
     planes = torch.stack([view == 1, view == -1], 2).view(B, 2 * k, size, size)
     to_move = (turn == game.BLACK).view(B, 1, 1, 1).expand(B, 1, size, size)
-    return torch.cat([planes, to_move], 1).float().cpu().numpy()
+    return torch.cat([planes, to_move], 1)  # (B, 2k+1, N, N) bool
 
 
 def random_policy(state: game.GoState, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -50,6 +63,37 @@ def random_policy(state: game.GoState, generator: torch.Generator | None = None)
     return torch.multinomial(weights, 1, generator=generator).view(B)
 
 
+def greedy_policy(state: game.GoState, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A one-ply capturer: the legal move that captures the most stones (ties at random), else
+    `random_policy`'s move. The weakest opponent that punishes a stone left in atari. (B,) int64."""
+    B, A = state.board.shape
+    captures = torch.where(state.legal[:, :A], game.capture_counts(state), 0)  # (B, A)
+    best = captures.amax(1, keepdim=True)
+    ties = ((captures == best) & (best > 0)).float() + torch.rand(B, A, generator=generator, device=captures.device) * 0.5
+    return torch.where(best.view(B) > 0, ties.argmax(1), random_policy(state, generator))
+
+
+class Opponent(Protocol):
+    """A policy the env asks for the opponent's replies (agents/league.py: past versions of the agent)."""
+
+    def new_games(self, rows: np.ndarray) -> None:
+        """Games start in envs `rows` (int indices): choose who plays them."""
+
+    def __call__(self, obs: np.ndarray, action_mask: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Moves (len(rows),) for the envs `rows`, from their observations and legal masks (len(rows), ...)."""
+
+
+@dataclass
+class GameRecord:
+    """One finished game: its moves (colour, action), Black's score margin, the agent's colour and the final board."""
+
+    env: int
+    agent_colour: int
+    margin: float
+    moves: list[tuple[int, int]] = field(default_factory=list)
+    board: np.ndarray | None = None  # (N*N,) int8
+
+
 class GnuGoOpponent:
     """One GNU Go process per env, told every move, asked for its reply with genmove (a
     resignation is played as a pass: the game goes on to its scored end)."""
@@ -62,16 +106,14 @@ class GnuGoOpponent:
         for i in rows:
             self.engines[i].send("clear_board")
 
-    def tell(self, rows: np.ndarray, colour: int, actions: np.ndarray) -> None:
-        name = "b" if colour == game.BLACK else "w"
-        for i, a in zip(rows, actions):
-            self.engines[i].send(f"play {name} {gtp.vertex(int(a), self.size)}")
+    def tell(self, rows: np.ndarray, colours: np.ndarray, actions: np.ndarray) -> None:
+        for i, colour, a in zip(rows, colours, actions):
+            self.engines[i].send(f"play {'b' if colour == game.BLACK else 'w'} {gtp.vertex(int(a), self.size)}")
 
-    def reply(self, rows: np.ndarray, colour: int) -> list[int]:
-        name = "b" if colour == game.BLACK else "w"
+    def reply(self, rows: np.ndarray, colours: np.ndarray) -> list[int]:
         moves = []
-        for i in rows:
-            answer = self.engines[i].send(f"genmove {name}").upper()
+        for i, colour in zip(rows, colours):
+            answer = self.engines[i].send(f"genmove {'b' if colour == game.BLACK else 'w'}").upper()
             moves.append(self.size * self.size if answer in ("PASS", "RESIGN") else gtp.action(answer, self.size))
         return moves
 
@@ -80,29 +122,34 @@ class GnuGoOpponent:
             engine.close()
 
 
+OPPONENTS = ("random", "greedy", "gnugo")
+
+
 class GoEnv:
-    """`num_envs` Go games on `device`; see the module docstring for the two modes."""
+    """`num_envs` Go games on `device`; see the module docstring for the modes and options."""
 
     def __init__(self, size: int = 9, num_envs: int = 1, seed: int = 0, device: str | torch.device = "cpu",
-                 opponent: str | None = None, agent_colour: str = "black", history: int = 8,
-                 komi: float | None = None, gnugo_level: int = 1):
+                 opponent: str | Opponent | None = None, agent_colour: str = "black", history: int = 8,
+                 komi: float | None = None, gnugo_level: int = 1, augment: bool = False, record: bool = False):
         if size not in range(5, 20):
             raise ValueError(f"size must be 5..19, got {size}")
-        if opponent not in (None, "random", "gnugo"):
-            raise ValueError(f"opponent must be None (self-play), 'random' or 'gnugo', got {opponent!r}")
-        if agent_colour not in ("black", "white"):
-            raise ValueError(f"agent_colour must be 'black' or 'white', got {agent_colour!r}")
+        if isinstance(opponent, str) and opponent not in OPPONENTS:
+            raise ValueError(f"opponent must be None (two-player), one of {OPPONENTS} or an Opponent, got {opponent!r}")
+        if agent_colour not in ("black", "white", "alternate"):
+            raise ValueError(f"agent_colour must be 'black', 'white' or 'alternate', got {agent_colour!r}")
         self.size, self.num_envs, self.device = size, num_envs, torch.device(device)
         self.komi = game.default_komi(size) if komi is None else komi
-        self.history = history
+        self.history, self.augment, self.record = history, augment, record
         self.name, self.family, self.frame_stack = f"Go{size}", "go", 1
         A = size * size
         self.single_observation_space = Box(0.0, 1.0, (2 * history + 1, size, size), np.float32)
         self.single_action_space = Discrete(A + 1)
         self.observation_space = Box(0.0, 1.0, (num_envs, 2 * history + 1, size, size), np.float32)
         self.action_space = MultiDiscrete(np.full(num_envs, A + 1))
-        self.opponent_kind = opponent
-        self.agent = game.BLACK if agent_colour == "black" else game.WHITE
+        self.opponent = opponent
+        self.colour_rule = agent_colour
+        self.agent = torch.full((num_envs,), game.WHITE if agent_colour == "white" else game.BLACK, dtype=torch.int8,
+                                device=self.device)  # (B,) the agent's colour in each env's current game
         self.gnugo = GnuGoOpponent(num_envs, size, self.komi, gnugo_level, seed) if opponent == "gnugo" else None
         self._fresh = game.new_games(1, size, self.device)
         self._seed: int | None = seed
@@ -110,58 +157,89 @@ class GoEnv:
         self.state = game.new_games(num_envs, size, self.device)
         self.boards = torch.zeros(num_envs, history, A, dtype=torch.int8, device=self.device)  # newest first
         self._ended = np.zeros(num_envs, dtype=bool)
+        self._games = np.zeros(num_envs, dtype=np.int64)  # games started per env since reset (colour alternation)
+        self._image = torch.zeros(num_envs, dtype=torch.int64, device=self.device)  # symmetry shown (augment)
+        self._moves: list[list[tuple[int, int]]] = [[] for _ in range(num_envs)]
+        self.finished: list[GameRecord] = []
 
     def _observe(self) -> tuple[np.ndarray, dict[str, Any]]:
         B = self.num_envs
-        obs = observation_planes(self.boards, self.state.turn, self.size)
-        info = {"action_mask": self.state.legal.cpu().numpy(), "life_lost": np.zeros(B, dtype=bool),
+        planes, legal = _planes(self.boards, self.state.turn, self.size), self.state.legal
+        if self.augment:
+            self._image = torch.randint(symmetry.COUNT, (B,), generator=self.generator, device=self.device)
+            planes, legal = symmetry.transform(planes, self._image, self.size), symmetry.transform(legal, self._image, self.size)
+        info = {"action_mask": legal.cpu().numpy(), "life_lost": np.zeros(B, dtype=bool),
                 "to_play": self.state.turn.cpu().numpy().astype(np.int64)}
-        return obs, info
+        return planes.float().cpu().numpy(), info
 
     def _record(self, rows: torch.Tensor | None = None) -> None:
         """Push the current boards onto the history (rows: bool (B,), only those games)."""
         pushed = torch.cat([self.state.board.unsqueeze(1), self.boards[:, :-1]], 1)
         self.boards = pushed if rows is None else torch.where(rows.view(-1, 1, 1), pushed, self.boards)
 
+    def _play(self, rows: torch.Tensor, actions: torch.Tensor) -> None:
+        """The player to move plays actions (B,) in the games `rows` (bool (B,)); the others wait."""
+        if self.record:
+            for i in torch.nonzero(rows).view(-1).tolist():
+                self._moves[i].append((int(self.state.turn[i]), int(actions[i])))
+        stepped = game.step(self.state, torch.where(rows, actions, self.size ** 2))
+        self.state = self.state.where(rows, stepped)
+        self._record(rows)
+
     def _opponent_moves(self, rows: torch.Tensor) -> None:
         """The opponent replies in the games `rows` (bool (B,)) where it is to move."""
         rows = rows & ~self.state.done & (self.state.turn != self.agent)
         if not rows.any():
             return
-        if self.gnugo is None:
+        idx = torch.nonzero(rows).view(-1).cpu().numpy()
+        if self.opponent == "random":
             actions = random_policy(self.state, self.generator)
+        elif self.opponent == "greedy":
+            actions = greedy_policy(self.state, self.generator)
         else:
-            idx = torch.nonzero(rows).view(-1).cpu().numpy()
             actions = torch.full((self.num_envs,), self.size ** 2, dtype=torch.int64)
-            actions[idx] = torch.tensor(self.gnugo.reply(idx, -self.agent))
+            if self.gnugo is not None:
+                actions[idx] = torch.tensor(self.gnugo.reply(idx, -self.agent[idx].cpu().numpy()))
+            else:  # an Opponent object sees the position as the agent would, from the mover's side
+                obs = _planes(self.boards[idx], self.state.turn[idx], self.size).float().cpu().numpy()
+                actions[idx] = torch.as_tensor(self.opponent(obs, self.state.legal[idx].cpu().numpy(), idx))
             actions = actions.to(self.device)
-        actions = torch.where(rows, actions, self.size ** 2)
-        stepped = game.step(self.state, actions)
-        self.state = self.state.where(rows, stepped)
-        self._record(rows)
+        self._play(rows, actions)
 
     def _reset_rows(self, rows: torch.Tensor) -> None:
+        idx = torch.nonzero(rows).view(-1).cpu().numpy()
         self.state = self.state.where(rows, self._fresh)
         self.boards = torch.where(rows.view(-1, 1, 1), 0, self.boards).to(torch.int8)
         self._record(rows)
+        if self.colour_rule == "alternate":
+            black = (idx + self._games[idx]) % 2 == 0
+            self.agent[idx] = torch.as_tensor(np.where(black, game.BLACK, game.WHITE), dtype=torch.int8, device=self.device)
+        self._games[idx] += 1
+        for i in idx:
+            self._moves[i] = []
         if self.gnugo is not None:
-            self.gnugo.reset(torch.nonzero(rows).view(-1).cpu().numpy())
-        if self.opponent_kind is not None and self.agent == game.WHITE:
-            self._opponent_moves(rows)
+            self.gnugo.reset(idx)
+        if self.opponent is not None and not isinstance(self.opponent, str):
+            self.opponent.new_games(idx)
+        if self.opponent is not None:
+            self._opponent_moves(rows)  # where the agent plays White, the opponent opens
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """New games everywhere; `seed` (default: make's seed, once) seeds the random opponent."""
+        """New games everywhere; `seed` (default: make's seed, once) seeds the random opponent and the symmetries."""
         seed = self._seed if seed is None else seed
         self._seed = None
         if seed is not None:
             self.generator.manual_seed(int(seed))
         self._ended[:] = False
+        self._games[:] = 0
         self._reset_rows(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
         return self._observe()
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         B, A = self.num_envs, self.size ** 2
         actions = torch.as_tensor(np.asarray(actions, dtype=np.int64), device=self.device)
+        if self.augment:  # the action was chosen on the image shown: play it on the real board
+            actions = symmetry.original_action(actions.clamp(0, A), self._image, self.size).where((actions >= 0) & (actions <= A), actions)
         restart = torch.as_tensor(self._ended, device=self.device)
         playing = ~restart
         legal = self.state.legal.gather(1, actions.clamp(0, A).view(B, 1)).view(B) & (actions >= 0) & (actions <= A)
@@ -172,18 +250,19 @@ class GoEnv:
         mover = self.state.turn.clone()
         if self.gnugo is not None:
             idx = torch.nonzero(playing).view(-1).cpu().numpy()
-            self.gnugo.tell(idx, self.agent, actions[idx].cpu().numpy())
-        stepped = game.step(self.state, torch.where(playing, actions, A))
-        self.state = self.state.where(playing, stepped)
-        self._record(playing)
-        if self.opponent_kind is not None:
+            self.gnugo.tell(idx, self.agent[idx].cpu().numpy(), actions[idx].cpu().numpy())
+        self._play(playing, actions)
+        if self.opponent is not None:
             self._opponent_moves(playing)
         ended = self.state.done & playing
         reward = torch.zeros(B, device=self.device)
         if ended.any():
             margin = game.score(self.state.index(ended), self.komi)  # Black's margin
-            viewer = mover[ended] if self.opponent_kind is None else torch.full_like(mover[ended], self.agent)
+            viewer = mover[ended] if self.opponent is None else self.agent[ended]
             reward[ended] = torch.sign(margin) * viewer.float()
+            if self.record:
+                for i, m in zip(torch.nonzero(ended).view(-1).tolist(), margin.tolist()):
+                    self.finished.append(GameRecord(i, int(self.agent[i]), m, self._moves[i], self.state.board[i].cpu().numpy()))
         if restart.any():
             self._reset_rows(restart)
         self._ended = ended.cpu().numpy()

@@ -275,6 +275,19 @@ def score(state: GoState, komi: float) -> torch.Tensor:
     return (black - white).float() - komi
 
 
+def capture_counts(state: GoState) -> torch.Tensor:
+    """(B, A) int64: how many stones a move of the player to move on each point would capture (the opponent
+    groups in atari whose one liberty it is; 0 elsewhere, legal or not)."""
+    B, A = state.board.shape
+    sizes = torch.zeros(B, A + 1, dtype=torch.int64, device=state.board.device)
+    sizes.scatter_add_(1, state.labels, torch.ones_like(state.labels))  # group L's size at L ([:, 0]: empties)
+    victims = (state.atari_at > 0) & (F.pad(state.board, (1, 0)) == -state.turn.view(B, 1))
+    victims[:, 0] = False
+    counts = torch.zeros_like(sizes)
+    counts.scatter_add_(1, torch.where(victims, state.atari_at, 0), torch.where(victims, sizes, 0))
+    return counts[:, 1:]  # atari_at is 1 + the liberty: column p + 1 holds point p
+
+
 def mover_view(state: GoState) -> torch.Tensor:
     """The board from the mover's view: +1 own stones, -1 the opponent's, (B, A) int8."""
     return state.board * state.turn.view(-1, 1)

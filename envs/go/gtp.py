@@ -276,8 +276,11 @@ class GtpClient:
 
 
 def gnugo(size: int, komi: float, level: int = 1, seed: int = 0) -> GtpClient:
-    """GNU Go under our rules: area scoring, positional superko, no suicide (its default)."""
-    client = GtpClient([GNUGO, "--mode", "gtp", "--chinese-rules", "--positional-superko",
+    """GNU Go under our rules: area scoring, positional superko, no suicide (its default). With
+    --capture-all-dead it removes dead stones by capturing them before it passes, as Tromp-Taylor scoring
+    (which counts every stone on the board as alive) needs; without it GNU Go passes in won positions
+    that Tromp-Taylor scores as lost."""
+    client = GtpClient([GNUGO, "--mode", "gtp", "--chinese-rules", "--positional-superko", "--capture-all-dead",
                         "--level", str(level), "--seed", str(seed), "--komi", str(komi)])
     client.send_many([f"boardsize {size}", "clear_board", f"komi {komi}"])
     return client

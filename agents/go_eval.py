@@ -1,0 +1,104 @@
+"""Go matches against fixed opponents: win rates, an Elo estimate, and every game saved as SGF.
+
+At each evaluation of a Go run (agents/evaluate.py's `evaluation_round`), the policy plays `go.eval_games`
+games against each of `go.eval_opponents`: the random player, a greedy capturer (envs/go/env.py) and GNU Go
+at each of `go.gnugo_levels` (Chinese rules, positional superko, the run's komi) when it is installed.
+Colours alternate game by game, so neither side's advantage (komi, the first move) is counted for the agent.
+Logged as `go/win_rate/<opponent>` (a draw counts half) and `go/elo/<opponent>`, the Elo difference
+400 log10(p / (1 - p)) that the win rate p implies, with half a game added to wins and losses so that
+10/10 gives a finite number (+1 game in 21 would then be 95.5%: +532). SGF files go to
+<run>/games/step_<N>/<opponent>_<k>.sgf.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.evaluate import Policy, act
+from envs.go import game, gtp, sgf
+from envs.go.env import GameRecord, GoEnv
+
+
+def gnugo_available() -> bool:
+    return Path(gtp.GNUGO).exists() or shutil.which("gnugo") is not None
+
+
+def opponent_names(config) -> list[tuple[str, str, int]]:
+    """(name, opponent kind, GNU Go level) of each evaluation opponent a config asks for; gnugo only when installed."""
+    names = []
+    for kind in config.go.eval_opponents:
+        if kind != "gnugo":
+            names.append((kind, kind, 1))
+        elif gnugo_available():
+            names += [(f"gnugo_l{level}", "gnugo", level) for level in config.go.gnugo_levels]
+    return names
+
+
+def elo(wins: float, games: int) -> float:
+    """Elo difference implied by `wins` (draws as halves) out of `games`, smoothed by half a game each way."""
+    return 400 * math.log10((wins + 0.5) / (games - wins + 0.5))
+
+
+def play_match(policy: Policy, size: int, komi: float, opponent: str, games: int, seed: int, level: int = 1,
+               num_envs: int = 8) -> list[GameRecord]:
+    """`games` whole games of `policy` against `opponent`, colours alternating; the finished games in order."""
+    num_envs = min(num_envs, games)
+    env = GoEnv(size, num_envs, seed, opponent=opponent, agent_colour="alternate", komi=komi, gnugo_level=level, record=True)
+    quota = np.full(num_envs, games // num_envs)
+    quota[: games % num_envs] += 1
+    taken = np.zeros(num_envs, dtype=np.int64)
+    records: list[GameRecord] = []
+    try:
+        obs, info = env.reset(seed=seed)
+        starts = np.ones(num_envs, dtype=bool)
+        while (taken < quota).any():
+            obs, *_, info = env.step(act(policy, obs, starts, info["action_mask"]))
+            starts = np.zeros(num_envs, dtype=bool)
+            for record in env.finished:
+                if taken[record.env] < quota[record.env]:
+                    records.append(record)
+                taken[record.env] += 1
+            env.finished.clear()
+    finally:
+        env.close()
+    return records
+
+
+def summary(records: list[GameRecord]) -> dict[str, Any]:
+    """Wins (draws as halves), games, win rate overall and by the agent's colour, and the Elo estimate."""
+    points = [0.5 if r.margin == 0 else float(np.sign(r.margin) == r.agent_colour) for r in records]
+    by_colour = {name: [p for p, r in zip(points, records) if r.agent_colour == colour]
+                 for name, colour in (("black", game.BLACK), ("white", game.WHITE))}
+    wins = sum(points)
+    return {"games": len(records), "wins": wins, "win_rate": wins / max(len(records), 1), "elo": elo(wins, len(records)),
+            **{f"win_rate_{name}": (sum(p) / len(p) if p else float("nan")) for name, p in by_colour.items()}}
+
+
+def save_sgf(records: list[GameRecord], folder: Path, name: str, size: int, komi: float, agent: str) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, record in enumerate(records):
+        black, white = (agent, name) if record.agent_colour == game.BLACK else (name, agent)
+        path = folder / f"{name}_{k}.sgf"
+        path.write_text(sgf.write(size, komi, record.moves, gtp.result_text(record.margin), black=black, white=white,
+                                  rules="Chinese (area scoring), positional superko"))
+        paths.append(path)
+    return paths
+
+
+def evaluate_go(run, policy: Policy, step: int) -> dict[str, dict[str, Any]]:
+    """One round of matches for a training run at env step `step`: logs go/win_rate/* and go/elo/*, writes SGFs."""
+    config = run.config
+    size = int(config.env[2:])
+    results = {}
+    for name, kind, level in opponent_names(config):
+        records = play_match(policy, size, config.go.komi, kind, config.go.eval_games, config.seed + 200_000 + step, level)
+        save_sgf(records, run.dir / "games" / f"step_{step}", name, size, config.go.komi, f"rl step {step}")
+        results[name] = summary(records)
+        run.log(step, {f"go/win_rate/{name}": results[name]["win_rate"], f"go/elo/{name}": results[name]["elo"]})
+    return results

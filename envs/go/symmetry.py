@@ -1,0 +1,48 @@
+"""The 8 symmetries of the square board (the dihedral group D4) as index tables, for data augmentation.
+
+Go's rules and its score are invariant under rotating and reflecting the board, so a position and its 8
+images have the same value and corresponding best moves (AlphaGo Zero samples one at random for each network
+evaluation, Silver et al. 2017). Table g maps the transformed board back to the original one:
+`gather_index(size)[g][q]` is the original point shown at point q of image g (pass, N*N, maps to itself), so
+
+    image = x[..., gather_index[g]]           # planes (..., N*N[+1]) or legal masks (..., N*N+1)
+    original_action = gather_index[g][q]      # a move q chosen on the image, played on the real board.
+
+g = 0 is the identity; g = 1..3 rotate by 90, 180, 270 degrees; g = 4..7 are those four mirrored left-right.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import torch
+
+COUNT = 8
+
+
+@cache
+def _table(size: int) -> torch.Tensor:
+    grid = torch.arange(size * size).view(size, size)
+    images = [torch.rot90(grid, k) for k in range(4)]
+    images += [torch.fliplr(image) for image in images]
+    return torch.stack([torch.cat([image.reshape(-1), torch.tensor([size * size])]) for image in images])  # (8, A+1)
+
+
+def gather_index(size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(8, N*N+1) int64: row g holds, for each point q of image g, the original point it shows (pass last)."""
+    return _table(size).to(device)
+
+
+def transform(x: torch.Tensor, g: torch.Tensor, size: int) -> torch.Tensor:
+    """Image g[b] of each row b of x: planes (B, C, N, N) or masks/logits/probabilities (B, N*N+1)."""
+    index = gather_index(size, x.device)[g]  # (B, A+1)
+    if x.dim() == 4:
+        B, C = x.shape[:2]
+        flat = x.reshape(B, C, size * size)
+        return flat.gather(2, index[:, None, :-1].expand(B, C, -1)).view_as(x)
+    return x.gather(1, index)
+
+
+def original_action(action: torch.Tensor, g: torch.Tensor, size: int) -> torch.Tensor:
+    """The real board's move (B,) for a move (B,) chosen on image g (B,)."""
+    return gather_index(size, action.device)[g].gather(1, action.view(-1, 1)).view(-1)

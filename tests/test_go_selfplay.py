@@ -1,0 +1,187 @@
+"""Issue 5's parts: board symmetries, the greedy capturer, colour alternation, the league, evaluation matches
+with SGF records, and a self-play PPO run (the env raises on any illegal move, so finishing proves none was played)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from agents import go_eval
+from agents.config import ConfigError, resolve
+from agents.league import League
+from conftest import invoke, ok, only_run, scalars
+from envs.go import game, sgf, symmetry
+from envs.go.env import GoEnv, greedy_policy
+
+torch.set_num_threads(1)
+
+
+def random_legal(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return np.array([rng.choice(np.flatnonzero(row)) for row in mask])
+
+
+def random_position(size: int, moves: int, seed: int) -> game.GoState:
+    rng = np.random.default_rng(seed)
+    state = game.new_games(1, size)
+    for _ in range(moves):
+        state = game.step(state, torch.as_tensor(random_legal(state.legal.numpy()[:, :-1], rng)))  # no passes: the game goes on
+    return state
+
+
+@pytest.mark.parametrize("g", range(8))
+def test_symmetry_commutes_with_the_rules(g):
+    """Transforming a position then asking the rules equals asking the rules then transforming: the legal
+    mask, and the board after any legal move played on the image (mapped back by original_action)."""
+    size = 7
+    state = random_position(size, 30, seed=g)
+    gs = torch.tensor([g])
+    image = game.from_boards(state.board[:, symmetry.gather_index(size)[g][:-1]], int(state.turn))
+    assert torch.equal(image.legal, symmetry.transform(state.legal, gs, size))  # (superko history aside: one board)
+    for q in torch.nonzero(image.legal[0]).view(-1)[:8]:
+        real = game.step(state, symmetry.original_action(q.view(1), gs, size))
+        assert torch.equal(game.step(image, q.view(1)).board, real.board[:, symmetry.gather_index(size)[g][:-1]])
+    planes = torch.arange(2 * size * size, dtype=torch.float32).view(1, 2, size, size)
+    expected = torch.rot90(planes, g % 4, dims=(2, 3))
+    assert torch.equal(symmetry.transform(planes, gs, size), expected.flip(3) if g >= 4 else expected)
+
+
+def test_augmented_env_maps_actions_back_and_shows_all_images():
+    """With augment=True every action drawn from the shown (transformed) mask is legal on the real board
+    (the env raises otherwise), and all 8 images are shown."""
+    env = GoEnv(5, num_envs=8, seed=3, opponent="random", augment=True)
+    obs, info = env.reset()
+    rng, seen = np.random.default_rng(0), set()
+    for _ in range(300):
+        obs, *_, info = env.step(random_legal(info["action_mask"], rng))
+        seen |= set(env._image.tolist())
+    assert seen == set(range(8))
+
+
+def test_greedy_captures_the_largest_group_in_atari():
+    # . X O O .      Black (X) to move. White's three stones (C5, D5, D4) have one liberty, E5:
+    # . X X O X      E5 captures 3, and no other point captures anything.
+    # . . X X .
+    board = torch.zeros(1, 25, dtype=torch.int8)
+    for p in (1, 6, 7, 9, 12, 13):
+        board[0, p] = game.BLACK
+    for p in (2, 3, 8):
+        board[0, p] = game.WHITE
+    state = game.from_boards(board, game.BLACK)
+    counts = game.capture_counts(state)
+    assert counts[0, 4] == 3 and counts.sum() == 3  # E5 takes the three-stone group, nothing else captures
+    assert greedy_policy(state).item() == 4
+    after = game.step(state, torch.tensor([4]))
+    assert (after.board == game.WHITE).sum() == 0
+
+
+def test_alternate_colours_and_opponent_objects():
+    """agent_colour='alternate': env i starts as Black when i is even and changes colour each game; an Opponent
+    object is told each new game and asked only in games where it is to move, from the mover's view."""
+
+    class Passer:
+        def __init__(self):
+            self.started, self.asked = [], []
+
+        def new_games(self, rows):
+            self.started += list(rows)
+
+        def __call__(self, obs, action_mask, rows):
+            self.asked += list(rows)
+            self.to_move_plane = obs[:, -1]
+            return np.full(len(rows), 25)
+
+    opponent = Passer()
+    env = GoEnv(5, num_envs=2, seed=0, opponent=opponent, agent_colour="alternate", komi=0.5)
+    obs, info = env.reset()
+    assert info["to_play"].tolist() == [1, -1] and opponent.started == [0, 1] and opponent.asked == [1]
+    assert (opponent.to_move_plane == 1).all()  # env 1's opponent opened as Black and saw "Black to move"
+    colours = []
+    for _ in range(3):
+        obs, reward, terminated, _, info = env.step(np.array([25, 25]))  # both pass: every game ends at once
+        assert terminated.all()
+        colours.append(env.agent.tolist())
+        obs, *_, info = env.step(np.array([0, 0]))  # the autoreset step
+    assert colours == [[1, -1], [-1, 1], [1, -1]]
+
+
+def test_league_samples_past_versions_and_keeps_its_first():
+    nets = [nn.Linear(1, 1) for _ in range(5)]
+    for k, net in enumerate(nets):
+        nn.init.constant_(net.weight, k)
+    league = League(num_envs=4, capacity=3, latest_prob=0.5, seed=0)
+    for k, net in enumerate(nets[:3]):
+        league.add(net, version=k * 10)
+    for _ in range(3000):
+        league.new_games(np.arange(4))
+    share = np.array(league.games) / sum(league.games)
+    assert np.allclose(share, [1 / 6, 1 / 6, 1 / 2 + 1 / 6], atol=0.02)  # newest: 0.5 + 0.5/3, others 0.5/3 each
+    nets[0].weight.data.fill_(99)  # a snapshot is a copy: later training does not reach it
+    assert league.members[0].weight.item() == 0
+    league.add(nets[3], 30)
+    league.add(nets[4], 40)
+    assert league.versions == [0, 30, 40]  # past capacity the oldest but the first leaves
+    assert all(0 <= a < 3 for a in league.assigned)
+
+
+def test_match_records_parse_back_to_the_final_position(tmp_path):
+    """Every evaluation game saved as SGF replays, under our rules, to the recorded final board and score;
+    colours alternate so both sides are played equally."""
+    rng = np.random.default_rng(1)
+    records = go_eval.play_match(lambda obs, action_mask: random_legal(action_mask, rng), 5, 7.5, "greedy", 6, seed=2)
+    assert len(records) == 6 and sorted(r.agent_colour for r in records) == [-1, -1, -1, 1, 1, 1]
+    paths = go_eval.save_sgf(records, tmp_path, "greedy", 5, 7.5, "tester")
+    for path, record in zip(paths, records):
+        parsed = sgf.read(path.read_text())
+        assert parsed.size == 5 and parsed.komi == 7.5 and parsed.moves == record.moves
+        state = game.new_games(1, 5)
+        for colour, move in parsed.moves:
+            assert int(state.turn) == colour and state.legal[0, move]
+            state = game.step(state, torch.tensor([move]))
+        assert bool(state.done) and np.array_equal(state.board[0].numpy(), record.board)
+        assert float(game.score(state, 7.5)) == record.margin
+        assert parsed.result.startswith("B+" if record.margin > 0 else "W+")
+    s = go_eval.summary(records)
+    assert s["games"] == 6 and 0 <= s["win_rate"] <= 1 and s["elo"] == pytest.approx(go_eval.elo(s["wins"], 6))
+
+
+def test_elo_estimate():
+    assert go_eval.elo(5, 10) == 0 and go_eval.elo(10, 10) == pytest.approx(400 * np.log10(10.5 / 0.5))
+    assert go_eval.elo(2, 10) == -go_eval.elo(8, 10)
+
+
+def test_go_config_layers_and_checks():
+    cfg = resolve("ppo", "Go5", "go")
+    assert cfg.go.gnugo_levels == (1, 10) and cfg.encoder.name == "resnet_tower"  # go5.yaml after go.yaml
+    assert resolve("ppo", "Go9", "go").go.gnugo_levels == (1,)
+    with pytest.raises(ConfigError, match="'go.eval_opponents' holds 'gnu'.*gnugo"):
+        resolve("ppo", "Go5", "go", overrides=["go.eval_opponents=random,gnu"])
+    with pytest.raises(ConfigError, match="levels are 1..10"):
+        resolve("ppo", "Go5", "go", overrides=["go.gnugo_levels=11"])
+
+
+def test_self_play_run_saves_league_and_sgf_then_resumes(tmp_path):
+    args = ["train", "ppo", "--env", "Go5", "--steps", "512", "--device", "cpu", "--set", f"runs_dir={tmp_path}",
+            "--set", "num_envs=4", "--set", "num_steps=32", "--set", "encoder.tower_channels=8", "--set", "encoder.tower_blocks=1",
+            "--set", "eval_frequency=512", "--set", "eval_episodes=2", "--set", "go.eval_games=4",
+            "--set", "go.eval_opponents=random,greedy", "--set", "go.snapshot_frequency=1", "--set", "progress=false",
+            "--set", "torch_threads=1", "--set", "checkpoint_frequency=256"]
+    ok(invoke(args))
+    run_dir = only_run(tmp_path)
+    tags = scalars(run_dir)
+    for name in ("random", "greedy"):
+        (step, rate), = tags[f"go/win_rate/{name}"]
+        assert step == 512 and 0 <= rate <= 1 and f"go/elo/{name}" in tags
+        assert len(list((run_dir / "games" / "step_512").glob(f"{name}_*.sgf"))) == 4
+    from agents import checkpoint
+
+    ckpt = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
+    assert ckpt.state["league"]["versions"] == [0, 1, 2, 3, 4]  # the first policy and one per update
+    assert any(k.startswith("league.4.") for k in ckpt.tensors)
+    ok(invoke(["train", "ppo", "--resume", str(run_dir), "--steps", "768"]))
+    assert checkpoint.load(checkpoint.latest(run_dir / "checkpoints")).state["league"]["versions"] == [0, 1, 2, 3, 4, 5, 6]
+    out = ok(invoke(["eval", str(run_dir), "--opponent", "greedy", "--episodes", "4", "--device", "cpu"]))
+    assert "vs greedy: won" in out and "as Black" in out
+    out = ok(invoke(["watch", str(run_dir), "--text", "--device", "cpu"]))
+    assert "game over" in out and "agent's likeliest" in out
