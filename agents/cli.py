@@ -450,7 +450,7 @@ def _linalg_error():
 @_user_errors
 def gtp_(
     size: int = typer.Option(9, "--size", min=5, max=19, help="Initial board size (GTP boardsize changes it)."),
-    komi: Optional[float] = typer.Option(None, "--komi", help="Komi (default by size: 24.5 on 5x5, 8.5 on 7x7, else 7.5)."),
+    komi: Optional[float] = typer.Option(None, "--komi", help="Komi (default: an --agent run's go.komi; else by size: 24.5 on 5x5, 8.5 on 7x7, else 7.5)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random policy."),
     agent: Optional[Path] = typer.Option(None, "--agent", help="A Go run folder (rl train ppo --env Go9): its policy plays."),
 ):
@@ -477,7 +477,7 @@ def play_(
     game_name: str = typer.Argument("go", metavar="GAME", help="The game: go."),
     size: int = typer.Option(9, "--size", min=5, max=19, help="Board size, 5..19."),
     colour: str = typer.Option("black", "--colour", "--color", help="Your colour: black (moves first) or white."),
-    komi: Optional[float] = typer.Option(None, "--komi", help="Komi (default by size)."),
+    komi: Optional[float] = typer.Option(None, "--komi", help="Komi (default: an --agent run's go.komi; else by size)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the engine's random policy."),
     agent: Optional[Path] = typer.Option(None, "--agent", help="A Go run folder: play against its policy (on its board size)."),
 ):
@@ -519,6 +519,8 @@ def _go_agent_engine(run_dir: Path, komi: Optional[float], seed: int):
     device = pick_device("auto")
     policy = _algo_module(algo).load_policy(replace(cfg, eval_greedy=True), checkpoint.load(checkpoint.latest(run_dir / "checkpoints")),
                                             env, device, 0.0, seed)
+    if komi is None and hasattr(cfg, "go"):
+        komi = cfg.go.komi  # the komi it trained under, unless --komi (or GTP's komi command) says otherwise
     return play.agent_engine(env.size, komi, lambda obs, legal: policy(obs, action_mask=legal), env.history, f"rl-{algo}")
 
 

@@ -1,0 +1,77 @@
+"""Win-rate curves of Go runs: one panel per evaluation opponent (go/win_rate/<opponent>), one line per run.
+
+    python scripts/go_curves.py runs/Go5__ppo__1__* runs/Go5__ppo__2__* --label scratch --label pretrained \
+        --out docs/go5_pretraining.png
+
+Each point is one evaluation round (go.eval_games games, colours alternating); the shaded band is the 95%
+Wilson interval of that round's win rate, so two curves whose bands overlap are not shown apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from agents import config as config_lib  # noqa: E402
+
+
+def wilson(p: np.ndarray, n: int, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+    """95% Wilson score interval of a binomial proportion p out of n games (draws counted half: approximate)."""
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def win_rates(run: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    acc.Reload()
+    out = {}
+    for tag in sorted(acc.Tags()["scalars"]):
+        if tag.startswith("go/win_rate/"):
+            events = acc.Scalars(tag)
+            out[tag.split("/")[-1]] = (np.array([e.step for e in events]), np.array([e.value for e in events]))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--label", action="append", default=[], help="one per run, in order (default: the folder name)")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    labels = args.label + [run.name for run in args.runs[len(args.label):]]
+    curves = {run: win_rates(run) for run in args.runs}
+    opponents = sorted({o for c in curves.values() for o in c}, key=lambda o: ("random", "greedy").index(o) if o in ("random", "greedy") else 2)
+    fig, axes = plt.subplots(1, len(opponents), figsize=(4 * len(opponents), 3.4), squeeze=False, sharey=True)
+    for ax, opponent in zip(axes[0], opponents):
+        for run, label in zip(args.runs, labels):
+            if opponent not in curves[run]:
+                continue
+            steps, rate = curves[run][opponent]
+            games = config_lib.load(run / "config.yaml")[1].go.eval_games
+            low, high = wilson(rate, games)
+            ax.plot(steps, rate, marker="o", ms=3, label=label)
+            ax.fill_between(steps, low, high, alpha=0.2)
+        ax.set_title(f"vs {opponent}")
+        ax.set_xlabel("env steps (agent moves)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("win rate (colours alternating)")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=110)
+    print(f"wrote {args.out} ({', '.join(opponents)})")
+
+
+if __name__ == "__main__":
+    main()
