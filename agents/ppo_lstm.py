@@ -5,12 +5,15 @@ and ppo.action_scores hand over here when the encoder is recurrent). What change
 - the network: images go through a Nature CNN first, vectors straight into the LSTM (encoder.lstm_hidden,
   encoder.lstm_layers); one LSTM feeds both heads (CleanRL's recurrent agent) with shared_encoder true, else
   the value has its own (rl-zoo's recurrent PPO); encoder.hidden_sizes are ReLU layers after the LSTM;
+  encoder.obs_norm normalizes vector observations by their running mean and std first (rl-zoo's VecNormalize;
+  without it the LSTM reads pole angles of ~0.05 rad moving by ~0.01 a step: docs/BENCHMARKS.md measures both);
 - acting carries the LSTM state (h, c) from step to step and zeroes an env's state on the first obs of its
   episodes. With NEXT_STEP autoreset (agents/rollout.py) that is the obs after the autoreset step, so the
   final obs still sees its own episode's memory (its value bootstraps a truncation);
 - each rollout remembers the state it started from; the update replays the rollout segment through the LSTM
   from there (truncated backpropagation through time over num_steps steps), with minibatches made of whole
-  envs, not of shuffled time steps, so every sequence stays in order (num_minibatches <= num_envs).
+  envs, not of shuffled time steps, so every sequence stays in order (num_minibatches <= num_envs). The replay
+  runs the pieces between episode starts as one padded nn.LSTM batch (LSTMEncoder.forward_sequence), not step by step.
 The loss, sampling, GAE, masks and optimizer are ppo.py's and rollout.py's own functions.
 """
 

@@ -1,8 +1,8 @@
 """Recurrent PPO on CartPoleNoVel-v1 (CartPole with the velocities hidden), CPU: our agents/ppo_lstm.py against
 sb3-contrib's RecurrentPPO with rl-baselines3-zoo's hyperparameters (hyperparams/ppo_lstm.yml), and our update's
-time with the LSTM replayed step by step against the packed pieces of LSTMEncoder.forward_sequence.
+time with the LSTM replayed step by step against the padded pieces of LSTMEncoder.forward_sequence.
 
-Method, one torch thread, one process at a time:
+Method, one torch thread per process:
 1. Learning curves: each agent trains `--steps` env steps per seed; every 10k steps its greedy policy (argmax,
    memory reset at episode starts, observations normalized with the frozen training statistics) plays 10 episodes
    of a separate env (seed + 100000); the mean return is recorded. Ours: configs/ppo/cartpolenovel.yaml through
@@ -10,9 +10,9 @@ Method, one torch thread, one process at a time:
    norm_reward=False), n_steps 32, batch 256, 20 epochs, lr and clip range linear from 1e-3 and 0.2, gamma 0.98,
    gae_lambda 0.8, ent_coef 0, ReLU, lstm_hidden_size 64, enable_critic_lstm, net_arch pi=[64] vf=[64],
    ortho_init False. Steps/s count training time only (evaluations excluded).
-2. Update time: agents.ppo_lstm.update (10 epochs, one minibatch of 8 envs x 32 steps) on a rollout collected by a
-   random policy (episodes of ~20 steps: ~12 resets inside the segment), with forward_sequence as it is (pieces
-   packed into one nn.LSTM call) and with the per-step loop it replaced (REFERENCE below).
+2. Update time: agents.ppo_lstm.update (the config's 20 epochs, one minibatch of 8 envs x 32 steps) on a rollout collected by a
+   random policy (episodes of ~20 steps: ~9 resets inside the segment), with forward_sequence as it is (pieces
+   padded into one nn.LSTM call) and with the per-step loop it replaced (REFERENCE below).
 Each call runs some agents and seeds and adds them to `--results` (JSON); `--out` writes the section from it.
 """
 
@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from datetime import date
+from importlib.metadata import version
 from pathlib import Path
 
 import gymnasium as gym
@@ -42,14 +44,14 @@ ENV = "CartPoleNoVel-v1"
 EVAL_EVERY, EVAL_EPISODES = 10_000, 10
 
 
-def config(seed: int, steps: int, runs_dir: str):
+def config(seed: int, steps: int, runs_dir: str, *extra: str):
     return config_lib.resolve("ppo", ENV, "cartpolenovel", overrides=[
         f"seed={seed}", f"total_timesteps={steps}", f"eval_frequency={EVAL_EVERY}", f"eval_episodes={EVAL_EPISODES}",
-        "checkpoint_frequency=0", "progress=false", "device=cpu", "torch_threads=1", f"runs_dir={runs_dir}"])
+        "checkpoint_frequency=0", "progress=false", "device=cpu", "torch_threads=1", f"runs_dir={runs_dir}", *extra])
 
 
-def train_ours(seed: int, steps: int) -> dict:
-    cfg = config(seed, steps, tempfile.mkdtemp())
+def train_ours(seed: int, steps: int, *extra: str) -> dict:
+    cfg = config(seed, steps, tempfile.mkdtemp(), *extra)
     run = run_lib.start("ppo", cfg, ENV)
     try:
         res = ppo.train(cfg, run)
@@ -113,7 +115,7 @@ def reference_forward_sequence(self, x, state, episode_starts, final_state=True)
 
 
 def update_seconds(n: int) -> dict:
-    """Seconds per ppo_lstm.update on a random-policy rollout of the config's shape, packed vs per-step loop."""
+    """Seconds per ppo_lstm.update on a random-policy rollout of the config's shape, pieces padded vs per-step loop."""
     cfg = config(1, 100_000, tempfile.mkdtemp())
     env = envs.make(ENV, cfg.num_envs, 0)
     torch.manual_seed(0)
@@ -138,8 +140,8 @@ def update_seconds(n: int) -> dict:
     advantages = gae(rollout.rewards, rollout.values, torch.zeros(N), rollout.terminated, rollout.episode_end, cfg.gamma,
                      cfg.gae_lambda)
     initial = agent.initial_state(N)
-    out = {"resets_inside": int(starts[1:].sum())}
-    for name, forward in [("loop", reference_forward_sequence), ("packed", LSTMEncoder.forward_sequence)]:
+    out = {"resets_inside": int(starts[1:].sum()), "epochs": cfg.update_epochs}
+    for name, forward in [("loop", reference_forward_sequence), ("pieces", LSTMEncoder.forward_sequence)]:
         LSTMEncoder.forward_sequence = forward
         optimizer = ppo.make_optimizer(agent, cfg)
         out[name] = seconds_per_call(lambda: ppo_lstm.update(agent, optimizer, rollout, starts, initial, advantages,
@@ -148,31 +150,37 @@ def update_seconds(n: int) -> dict:
 
 
 def section(results: dict, command: str) -> str:
-    lines = [SECTION, "", f"Written by `{command}` on {date.today()}: {machine_line()}. "
-             "Greedy evaluation (10 episodes, CartPole's cap is 500) every 10k steps; steps/s exclude evaluations.", ""]
-    for agent, title in [("ours", "ours (configs/ppo/cartpolenovel.yaml)"), ("sb3", "sb3-contrib RecurrentPPO, rl-zoo values")]:
+    lines = [SECTION, "", f"Written by `{command}` on {date.today()}: {machine_line()}, sb3-contrib "
+             f"{version('sb3-contrib')}. Greedy evaluation (10 episodes, CartPole's cap is 500) every 10k steps of a "
+             "100k-step run; steps/s exclude evaluations, one torch thread, on a host shared with other jobs "
+             f"(load average {os.getloadavg()[0]:.1f} when written), so compare them loosely.", ""]
+    for agent, title in [("ours", "ours (configs/ppo/cartpolenovel.yaml)"),
+                         ("ours_raw", "ours with `encoder.obs_norm=false` (raw observations, as before this config)"),
+                         ("sb3", "sb3-contrib RecurrentPPO, rl-zoo values")]:
         runs = results.get(agent, {})
         if not runs:
             continue
         steps = sorted({s // 1000 * 1000 for r in runs.values() for s, _ in r["evals"]})
-        lines += [f"{title}:", "", "| seed | " + " | ".join(f"{s // 1000}k" for s in steps) + " | steps/s |",
-                  "|---" * (len(steps) + 2) + "|"]
+        lines += [f"{title}:", "", "| seed | " + " | ".join(f"{s // 1000}k" for s in steps) + " | first 500 | steps/s |",
+                  "|---" * (len(steps) + 3) + "|"]
         for seed, r in sorted(runs.items()):
             by_step = {s // 1000 * 1000: v for s, v in r["evals"]}
             cells = [f"{by_step[s]:.0f}" if s in by_step else "" for s in steps]
-            lines.append(f"| {seed} | " + " | ".join(cells) + f" | {r['sps']:.0f} |")
+            solved = next((f"{s // 1000}k" for s, v in r["evals"] if v >= 500), "never")
+            lines.append(f"| {seed} | " + " | ".join(cells) + f" | {solved} | {r['sps']:.0f} |")
         lines.append("")
     if "update" in results:
         u = results["update"]
-        lines += [f"One update (10 epochs over 8 envs x 32 steps, {u['resets_inside']} episode starts inside): "
-                  f"{1e3 * u['loop']:.1f} ms replaying the LSTM step by step, {1e3 * u['packed']:.1f} ms with the "
-                  f"pieces between starts packed into one nn.LSTM call ({u['loop'] / u['packed']:.2f}x).", ""]
+        lines += [f"One update ({u['epochs']} epochs over 8 envs x 32 steps, {u['resets_inside']} episode starts inside): "
+                  f"{1e3 * u['loop']:.0f} ms replaying the LSTM step by step, {1e3 * u['pieces']:.0f} ms with the "
+                  f"pieces between starts padded into one nn.LSTM call ({u['loop'] / u['pieces']:.1f}x faster).", ""]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--agents", nargs="*", default=[], choices=["ours", "sb3", "update"])
+    parser.add_argument("--agents", nargs="*", default=[], choices=["ours", "ours_raw", "sb3", "update"],
+                        help="ours_raw: ours with encoder.obs_norm=false (the LSTM reads raw observations)")
     parser.add_argument("--seeds", nargs="*", type=int, default=[1, 2, 3])
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--results", type=Path, default=Path("bench_ppo_lstm.json"), help="JSON the runs accumulate in")
@@ -186,12 +194,13 @@ def main() -> None:
             print(results["update"], flush=True)
             continue
         for seed in args.seeds:
-            results.setdefault(agent, {})[str(seed)] = (train_ours if agent == "ours" else train_sb3)(seed, args.steps)
+            train = {"ours": train_ours, "ours_raw": lambda *a: train_ours(*a, "encoder.obs_norm=false"), "sb3": train_sb3}[agent]
+            results.setdefault(agent, {})[str(seed)] = train(seed, args.steps)
             print(agent, seed, results[agent][str(seed)], flush=True)
             args.results.write_text(json.dumps(results))
     args.results.write_text(json.dumps(results))
     if args.out:
-        write_section(args.out, SECTION, section(results, "python scripts/bench_ppo_lstm.py --agents ours sb3 update --out docs/BENCHMARKS.md"))
+        write_section(args.out, SECTION, section(results, "python scripts/bench_ppo_lstm.py --agents ours ours_raw sb3 update --out docs/BENCHMARKS.md"))
 
 
 if __name__ == "__main__":
