@@ -149,13 +149,13 @@ def update_seconds(n: int) -> dict:
     return out
 
 
-def section(results: dict, command: str) -> str:
+def section(results: dict, command: str, note: str) -> str:
     lines = [SECTION, "", f"Written by `{command}` on {date.today()}: {machine_line()}, sb3-contrib "
              f"{version('sb3-contrib')}. Greedy evaluation (10 episodes, CartPole's cap is 500) every 10k steps of a "
              "100k-step run; steps/s exclude evaluations, one torch thread, on a host shared with other jobs "
-             f"(load average {os.getloadavg()[0]:.1f} when written), so compare them loosely.", ""]
+             f"(load average {os.getloadavg()[0]:.1f} when written), so compare them loosely. {note}".rstrip(), ""]
     for agent, title in [("ours", "ours (configs/ppo/cartpolenovel.yaml)"),
-                         ("ours_raw", "ours with `encoder.obs_norm=false` (raw observations, as before this config)"),
+                         ("ours_raw", "ours with `encoder.obs_norm=false` (raw observations; all else as above)"),
                          ("sb3", "sb3-contrib RecurrentPPO, rl-zoo values")]:
         runs = results.get(agent, {})
         if not runs:
@@ -185,6 +185,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--results", type=Path, default=Path("bench_ppo_lstm.json"), help="JSON the runs accumulate in")
     parser.add_argument("--out", type=Path, help="write/replace the section in this Markdown file")
+    parser.add_argument("--note", default="", help="how the runs were made (e.g. which ran side by side), for the section")
     args = parser.parse_args()
     torch.set_num_threads(1)
     results = json.loads(args.results.read_text()) if args.results.exists() else {}
@@ -200,7 +201,8 @@ def main() -> None:
             args.results.write_text(json.dumps(results))
     args.results.write_text(json.dumps(results))
     if args.out:
-        write_section(args.out, SECTION, section(results, "python scripts/bench_ppo_lstm.py --agents ours ours_raw sb3 update --out docs/BENCHMARKS.md"))
+        write_section(args.out, SECTION, section(results, "python scripts/bench_ppo_lstm.py --agents ours ours_raw sb3 update "
+                                                    "--out docs/BENCHMARKS.md", args.note))
 
 
 if __name__ == "__main__":
