@@ -239,7 +239,8 @@ def _train_novel(job: tuple[str, int]) -> dict:
 
 @pytest.mark.slow
 def test_recurrent_ppo_remembers_what_feed_forward_ppo_cannot_see():
-    """CartPoleNoVel-v1 (no velocities): configs/ppo/cartpolenovel.yaml cut to 30k steps (~45 s on 2 cores), greedy
+    """CartPoleNoVel-v1 (no velocities): configs/ppo/cartpolenovel.yaml cut to 30k steps (86 s on this 2-core host
+    loaded by other jobs; ~1000 steps/s a process alone, so ~45 s on an idle one), greedy
     evaluations of 10 episodes every 5k steps. Measured here, best eval by 30k: LSTM 435 and 456 on seeds 1 and 2
     (seeds 3 and 4: 500 and 500), the same PPO with a 64-64 MLP 51 (it cannot tell which way the pole moves; 42-49
     on seeds 1 and 3 up to 50k). Both recurrent seeds must pass 300, the feed-forward one stay under 100."""
