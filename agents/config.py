@@ -43,6 +43,7 @@ class EncoderConfig:
     tower_blocks: int = 6  # resnet_tower: number of residual blocks
     lstm_hidden: int = 128  # lstm: hidden size
     lstm_layers: int = 1  # lstm: stacked layers
+    obs_norm: bool = False  # lstm on vectors: normalize observations by their running mean and std (SB3's VecNormalize)
     d_model: int = 64  # transformer: token width
     num_heads: int = 4  # transformer: attention heads (must divide d_model)
     num_layers: int = 2  # transformer: blocks

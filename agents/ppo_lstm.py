@@ -5,12 +5,15 @@ and ppo.action_scores hand over here when the encoder is recurrent). What change
 - the network: images go through a Nature CNN first, vectors straight into the LSTM (encoder.lstm_hidden,
   encoder.lstm_layers); one LSTM feeds both heads (CleanRL's recurrent agent) with shared_encoder true, else
   the value has its own (rl-zoo's recurrent PPO); encoder.hidden_sizes are ReLU layers after the LSTM;
+  encoder.obs_norm normalizes vector observations by their running mean and std first (rl-zoo's VecNormalize;
+  without it the LSTM reads pole angles of ~0.05 rad moving by ~0.01 a step: docs/BENCHMARKS.md measures both);
 - acting carries the LSTM state (h, c) from step to step and zeroes an env's state on the first obs of its
   episodes. With NEXT_STEP autoreset (agents/rollout.py) that is the obs after the autoreset step, so the
   final obs still sees its own episode's memory (its value bootstraps a truncation);
 - each rollout remembers the state it started from; the update replays the rollout segment through the LSTM
   from there (truncated backpropagation through time over num_steps steps), with minibatches made of whole
-  envs, not of shuffled time steps, so every sequence stays in order (num_minibatches <= num_envs).
+  envs, not of shuffled time steps, so every sequence stays in order (num_minibatches <= num_envs). The replay
+  runs the pieces between episode starts as one padded nn.LSTM batch (LSTMEncoder.forward_sequence), not step by step.
 The loss, sampling, GAE, masks and optimizer are ppo.py's and rollout.py's own functions.
 """
 
@@ -39,14 +42,43 @@ State = tuple[torch.Tensor, torch.Tensor]  # LSTM (h, c), each (layers, N, hidde
 
 
 # ---------------------------------------------------------------------------------------------- network
+class ObsNorm(nn.Module):
+    """Running mean and variance of vector observations, obs -> clip((obs - mean) / sqrt(var + 1e-8), +-10): SB3's
+    VecNormalize(norm_obs=True), which rl-zoo's recurrent PPO uses on CartPoleNoVel-v1. Its statistics are buffers,
+    so they travel in the checkpoint and evaluation normalizes as training last did. Batches merge by Chan et al.'s
+    parallel variance formula (1979), as SB3's RunningMeanStd."""
+
+    def __init__(self, shape: tuple[int, ...], clip: float = 10.0):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("var", torch.ones(shape))
+        self.register_buffer("count", torch.tensor(1e-4))
+        self.clip = clip
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """x (B, *shape): fold the batch's mean and (biased) variance into the running ones."""
+        x = x.float()
+        batch_mean, batch_var, n = x.mean(0), x.var(0, unbiased=False), x.shape[0]
+        delta, total = batch_mean - self.mean, self.count + n
+        m2 = self.var * self.count + batch_var * n + delta.square() * self.count * n / total
+        self.mean += delta * n / total
+        self.var.copy_(m2 / total)
+        self.count.copy_(total)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x.float() - self.mean) / torch.sqrt(self.var + 1e-8)).clamp(-self.clip, self.clip)
+
+
 class RecurrentActorCritic(nn.Module):
     """Policy logits and state value from body -> LSTM -> linear heads (CleanRL's ppo_atari_lstm Agent), with a
     second LSTM for the value unless shared (rl-zoo's enable_critic_lstm: the value's large gradients then never
     reach the policy's memory). The state stacks both LSTMs' layers: (h, c), each (layers [x 2], N, hidden)."""
 
     def __init__(self, body: nn.Module | None, lstm: LSTMEncoder, critic_lstm: LSTMEncoder | None, n_actions: int,
-                 head_sizes: tuple[int, ...]):
+                 head_sizes: tuple[int, ...], obs_norm: ObsNorm | None = None):
         super().__init__()
+        self.obs_norm = obs_norm  # vectors: normalized before the LSTMs read them (statistics fixed within a rollout)
         self.body = body  # None: the LSTMs read the observation vector itself
         self.lstm = lstm
         self.critic_lstm = critic_lstm  # None: shared
@@ -60,19 +92,24 @@ class RecurrentActorCritic(nn.Module):
         h, c = self.lstm.initial_state(num_envs, device)
         return (h, c) if self.critic_lstm is None else (torch.cat([h, h]), torch.cat([c, c]))
 
-    def forward(self, obs: torch.Tensor, state: State, episode_starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, State]:
+    def forward(self, obs: torch.Tensor, state: State, episode_starts: torch.Tensor,
+                final_state: bool = True) -> tuple[torch.Tensor, torch.Tensor, State | None]:
         """obs (T, N, *obs_shape), state from before step 0, episode_starts (T, N) bool
-        -> logits (T, N, A), values (T, N), state after step T-1."""
+        -> logits (T, N, A), values (T, N), state after step T-1 (None with final_state=False: the update's replay
+        needs none, and LSTMEncoder.forward_sequence then runs its fastest path)."""
         T, N = episode_starts.shape
         x = obs.flatten(0, 1)  # (T*N, *obs_shape)
+        if self.obs_norm is not None:
+            x = self.obs_norm(x)
         features = (x.float() if self.body is None else self.body(_nhwc(x))).view(T, N, -1)  # (T, N, F)
         layers = self.lstm.state_shape[0]
-        h, (h_pi, c_pi) = self.lstm.forward_sequence(features, (state[0][:layers], state[1][:layers]), episode_starts)  # (T, N, H)
+        h, pi_state = self.lstm.forward_sequence(features, (state[0][:layers], state[1][:layers]), episode_starts, final_state)  # (T, N, H)
         if self.critic_lstm is None:
-            h_v, state = h, (h_pi, c_pi)
+            h_v, state = h, pi_state
         else:
-            h_v, (h_vf, c_vf) = self.critic_lstm.forward_sequence(features, (state[0][layers:], state[1][layers:]), episode_starts)
-            state = (torch.cat([h_pi, h_vf]), torch.cat([c_pi, c_vf]))
+            h_v, vf_state = self.critic_lstm.forward_sequence(features, (state[0][layers:], state[1][layers:]), episode_starts,
+                                                              final_state)
+            state = None if pi_state is None else (torch.cat([pi_state[0], vf_state[0]]), torch.cat([pi_state[1], vf_state[1]]))
         logits = self.actor(self.actor_mlp(h.flatten(0, 1)))  # (T*N, A)
         values = self.critic(self.critic_mlp(h_v.flatten(0, 1)))  # (T*N, 1)
         return logits.view(T, N, -1), values.view(T, N), state
@@ -82,11 +119,14 @@ def make_agent(config: PPOConfig, obs_shape: tuple[int, ...], n_actions: int) ->
     """A Nature CNN body for images (its features_dim), none for vectors; one LSTM, or one each for policy and value
     (shared_encoder false); encoder.hidden_sizes ReLU layers before each head; orthogonal init as ppo.py's (the LSTMs keep their own: orthogonal weights, zero biases)."""
     image = len(obs_shape) == 3
+    if image and config.encoder.obs_norm:
+        raise ConfigError("encoder.obs_norm normalizes vector observations; images go through the CNN as they are "
+                          "(drop --set encoder.obs_norm=true)")
     body = make_encoder("nature_cnn", obs_shape, features_dim=config.encoder.features_dim or 512) if image else None
     lstm = lambda: LSTMEncoder((body.output_dim if image else int(np.prod(obs_shape)),), config.encoder.lstm_hidden,  # noqa: E731
                                config.encoder.lstm_layers)
     agent = orthogonal_init(RecurrentActorCritic(body, lstm(), None if config.shared_encoder else lstm(), n_actions,
-                                                 config.encoder.hidden_sizes))
+                                                 config.encoder.hidden_sizes, ObsNorm(obs_shape) if config.encoder.obs_norm else None))
     return agent.to(memory_format=torch.channels_last) if image else agent
 
 
@@ -101,7 +141,8 @@ def update(agent: RecurrentActorCritic, optimizer: torch.optim.Optimizer, rollou
     for _ in range(config.update_epochs):
         order = torch.randperm(num_envs, generator=generator).to(starts.device)
         for mb in torch.tensor_split(order, config.num_minibatches):  # (n,) env indices
-            logits, new_value, _ = agent(rollout.obs[:, mb], (initial_state[0][:, mb], initial_state[1][:, mb]), starts[:, mb])
+            logits, new_value, _ = agent(rollout.obs[:, mb], (initial_state[0][:, mb], initial_state[1][:, mb]), starts[:, mb],
+                                         final_state=False)
             valid = rollout.valid[:, mb].reshape(-1)  # (T*n,)
             pick = lambda x: x[:, mb].reshape(-1, *x.shape[2:])[valid]  # noqa: E731 (T, n, ...) -> (B, ...)
             masks = None if rollout.action_masks is None else pick(rollout.action_masks)
@@ -221,6 +262,8 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
 
         # 4. optimize the policy and value network, backpropagating through the rollout's time steps
         stats = update(agent, optimizer, rollout, starts, initial_state, advantages, returns, config, clip_coef, rng)
+        if agent.obs_norm is not None:  # after the update, which replayed the rollout as acting normalized it
+            agent.obs_norm.update(rollout.obs.flatten(0, 1))
         num_updates += 1
         prev_step = global_step - batch_size
 

@@ -11,6 +11,7 @@ import torch
 
 import envs
 from agents import checkpoint, config as config_lib, ppo, ppo_lstm, run as run_lib
+from agents.encoders import LSTMEncoder
 from agents.evaluate import run_episodes
 from conftest import invoke, ok, only_run, scalars
 
@@ -108,6 +109,61 @@ def test_save_load_gives_identical_action_probabilities_over_a_sequence(tmp_path
     assert not np.allclose(np.array(seen), 0.5, atol=1e-3)  # trained weights, not a uniform policy
 
 
+@pytest.mark.parametrize("final_state", [True, False])
+def test_lstm_pieces_between_starts_equal_the_per_step_loop(final_state):
+    """forward_sequence cuts columns at episode starts and runs the pieces as one batch (packed for an exact final
+    state, padded without): outputs, final state and gradients equal a loop of one nn.LSTM call per step that zeroes
+    the state at starts, for starts anywhere, none, or at step 0 only, with 2 layers."""
+    torch.manual_seed(0)
+    lstm = LSTMEncoder((3,), hidden_size=8, num_layers=2)
+    T, N = 12, 4
+    starts = torch.zeros(T, N, dtype=torch.bool)
+    starts[[0, 3, 4, 11], [0, 1, 1, 3]] = True  # a reset at step 0, two in a row, one at the last step; env 2 none
+    x = torch.randn(T, N, 3, requires_grad=True)
+    state = (torch.randn(2, N, 8), torch.randn(2, N, 8))
+
+    def loop(state):
+        outputs = []
+        for x_t, start_t in zip(x, starts):
+            keep = (~start_t).float().view(1, -1, 1)
+            y_t, state = lstm.lstm(x_t[None], (state[0] * keep, state[1] * keep))
+            outputs.append(y_t)
+        return torch.cat(outputs), state
+
+    for cut in (starts, torch.zeros_like(starts), starts * (torch.arange(T) == 0).view(-1, 1)):
+        starts = cut
+        (y_ref, s_ref), (y, s) = loop(state), lstm.forward_sequence(x, state, starts, final_state=final_state)
+        assert torch.allclose(y, y_ref, atol=1e-6)
+        assert (s is None) == (not final_state and bool(cut[1:].any()))  # padded pieces leave no exact final state
+        loss, loss_ref = y.square().sum(), y_ref.square().sum()
+        if s is not None:
+            assert torch.allclose(s[0], s_ref[0], atol=1e-6) and torch.allclose(s[1], s_ref[1], atol=1e-6)
+            loss, loss_ref = loss + s[1].sum(), loss_ref + s_ref[1].sum()
+        grads_ref = torch.autograd.grad(loss_ref, [x, *lstm.parameters()])
+        grads = torch.autograd.grad(loss, [x, *lstm.parameters()])
+        assert all(torch.allclose(g, g_ref, atol=1e-5) for g, g_ref in zip(grads, grads_ref))
+
+
+def test_observation_normalizer_tracks_running_mean_and_variance():
+    """ObsNorm's statistics after several batches equal those of all the observations seen at once (Chan et al.'s
+    merge), the normalized observations then have mean 0 and std 1 (clipped at 10), and they are checkpointed buffers."""
+    norm = ppo_lstm.ObsNorm((2,))
+    batches = [torch.randn(n, 2) * torch.tensor([3.0, 0.05]) + torch.tensor([1.0, -0.2]) for n in (5, 64, 256)]
+    for batch in batches:
+        norm.update(batch)
+    seen = torch.cat(batches)
+    assert torch.allclose(norm.mean, seen.mean(0), atol=1e-4) and torch.allclose(norm.var, seen.var(0, unbiased=False), rtol=1e-3)
+    z = norm(seen)
+    assert torch.allclose(z.mean(0), torch.zeros(2), atol=1e-3) and torch.allclose(z.std(0), torch.ones(2), atol=1e-2)
+    assert norm(torch.tensor([[1e6, 0.0]]))[0, 0] == 10.0
+    assert set(norm.state_dict()) == {"mean", "var", "count"}
+    agent = _agent()
+    assert {"obs_norm.mean", "obs_norm.var"} <= set(agent.state_dict())  # configs/ppo/cartpolenovel.yaml turns it on
+    cfg = config_lib.resolve("ppo", "CartPoleNoVel-v1", "cartpolenovel", overrides=[])
+    with pytest.raises(config_lib.ConfigError, match="encoder.obs_norm normalizes vector observations"):
+        ppo_lstm.make_agent(cfg, (4, 84, 84), 6)
+
+
 def test_run_episodes_tells_recurrent_policies_where_episodes_start():
     env = envs.make("CartPole-v1", 2, 0)
     log = []
@@ -165,12 +221,12 @@ def test_transformer_encoder_in_ppo_by_config(tmp_path):
     assert summary["episodes"] == 2
 
 
-def _train_novel(encoder: str) -> dict:
+def _train_novel(job: tuple[str, int]) -> dict:
     import tempfile
 
-    torch.set_num_threads(1)
-    overrides = ["seed=3", "total_timesteps=30000", "eval_frequency=5000", "update_epochs=10", "checkpoint_frequency=0",
-                 "progress=false", "device=cpu", f"runs_dir={tempfile.mkdtemp()}"]
+    encoder, seed = job
+    overrides = [f"seed={seed}", "total_timesteps=30000", "eval_frequency=5000", "checkpoint_frequency=0", "progress=false",
+                 "device=cpu", "torch_threads=1", f"runs_dir={tempfile.mkdtemp()}"]
     if encoder == "mlp":
         overrides += ["encoder.name=mlp", "encoder.hidden_sizes=64,64"]
     cfg = config_lib.resolve("ppo", "CartPoleNoVel-v1", "cartpolenovel", overrides=overrides)
@@ -183,16 +239,15 @@ def _train_novel(encoder: str) -> dict:
 
 @pytest.mark.slow
 def test_recurrent_ppo_remembers_what_feed_forward_ppo_cannot_see():
-    """CartPoleNoVel-v1 (no velocities): configs/ppo/cartpolenovel.yaml cut to 30k steps (~85 s here), greedy
-    evaluations of 10 episodes every 5k steps. Measured on this seed (3): LSTM best 150, the same PPO with a 64-64
-    MLP best 48 (it cannot tell which way the pole moves; 42-49 on seeds 1 and 3 up to 50k). Honest caveat: 30k
-    steps is a short budget for the LSTM, seeds 1 and 2 reach only 70 and 30 by then; with 80k steps they reach
-    403 and 417. The thresholds leave room on both sides of this seed's numbers."""
+    """CartPoleNoVel-v1 (no velocities): configs/ppo/cartpolenovel.yaml cut to 30k steps (86 s on this 2-core host
+    loaded by other jobs; ~1000 steps/s a process alone, so ~45 s on an idle one), greedy
+    evaluations of 10 episodes every 5k steps. Measured here, best eval by 30k: LSTM 435 and 456 on seeds 1 and 2
+    (seeds 3 and 4: 500 and 500), the same PPO with a 64-64 MLP 51 (it cannot tell which way the pole moves; 42-49
+    on seeds 1 and 3 up to 50k). Both recurrent seeds must pass 300, the feed-forward one stay under 100."""
     import concurrent.futures as futures
     import multiprocessing as mp
 
     with futures.ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn")) as pool:
-        recurrent, feed_forward = pool.map(_train_novel, ["lstm", "mlp"])
-    best_recurrent, best_feed_forward = (max(r for _, r in res["evals"]) for res in (recurrent, feed_forward))
-    assert best_recurrent >= 100 and best_feed_forward <= 60, \
-        f"recurrent {recurrent['evals']}, feed-forward {feed_forward['evals']}"
+        *recurrent, feed_forward = pool.map(_train_novel, [("lstm", 1), ("lstm", 2), ("mlp", 1)])
+    best = [max(r for _, r in res["evals"]) for res in (*recurrent, feed_forward)]
+    assert min(best[:2]) >= 300 and best[2] <= 100, f"recurrent {[r['evals'] for r in recurrent]}, feed-forward {feed_forward['evals']}"
