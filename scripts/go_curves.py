@@ -62,6 +62,7 @@ def main() -> None:
             ax.plot(steps, rate, marker="o", ms=3, label=label)
             ax.fill_between(steps, low, high, alpha=0.2)
         ax.set_title(f"vs {opponent}")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
         ax.set_xlabel("env steps (agent moves)")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
