@@ -196,11 +196,12 @@ class SupervisedConfig:
     data that ships offline; its encoder weights then load into any agent through encoder.init."""
 
     CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
-        "data": ("digits", "digit_rows", "parity"),
+        "data": ("digits", "digit_rows", "parity", "go"),
         "optimizer": ("sgd", "adagrad", "rmsprop", "adam", "adamw"),
         "schedule": ("constant", "cosine", "step", "linear")}
 
-    data: str = "digits"  # digits: 8x8 images (1, 8, 8); digit_rows: the same as 8 steps of 8 pixels; parity: bit strings
+    data: str = "digits"  # digits: 8x8 images (1, 8, 8); digit_rows: the same as 8 steps of 8 pixels; parity: bit strings;
+    # go: GNU Go's moves in positions of the file data_path (scripts/gnugo_games.py)
     seed: int = 1
     device: str = "auto"
     epochs: int = 30
@@ -224,6 +225,7 @@ class SupervisedConfig:
     patience: int = 0  # early stopping: epochs without a better validation loss before stopping (0 = never stop)
     sequence_length: int = 16  # parity: bits per sequence
     num_samples: int = 4000  # parity: sequences generated
+    data_path: str = ""  # go: the .npz file of scripts/gnugo_games.py
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     # --- logging, checkpoints
     checkpoint_frequency: int = 10  # epochs between checkpoints; 0: only at the end

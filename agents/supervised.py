@@ -2,8 +2,10 @@
 
 The model is encoder (agents/encoders.py) + one linear layer, trained with cross-entropy on data that ships
 offline: scikit-learn's handwritten digits (Alpaydin & Kaynak 1998; 1,797 8x8 images) as images (1, 8, 8)
-or as sequences of 8 rows of 8 pixels, and generated parity of random bit strings (a memory task: the label
-depends on every bit). The field's training options are all here: SGD with (Nesterov) momentum, Adagrad,
+or as sequences of 8 rows of 8 pixels, generated parity of random bit strings (a memory task: the label
+depends on every bit), and Go positions with GNU Go's moves (scripts/gnugo_games.py; `--set data_path=FILE.npz`):
+the supervised policy network of AlphaGo (Silver et al. 2016), whose illegal moves are masked out of the softmax
+and whose games are split whole between train, validation and test (positions of one game are alike). The field's training options are all here: SGD with (Nesterov) momentum, Adagrad,
 RMSprop, Adam, AdamW; L1/L2 penalties; dropout and batch/layer norm (encoder options); early stopping on
 the validation loss (Prechelt 1998); random-shift augmentation; cosine/step/linear learning-rate schedules.
 
@@ -21,6 +23,9 @@ from __future__ import annotations
 import json
 import math
 import time
+import zipfile
+from dataclasses import replace
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -31,13 +36,15 @@ from torch import nn
 from agents import checkpoint, distributed
 from agents.config import ConfigError, SupervisedConfig
 from agents.encoders import encoder_from_config, save_encoder
+from agents.rollout import masked_logits
 from agents.run import Run
 
 
 # ---------------------------------------------------------------------------------------------- data
 class Split(NamedTuple):
-    x: torch.Tensor  # (N, *obs_shape) float32
+    x: torch.Tensor  # (N, *obs_shape) float32 (go: uint8 planes, made float a batch at a time)
     y: torch.Tensor  # (N,) int64 class labels
+    mask: torch.Tensor | None = None  # (N, n_classes) bool: the classes allowed (go: legal moves); None: all
 
 
 class Dataset(NamedTuple):
@@ -50,10 +57,14 @@ class Dataset(NamedTuple):
 
 
 def load_data(config: SupervisedConfig) -> Dataset:
-    """Stratified train/validation/test splits, fixed by config.seed."""
+    """Stratified train/validation/test splits, fixed by config.seed (go: split by game, load_go)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
+    if config.shift and config.data in ("parity", "go"):
+        raise ConfigError(f"config key 'shift' shifts digit images: set shift=0 for data={config.data}")
+    if config.data == "go":
+        return load_go(config)
     if config.data in ("digits", "digit_rows"):
         digits = load_digits()
         x = digits.images.astype(np.float32) / 16.0  # (1797, 8, 8), pixels 0..16 -> [0, 1]
@@ -63,14 +74,59 @@ def load_data(config: SupervisedConfig) -> Dataset:
         rng = np.random.default_rng(config.seed)
         bits = rng.integers(0, 2, (config.num_samples, config.sequence_length))
         x, y = bits[..., None].astype(np.float32), bits.sum(axis=1) % 2
-    if config.shift and config.data == "parity":
-        raise ConfigError("config key 'shift' shifts digit images: set shift=0 for data=parity")
     x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=config.test_fraction, stratify=y, random_state=config.seed)
     x_train, x_val, y_train, y_val = train_test_split(x_rest, y_rest, test_size=config.val_fraction, stratify=y_rest,
                                                       random_state=config.seed)
     split = lambda a, b: Split(torch.from_numpy(np.ascontiguousarray(a)), torch.from_numpy(b).long())  # noqa: E731
     return Dataset(split(x_train, y_train), split(x_val, y_val), split(x_test, y_test), tuple(x.shape[1:]),
                    int(y.max()) + 1, config.data != "parity")
+
+
+GO_KEYS = ("obs", "action", "legal", "game")
+MAKE_GO_DATA = "python scripts/gnugo_games.py --size 5 --games 200 --out FILE.npz"
+
+
+def read_go_file(path: str) -> dict[str, np.ndarray]:
+    """The arrays of a scripts/gnugo_games.py file (np.load without pickles), checked; ConfigError otherwise."""
+    if not path:
+        raise ConfigError(f"data=go needs a file of positions: --set data_path=FILE.npz (make one with: {MAKE_GO_DATA})")
+    if not Path(path).is_file():
+        raise ConfigError(f"data_path {path!r} does not exist (make one with: {MAKE_GO_DATA})")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in GO_KEYS if k in f.files}
+    except (OSError, ValueError, AttributeError, zipfile.BadZipFile) as e:  # AttributeError: a .npy array, no .files
+        raise ConfigError(f"data_path {path!r} is not a readable .npz file ({type(e).__name__}): make one with: {MAKE_GO_DATA}") from None
+    missing = [k for k in GO_KEYS if k not in arrays]
+    if missing:
+        raise ConfigError(f"data_path {path!r} has no {', '.join(missing)}: it holds {', '.join(arrays) or 'nothing usable'}, "
+                          f"not the positions of scripts/gnugo_games.py")
+    obs, action, legal, game = (arrays[k] for k in GO_KEYS)
+    P = len(action)
+    if obs.ndim != 4 or obs.shape[2] != obs.shape[3] or legal.shape != (P, obs.shape[2] ** 2 + 1) or len(obs) != P or game.shape != (P,):
+        raise ConfigError(f"data_path {path!r}: inconsistent shapes obs {obs.shape}, action {action.shape}, legal {legal.shape}, "
+                          f"game {game.shape}; expected (P, 2k+1, N, N), (P,), (P, N*N+1), (P,)")
+    if P == 0 or not legal[np.arange(P), np.clip(action, 0, legal.shape[1] - 1)].all() or action.min() < 0:
+        raise ConfigError(f"data_path {path!r}: no positions, or a move target that its own legal mask forbids")
+    return arrays
+
+
+def load_go(config: SupervisedConfig) -> Dataset:
+    """Positions of scripts/gnugo_games.py: test_fraction of the games for test, val_fraction of the others for
+    validation (whole games, chosen by config.seed); classes are the N*N+1 moves, masked by `legal`."""
+    from sklearn.model_selection import GroupShuffleSplit
+
+    arrays = read_go_file(config.data_path)
+    obs, action, legal, game = (arrays[k] for k in GO_KEYS)
+    if len(np.unique(game)) < 3:
+        raise ConfigError(f"data_path {config.data_path!r} holds {len(np.unique(game))} game(s): a train/validation/test "
+                          "split by game needs at least 3 (--games 3 or more)")
+    split_of = lambda idx, frac: next(GroupShuffleSplit(1, test_size=frac, random_state=config.seed).split(idx, groups=game[idx]))  # noqa: E731
+    every = np.arange(len(action))
+    rest, test = split_of(every, config.test_fraction)
+    train, val = (rest[i] for i in split_of(rest, config.val_fraction))
+    pick = lambda idx: Split(torch.from_numpy(obs[idx]), torch.from_numpy(action[idx]).long(), torch.from_numpy(legal[idx]))  # noqa: E731
+    return Dataset(pick(train), pick(val), pick(test), tuple(obs.shape[1:]), legal.shape[1], grid=False)
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -136,9 +192,10 @@ def lr_factor(schedule: str, epoch: int, epochs: int, step_size: int, step_gamma
 
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, device: torch.device, batch_size: int = 512) -> tuple[float, float, torch.Tensor]:
-    """(mean cross-entropy, accuracy, predictions (N,)) with the model in eval mode."""
+    """(mean cross-entropy, accuracy, predictions (N,)) with the model in eval mode; masked classes excluded."""
     model.eval()
-    logits = torch.cat([model(split.x[i:i + batch_size].to(device)).cpu() for i in range(0, len(split.y), batch_size)])
+    logits = torch.cat([model(split.x[i:i + batch_size].to(device).float()).cpu() for i in range(0, len(split.y), batch_size)])
+    logits = masked_logits(logits, split.mask)
     return F.cross_entropy(logits, split.y).item(), (logits.argmax(1) == split.y).float().mean().item(), logits.argmax(1)
 
 
@@ -149,7 +206,8 @@ def save_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, path, title: s
     import matplotlib.pyplot as plt
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    display = ConfusionMatrixDisplay.from_predictions(y_true, y_pred, colorbar=False)
+    few = len(np.union1d(y_true, y_pred)) <= 20  # a count in each cell only where they stay readable
+    display = ConfusionMatrixDisplay.from_predictions(y_true, y_pred, colorbar=not few, include_values=few)
     display.ax_.set_title(title)
     display.figure_.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(display.figure_)
@@ -177,7 +235,8 @@ def train(config: SupervisedConfig, run: Run) -> dict[str, Any]:
     def save_checkpoint() -> None:
         if distributed.is_main():
             checkpoint.save(run.checkpoint_dir, epoch, checkpoint.prefixed("model", model.state_dict()), optimizer,
-                            {"best_val_loss": best_val, "bad_epochs": bad_epochs}, keep=config.keep_checkpoints)
+                            {"best_val_loss": best_val, "bad_epochs": bad_epochs, "obs_shape": list(data.obs_shape),
+                             "n_classes": data.n_classes}, keep=config.keep_checkpoints)
 
     while epoch < config.epochs and not distributed.any_rank(run.stop_requested):
         # 1. one pass over the shuffled training split
@@ -191,11 +250,12 @@ def train(config: SupervisedConfig, run: Run) -> dict[str, Any]:
             idx = order[i:i + config.batch_size]
             if len(idx) < world:  # a last batch too small for one example per rank
                 continue
-            x, y = data.train.x[idx], data.train.y[idx]
+            x, y = data.train.x[idx].float(), data.train.y[idx]
+            mask = None if data.train.mask is None else data.train.mask[idx].tensor_split(world)[rank].to(device)
             if config.shift and data.grid:
                 x = random_shift(x, config.shift, rng)
             x, y = x.tensor_split(world)[rank], y.tensor_split(world)[rank]  # this rank's share of the batch
-            logits = learner(x.to(device))
+            logits = masked_logits(learner(x.to(device)), mask)
             loss = F.cross_entropy(logits, y.to(device)) + weight_penalty(model, config.l1, config.l2)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -230,6 +290,8 @@ def train(config: SupervisedConfig, run: Run) -> dict[str, Any]:
     test_loss, test_acc, predictions = evaluate(model, data.test, device)
     metrics = {"test_accuracy": test_acc, "test_loss": test_loss, "best_val_loss": best_val, "epochs": epoch,
                "train_size": len(data.train.y), "val_size": len(data.val.y), "test_size": len(data.test.y), "seconds": elapsed}
+    if data.test.mask is not None:  # the accuracy of a uniformly random allowed class (go: a random legal move)
+        metrics["chance_accuracy"] = (1.0 / data.test.mask.sum(1).double()).mean().item()
     summary = {**metrics, "step": epoch, "finished": epoch >= config.epochs or bool(config.patience and bad_epochs >= config.patience),
                "sps": seen / max(elapsed, 1e-9), "evals": []}
     if not distributed.is_main():
@@ -241,3 +303,35 @@ def train(config: SupervisedConfig, run: Run) -> dict[str, Any]:
     save_checkpoint()
     (run.dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return summary
+
+
+# ---------------------------------------------------------------------------------------------- reuse
+def load_classifier(run_dir: Path, device: torch.device) -> tuple[SupervisedConfig, Classifier]:
+    """The encoder + linear head of a supervised run's latest checkpoint, in eval mode on `device`."""
+    from agents import config as config_lib
+
+    if not (Path(run_dir) / "config.yaml").exists():
+        raise checkpoint.CheckpointError(f"{str(run_dir)!r} is not a run folder (no config.yaml in it)")
+    algo, config = config_lib.load(Path(run_dir) / "config.yaml")
+    if algo != "supervised":
+        raise checkpoint.CheckpointError(f"{str(run_dir)!r} is a {algo} run, not a supervised one (rl supervised MODEL --data go)")
+    ckpt = checkpoint.load(checkpoint.latest(Path(run_dir) / "checkpoints"))
+    if "obs_shape" not in ckpt.state:
+        raise checkpoint.CheckpointError(f"checkpoint {str(ckpt.path)!r} does not record its input shape: train the run again")
+    encoder = encoder_from_config(replace(config.encoder, init="", freeze=False), tuple(ckpt.state["obs_shape"]), load_init=False)
+    model = Classifier(encoder, int(ckpt.state["n_classes"]))
+    model.load_state_dict(checkpoint.unprefixed("model", ckpt.tensors))
+    return config, model.to(device).eval()
+
+
+def greedy_policy(model: Classifier, device: torch.device):
+    """policy(obs (B, ...), action_mask (B, A) bool | None) -> (B,) int64: the most likely allowed class, e.g. a
+    supervised Go network playing its top legal move (agents/evaluate.py's policy convention)."""
+
+    @torch.no_grad()
+    def policy(obs: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
+        logits = model(torch.as_tensor(obs, device=device).float())  # (B, A)
+        mask = None if action_mask is None else torch.as_tensor(action_mask, device=device)
+        return masked_logits(logits, mask).argmax(1).cpu().numpy()
+
+    return policy

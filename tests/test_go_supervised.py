@@ -1,0 +1,127 @@
+"""Supervised pretraining on GNU Go's games: scripts/gnugo_games.py's data, the `go` dataset of `rl supervised`, and
+its encoder in PPO's Go agent."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import envs
+from agents import config as config_lib, ppo
+from agents.encoders import load_encoder
+from agents.evaluate import run_episodes
+from agents.supervised import evaluate, load_classifier, load_data, greedy_policy
+from conftest import invoke, ok, only_run
+from envs.go import game, gtp, sgf
+from envs.go.env import GoEnv
+
+pytestmark = pytest.mark.skipif(not os.access(gtp.GNUGO, os.X_OK), reason="GNU Go not installed (apt-get install gnugo)")
+torch.set_num_threads(1)
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gnugo_games.py"
+spec = importlib.util.spec_from_file_location("gnugo_games", SCRIPT)
+gnugo_games = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(gnugo_games)
+
+
+def go_config(*overrides: str):
+    """The config of `rl supervised resnet_tower --data go --set OVERRIDE...`."""
+    return config_lib.resolve("supervised", None, "go", flags={"data": "go", "encoder": {"name": "resnet_tower"}}, overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def games5(tmp_path_factory) -> Path:
+    """Four 5x5 GNU Go games (about a second), two random opening moves each."""
+    out = tmp_path_factory.mktemp("gnugo") / "go5.npz"
+    assert gnugo_games.main(["--size", "5", "--games", "4", "--random-opening", "2", "--seed", "3", "--out", str(out)]) == 0
+    return out
+
+
+def test_positions_replay_through_the_env_with_gnugos_legal_moves(games5):
+    data = dict(np.load(games5, allow_pickle=False))
+    records = [sgf.read(line) for line in games5.with_suffix(".sgf").read_text().splitlines()]
+    assert data["obs"].dtype == np.uint8 and data["obs"].shape[1:] == (17, 5, 5) and data["legal"].shape[1] == 26
+    assert int(data["size"]) == 5 and float(data["komi"]) == game.default_komi(5) and len(records) == 4
+    assert data["legal"][np.arange(len(data["action"])), data["action"]].all()  # every target is a legal move
+    for g, record in enumerate(records):
+        rows = np.flatnonzero(data["game"] == g)
+        assert len(rows) == len(record.moves) - 2  # the two random opening moves are not targets
+        env = GoEnv(5, 1, opponent=None)  # self-play: the env's own observation for whoever is to move
+        obs, info = env.reset()
+        for t, (who, move) in enumerate(record.moves):
+            assert int(info["to_play"][0]) == who
+            if t >= 2:
+                i = rows[t - 2]
+                assert move == data["action"][i] and np.array_equal(obs[0], data["obs"][i])
+                assert np.array_equal(info["action_mask"][0], data["legal"][i])
+            obs, reward, terminated, _, info = env.step(np.array([move]))
+            assert terminated[0] == (t == len(record.moves) - 1)  # the game ends where the record does
+        black_won = reward[0] * who > 0  # the reward is the last mover's
+        assert record.result.startswith("B" if black_won else "W")
+        movers = np.where(data["obs"][rows, -1, 0, 0] == 1, 1, -1)  # the last plane is ones when Black is to move
+        assert np.array_equal(data["outcome"][rows], np.where(black_won, movers, -movers).astype(np.float32))
+
+
+def test_a_move_our_rules_forbid_stops_the_script():
+    class AlwaysCentre:  # an engine that answers every genmove with the same point
+        def send(self, command: str) -> str:
+            return "C3" if command.startswith("genmove") else ""
+
+        def send_many(self, commands: list[str]) -> list[str]:
+            return [self.send(c) for c in commands]
+
+    with pytest.raises(gnugo_games.IllegalMove, match="C3 as w at move 2"):
+        gnugo_games.play_game(AlwaysCentre(), 5, 24.5, 8, random_opening=0, seed=0)
+
+
+def test_supervised_go_uses_ppos_go_encoder():
+    """configs/supervised/go.yaml must build the encoder of configs/ppo/go.yaml, or encoder.init cannot load."""
+    assert go_config().encoder == config_lib.resolve("ppo", "Go5", "go").encoder
+
+
+def test_go_dataset_trains_and_its_encoder_loads_into_ppo(tmp_path, games5):
+    out = ok(invoke(["supervised", "resnet_tower", "--data", "go", "--epochs", "1", "--device", "cpu", "--set", f"data_path={games5}",
+                     "--set", f"runs_dir={tmp_path}", "--set", "progress=false"]))
+    run = only_run(tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    data = load_data(go_config(f"data_path={games5}"))
+    assert data.n_classes == 26 and metrics["test_size"] == len(data.test.y) > 0 and f"{metrics['test_accuracy']:.2%}" in out
+    assert 0 < metrics["chance_accuracy"] < 1
+    # the supervised run's network plays: the loaded classifier scores the test split as training did, and never
+    # plays an illegal move against the random player
+    _, model = load_classifier(run, torch.device("cpu"))
+    assert evaluate(model, data.test, torch.device("cpu"))[1] == pytest.approx(metrics["test_accuracy"])
+    env = envs.make("Go5", 2, seed=0)
+    assert set(run_episodes(env, greedy_policy(model, torch.device("cpu")), 2, seed=0)) <= {-1.0, 1.0}
+    # its encoder loads into PPO's Go agent (rl train ppo --env Go5 --set encoder.init=RUN)
+    cfg = config_lib.resolve("ppo", "Go5", "go", overrides=[f"encoder.init={run}"])
+    agent = ppo.make_agent(cfg, env.single_observation_space.shape, int(env.single_action_space.n))
+    for name, value in agent.encoder.state_dict().items():
+        assert torch.equal(value, model.encoder.state_dict()[name]), name
+    env.close()
+
+
+def test_splits_are_by_whole_games(games5):
+    data = np.load(games5)
+    split = load_data(go_config(f"data_path={games5}", "test_fraction=0.25"))
+    assert len(split.train.y) + len(split.val.y) + len(split.test.y) == len(data["action"])
+    games = [(torch.from_numpy(data["action"][data["game"] == g]), torch.from_numpy(data["legal"][data["game"] == g])) for g in range(4)]
+    for part in (split.test, split.val):  # one whole game each, out of four
+        assert sum(torch.equal(part.y, y) and torch.equal(part.mask, legal) for y, legal in games) == 1
+
+
+@pytest.mark.parametrize("setting,needle", [("data_path=", "data=go needs"), ("data_path={tmp}/none.npz", "does not exist"),
+                                            ("data_path={tmp}/text.npz", "not a readable .npz"),
+                                            ("data_path={tmp}/other.npz", "has no obs, action, legal, game")])
+def test_bad_data_path_is_one_line_and_exit_2(tmp_path, setting, needle):
+    (tmp_path / "text.npz").write_text("not a zip file")
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    runs = tmp_path / "runs"
+    result = invoke(["supervised", "resnet_tower", "--data", "go", "--set", setting.format(tmp=tmp_path), "--set", f"runs_dir={runs}"])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and needle in result.stderr, result.stderr
+    assert not runs.exists()
