@@ -17,13 +17,16 @@ see the very same parameters as without it. A new input shape or grad mode compi
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
 
-def autocast(amp: str, device_type: str) -> torch.autocast:
-    """The context the forward passes run under: bf16 autocast when amp == "bf16", a no-op for "none"."""
-    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp == "bf16")
+def autocast(amp: str, device_type: str) -> contextlib.AbstractContextManager:
+    """The context the forward passes run under: bf16 autocast when amp == "bf16", a no-op for "none"
+    (nullcontext: ~1 us, against ~10 us for a disabled torch.autocast, per forward pass of a small MLP)."""
+    return torch.autocast(device_type, dtype=torch.bfloat16) if amp == "bf16" else contextlib.nullcontext()
 
 
 COMPILE_BACKEND = "inductor"  # torch.compile's default; tests on CPU swap in "aot_eager" (same capture, no C++ build)

@@ -105,8 +105,9 @@ rows = [
     f"| CUDA tests (tests/test_gpu.py, tests/test_replay.py) | {tests_log[-1].strip('= ') if tests_log else status['tests']} | all pass | |",
     row("DQN bare updates/s (Nature CNN, batch 32, Adam fused)", "dqn",
         lambda d: f"{d['updates_per_s']:,.0f} ({d['update_ms']:.2f} ms; acting {d['act_ms']:.2f} ms)"),
-    row("DQN training steps/s on Pong at train-every-4, from the first update", "dqn", lambda d: d["train_sps"], 1_000),
-    row("PPO steps/s on Pong, 16 envs, end to end", "ppo", lambda d: d["train_sps"], 10_000),
+    row(f"DQN training steps/s on Pong at train-every-{data.get('dqn', {}).get('train_frequency', 4)}, from the first update",
+        "dqn", lambda d: d["train_sps"], 1_000),
+    row(f"PPO steps/s on Pong, {data.get('ppo', {}).get('num_envs', 16)} envs, end to end", "ppo", lambda d: d["train_sps"], 10_000),
     *[row(f"Go {r['size']}x{r['size']} random self-play moves/s at batch {r['batch']:,}", "go", lambda d, r=r: r["sps"],
           1_000_000 if r["size"] == 9 else None) for r in data.get("go", {}).get("steps_per_s", [{"size": 9, "batch": 4096}])],
     row("value-iteration backups/s, dense S x A, float64 / float32", "planning",
@@ -125,7 +126,8 @@ Host: {machine_line()}.
   with --device cuda --no-sb3 (ours alone), bench_go.py --device cuda, bench_planning.py --device cuda
   --ours-dense-only. Targets from issue 9 (DQN, PPO) and issue 4 (Go at batch 4096).
 - DQN and PPO steps/s count agent steps (4 frames each); DQN from its first update (random warm-up
-  excluded), PPO over the whole run. The replay sits on the GPU (replay_device=auto: it fits).
+  excluded), PPO over the whole run. DQN's replay holds 100,000 transitions (0.7 GB of frames), which
+  replay_device=auto puts on the GPU when they take at most half of its free memory.
 """
 write_section(out, text.splitlines()[0], text)
 print("\n" + text)
