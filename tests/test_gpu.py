@@ -57,9 +57,10 @@ def _assert_trained_and_round_trips(algo: str, cfg, run_dir, live) -> None:
     assert all(t.dtype == torch.float32 and torch.equal(t, live.state_dict()[k].cpu()) for k, t in saved.items())
     env = envs.make("CartPole-v1", 1, 0)
     obs = (torch.randn(256, 4, generator=torch.Generator().manual_seed(0)) * torch.tensor([1.0, 1.5, 0.15, 1.5])).numpy()
-    scores = (dqn if algo == "dqn" else ppo).action_scores(cfg, ckpt, env, torch.device("cpu"))(obs)
+    device = next(live.parameters()).device  # the same device: CPU and CUDA kernels round differently
+    scores = (dqn if algo == "dqn" else ppo).action_scores(cfg, ckpt, env, device)(obs)
     with torch.no_grad(), torch.compiler.set_stance("force_eager"):  # evaluation runs eager (no compile for a few games)
-        out = live(torch.from_numpy(obs).to(next(live.parameters()).device))
+        out = live(torch.from_numpy(obs).to(device))
     expected = (out if algo == "dqn" else torch.softmax(out[0], 1)).cpu().numpy()
     np.testing.assert_array_equal(scores, expected)
     env.close()
