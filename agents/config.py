@@ -103,6 +103,10 @@ class DQNConfig:
     clip_rewards: bool = False  # learn from sign(r) (Nature protocol); scores are always logged raw
     terminal_on_life_loss: bool = False  # Atari: a lost life ends the TD target, the game goes on
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    # --- accelerator (agents/accel.py)
+    amp: str = "none"  # none | bf16: autocast the forward passes of acting and the update; fp32 weights and optimizer
+    compile: bool = False  # torch.compile (default mode) the online and target networks, in place
+    replay_device: str = "auto"  # auto | cpu | cuda: auto = the training GPU when the frames fit (agents/replay.py)
     # --- evaluation, logging, checkpoints
     eval_frequency: int = 10_000  # env steps between evaluations; 0 disables them
     eval_episodes: int = 10
@@ -155,6 +159,8 @@ class PPOConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     shared_encoder: bool = False  # one encoder for policy and value (CleanRL's Atari agent); False: one each
     go: GoConfig = field(default_factory=GoConfig)  # Go envs only
+    amp: str = "none"  # none | bf16: autocast the forward passes of acting and the update (agents/accel.py)
+    compile: bool = False  # torch.compile (default mode) the actor-critic, in place; not with encoder.name=lstm
     # --- evaluation, logging, checkpoints
     eval_frequency: int = 10_000  # env steps between evaluations; 0 disables them
     eval_episodes: int = 10
@@ -457,12 +463,15 @@ def _coerce(v: Any, tp: Any, key: str, source: str) -> Any:
 _CHOICES = {"loss": ("mse", "huber"), "optimizer": ("adam", "rmsprop"),
             "encoder.name": ("auto", "mlp", "nature_cnn", "impala", "resnet_tower", "lstm", "transformer"),
             "encoder.norm": ("none", "batch", "layer"), "encoder.positions": ("learned", "sinusoidal"),
-            "go.eval_opponents": ("random", "greedy", "gnugo")}
+            "go.eval_opponents": ("random", "greedy", "gnugo"), "amp": ("none", "bf16"), "replay_device": ("auto", "cpu", "cuda")}
 
 
 def _check_values(config: Any, prefix: str = "") -> None:
     """Range checks that types alone cannot express, each naming the key."""
     choices = {**_CHOICES, **{f"{prefix}{k}": v for k, v in getattr(config, "CHOICES", {}).items()}}  # a class's own win
+    if isinstance(config, PPOConfig) and config.encoder.name == "lstm" and (config.amp != "none" or config.compile):
+        raise ConfigError("config keys 'amp' and 'compile' apply to feed-forward PPO: recurrent PPO (encoder.name=lstm) "
+                          "runs fp32 and eager; set amp=none compile=false")
     for f in dataclasses.fields(config):
         key, v = f"{prefix}{f.name}", getattr(config, f.name)
         if dataclasses.is_dataclass(v):

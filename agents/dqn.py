@@ -4,12 +4,17 @@ Options: double DQN (van Hasselt et al. 2016), dueling head (Wang et al. 2016), 
 Huber or MSE loss, hard or Polyak target updates, gradient clipping, several envs at once.
 Losses and targets are pure functions of tensors (names as in dqn_zoo: s_tm1, a_tm1, r_t,
 discount_t, s_t), tested against hand-computed numbers in tests/test_dqn.py.
+On a GPU (agents/accel.py, agents/replay.py): bf16 autocast (amp), torch.compile (compile), and the
+replay on the GPU when it fits (replay_device). CUDA graphs for the update are not offered: a graph
+needs the sampled batch copied into fixed buffers and a capturable optimizer, and whether that pays
+for a Nature-CNN update has not been measured on a GPU yet.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -19,39 +24,43 @@ from torch import nn
 
 import envs
 from agents import checkpoint
+from agents.accel import autocast, compile_in_place
 from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import DQNConfig
 from agents.encoders import encoder_from_config
 from agents.evaluate import evaluation_round
-from agents.replay import FrameReplay, ReplaySample
+from agents.replay import FrameReplay, ReplaySample, replay_device
 from agents.run import Run
 from envs.episodes import EpisodeStats
 
 
 # ---------------------------------------------------------------------------------------------- network
 class QNetwork(nn.Module):
-    """Encoder + linear head; the dueling head splits it into V(s) + A(s, a) - mean_a A(s, a)."""
+    """Encoder + linear head; the dueling head splits it into V(s) + A(s, a) - mean_a A(s, a).
+    amp="bf16" runs the forward pass under bf16 autocast; the Q-values come out fp32 either way."""
 
-    def __init__(self, encoder: nn.Module, n_actions: int, dueling: bool = False):
+    def __init__(self, encoder: nn.Module, n_actions: int, dueling: bool = False, amp: str = "none"):
         super().__init__()
         self.encoder = encoder
-        self.dueling = dueling
+        self.dueling, self.amp = dueling, amp
         self.head = nn.Linear(encoder.output_dim, n_actions)
         if dueling:
             self.value = nn.Linear(encoder.output_dim, 1)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        h = self.encoder(obs)  # (B, features)
-        q = self.head(h)  # (B, A)
-        if self.dueling:  # Wang et al. 2016, eq. (9): the mean keeps V and A identifiable
-            q = self.value(h) + q - q.mean(dim=1, keepdim=True)
-        return q
+        with autocast(self.amp, obs.device.type):
+            h = self.encoder(obs)  # (B, features)
+            q = self.head(h)  # (B, A)
+            if self.dueling:  # Wang et al. 2016, eq. (9): the mean keeps V and A identifiable
+                q = self.value(h) + q - q.mean(dim=1, keepdim=True)
+        return q.float()
 
 
 def make_q_network(config: DQNConfig, obs_shape: tuple[int, ...], n_actions: int, load_init: bool = True) -> QNetwork:
-    """load_init=False skips encoder.init (a checkpoint's weights replace it, and the file may be gone)."""
+    """load_init=False skips encoder.init (a checkpoint's weights replace it, and the file may be gone).
+    config.compile compiles it in place (agents/accel.py): its state_dict is the eager one's."""
     encoder = encoder_from_config(config.encoder, obs_shape, load_init)
-    return QNetwork(encoder, n_actions, config.dueling)
+    return compile_in_place(QNetwork(encoder, n_actions, config.dueling, config.amp), config.compile)
 
 
 # ---------------------------------------------------------------------------------------------- maths
@@ -114,7 +123,7 @@ def make_optimizer(q_network: nn.Module, config: DQNConfig) -> torch.optim.Adam:
     return torch.optim.Adam(q_network.parameters(), lr=config.learning_rate, eps=config.adam_eps, fused=True)
 
 
-def newest_frame(obs: np.ndarray, frame_stack: int) -> np.ndarray:
+def newest_frame(obs: np.ndarray | torch.Tensor, frame_stack: int) -> np.ndarray | torch.Tensor:
     """(N, 4, 84, 84) -> (N, 84, 84): the replay stores each frame once and rebuilds stacks."""
     return obs[:, -1] if frame_stack > 1 else obs
 
@@ -136,8 +145,11 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
     target_network.load_state_dict(q_network.state_dict())
     target_network.requires_grad_(False)
     optimizer = make_optimizer(q_network, config)
+    frame_bytes = FrameReplay.frame_bytes(config.buffer_size, config.num_envs, frame_shape, frame_dtype)
+    free_bytes = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+    storage = replay_device(config.replay_device, device, frame_bytes, free_bytes)  # samples always come out on `device`
     replay = FrameReplay(config.buffer_size, config.num_envs, frame_shape, frame_dtype, env.frame_stack,
-                         config.n_step, config.gamma, device)
+                         config.n_step, config.gamma, storage, device)
     act_rng = torch.Generator().manual_seed(config.seed)  # exploration
     sample_rng = torch.Generator().manual_seed(config.seed + 1)  # replay sampling (indices are drawn on the host)
 
@@ -151,7 +163,7 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
             target_network.load_state_dict(checkpoint.unprefixed("target", ckpt.tensors))
             optimizer.load_state_dict(ckpt.optimizer)
             if (ckpt.path / "replay").exists():
-                replay = FrameReplay.load(ckpt.path / "replay", device)
+                replay = FrameReplay.load(ckpt.path / "replay", storage, device)
         except (RuntimeError, ValueError, KeyError) as e:  # weights of another network, or a broken replay file
             raise checkpoint.CheckpointError(f"checkpoint {str(ckpt.path)!r} does not fit this config: {str(e).splitlines()[0]}") from None
         global_step, num_updates = ckpt.step, ckpt.state["num_updates"]
@@ -178,7 +190,9 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
 
     # Envs restart at each (re)start; the seed depends on the step so a resumed run is reproducible.
     obs, _ = env.reset(seed=config.seed + global_step)
-    replay.add_first(newest_frame(obs, env.frame_stack))
+    # Each obs crosses to the device once: acting reads it there, and so does a replay that lives there.
+    obs_device = torch.from_numpy(obs).to(device)
+    replay.add_first(newest_frame(obs_device if replay.device == device else obs, env.frame_stack))
     episodes = EpisodeStats(config.num_envs)
     next_is_first = np.zeros(config.num_envs, dtype=bool)
     fill_needed = min(config.learning_starts, config.buffer_size)
@@ -192,8 +206,9 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
     while global_step < config.total_timesteps and not run.stop_requested:
         # 1. act (epsilon-greedy on the device) and step every env once
         epsilon = linear_schedule(config.start_e, config.end_e, config.exploration_fraction * config.total_timesteps, global_step)
-        actions = epsilon_greedy(q_network, torch.from_numpy(obs).to(device), epsilon, n_actions, act_rng)
+        actions = epsilon_greedy(q_network, obs_device, epsilon, n_actions, act_rng)
         next_obs, reward, terminated, truncated, info = env.step(actions)
+        next_obs_device = torch.from_numpy(next_obs).to(device)
         prev_step, global_step = global_step, global_step + config.num_envs
 
         # 2. log whole-game raw scores (a life loss is not an episode end)
@@ -204,9 +219,10 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
         # 3. store: learning reward clipped, a life loss terminal for the TD target only (Nature protocol)
         r_learn = np.sign(reward) if config.clip_rewards else reward
         done_learn = terminated | (info["life_lost"] & config.terminal_on_life_loss)
-        replay.add(actions, r_learn, done_learn, truncated, newest_frame(next_obs, env.frame_stack), next_is_first)
+        stored = next_obs_device if replay.device == device else next_obs
+        replay.add(actions, r_learn, done_learn, truncated, newest_frame(stored, env.frame_stack), next_is_first)
         next_is_first = terminated | truncated  # NEXT_STEP autoreset: the next step returns a reset obs
-        obs = next_obs
+        obs_device = next_obs_device
 
         # 4. learn: gradient_steps updates every train_frequency env steps (counted over all envs)
         if global_step > config.learning_starts and len(replay) >= fill_needed:
@@ -265,6 +281,7 @@ def q_values(q_network: nn.Module, device: torch.device):
 
 
 def _load_q_network(config: DQNConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device) -> QNetwork:
+    config = replace(config, compile=False)  # a few evaluation games do not repay compiling
     q_network = make_q_network(config, env.single_observation_space.shape, int(env.single_action_space.n), load_init=False).to(device)
     q_network.load_state_dict(checkpoint.unprefixed("q", ckpt.tensors))
     return q_network

@@ -31,6 +31,7 @@ from torch import nn
 
 import envs
 from agents import checkpoint, distributed
+from agents.accel import autocast, compile_in_place
 from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import ConfigError, PPOConfig
 from agents.encoders import encoder_from_config, freeze, load_encoder
@@ -44,10 +45,12 @@ from envs.episodes import EpisodeStats
 # ---------------------------------------------------------------------------------------------- network
 class ActorCritic(nn.Module):
     """Policy logits and state value. One encoder shared by both heads (CleanRL's Atari agent), or one
-    each (its classic-control agent: the value's gradients then never reach the policy's features)."""
+    each (its classic-control agent: the value's gradients then never reach the policy's features).
+    amp="bf16" runs the forward passes under bf16 autocast; logits and values come out fp32 either way."""
 
-    def __init__(self, actor_encoder: nn.Module, critic_encoder: nn.Module | None, n_actions: int):
+    def __init__(self, actor_encoder: nn.Module, critic_encoder: nn.Module | None, n_actions: int, amp: str = "none"):
         super().__init__()
+        self.amp = amp
         self.encoder = actor_encoder
         self.critic_encoder = critic_encoder  # None: shared
         self.actor = nn.Linear(actor_encoder.output_dim, n_actions)
@@ -55,9 +58,11 @@ class ActorCritic(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         obs = _nhwc(obs)
-        h = self.encoder(obs)  # (B, features)
-        h_critic = h if self.critic_encoder is None else self.critic_encoder(obs)
-        return self.actor(h), self.critic(h_critic).squeeze(1)  # (B, A), (B,)
+        with autocast(self.amp, obs.device.type):
+            h = self.encoder(obs)  # (B, features)
+            h_critic = h if self.critic_encoder is None else self.critic_encoder(obs)
+            logits, value = self.actor(h), self.critic(h_critic).squeeze(1)  # (B, A), (B,)
+        return logits.float(), value.float()
 
     def logits(self, obs: torch.Tensor) -> torch.Tensor:
         """The policy's logits alone (B, A): league opponents (agents/league.py) need no value."""
@@ -65,7 +70,9 @@ class ActorCritic(nn.Module):
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         obs = _nhwc(obs)
-        return self.critic(self.encoder(obs) if self.critic_encoder is None else self.critic_encoder(obs)).squeeze(1)
+        with autocast(self.amp, obs.device.type):
+            value = self.critic(self.encoder(obs) if self.critic_encoder is None else self.critic_encoder(obs)).squeeze(1)
+        return value.float()
 
 
 def _nhwc(obs: torch.Tensor) -> torch.Tensor:
@@ -90,15 +97,17 @@ def make_agent(config: PPOConfig, obs_shape: tuple[int, ...], n_actions: int, lo
     """The actor-critic a config names. Orthogonal init first, then `encoder.init` weights (supervised
     pretraining, another run) into every encoder, then `encoder.freeze`; load_init=False when a checkpoint's
     weights replace them anyway. Convolutions get channels-last weights: oneDNN's CPU kernels then run in
-    NHWC, ~30% faster a PPO minibatch step on the Nature CNN here (scripts/bench_ppo.py)."""
+    NHWC, ~30% faster a PPO minibatch step on the Nature CNN here (scripts/bench_ppo.py). config.amp and
+    config.compile as in agents/accel.py (compiled in place: the state_dict is the eager one's)."""
     encoder = lambda: encoder_from_config(replace(config.encoder, init="", freeze=False), obs_shape)  # noqa: E731
-    agent = orthogonal_init(ActorCritic(encoder(), None if config.shared_encoder else encoder(), n_actions))
+    agent = orthogonal_init(ActorCritic(encoder(), None if config.shared_encoder else encoder(), n_actions, config.amp))
     for body in (agent.encoder, agent.critic_encoder):
         if body is not None and config.encoder.init and load_init:
             load_encoder(body, config.encoder.init, f"this {config.encoder.name} encoder for observations {tuple(obs_shape)}")
         if body is not None and config.encoder.freeze:
             freeze(body)
-    return agent.to(memory_format=torch.channels_last) if len(obs_shape) == 3 else agent
+    agent = agent.to(memory_format=torch.channels_last) if len(obs_shape) == 3 else agent
+    return compile_in_place(agent, config.compile)
 
 
 def make_optimizer(agent: nn.Module, config: PPOConfig) -> torch.optim.Optimizer:
@@ -112,9 +121,12 @@ def make_optimizer(agent: nn.Module, config: PPOConfig) -> torch.optim.Optimizer
 # ---------------------------------------------------------------------------------------------- maths
 def sample_actions(logits: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Actions a ~ pi(.|s) and their log-probabilities; illegal actions (logit -1e9) have probability 0.
+    The draw happens on the generator's device (the host's generator for a GPU policy: the actions go to
+    the host for env.step anyway, and one seed then gives the same draws on every device).
     Shapes: logits (B, A) -> actions (B,) int64, logprobs (B,)."""
     logp = torch.log_softmax(logits, dim=1)  # (B, A)
-    actions = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)  # (B,)
+    probs = logp.exp().to(generator.device)
+    actions = torch.multinomial(probs, 1, generator=generator).squeeze(1).to(logits.device)  # (B,)
     return actions, logp.gather(1, actions.unsqueeze(1)).squeeze(1)
 
 
@@ -221,7 +233,7 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
     # Go with go.self_play: the opponents are past versions of this agent (agents/league.py), colours alternate
     go_self_play = envs.family(config.env) == "go" and config.go.self_play
     league = League(config.num_envs, config.go.league_size, config.go.latest_prob, env_seed, device) if go_self_play else None
-    env = envs.make(config.env, config.num_envs, env_seed, **env_options(config, training=True, league=league))
+    env = envs.make(config.env, config.num_envs, env_seed, **env_options(config, training=True, league=league, device=device))
     evaluating = config.eval_frequency and distributed.is_main()
     eval_env = envs.make(config.env, min(config.eval_episodes, 8), config.seed + 100_000, **env_options(config)) if evaluating else None
     obs_shape = env.single_observation_space.shape
@@ -376,6 +388,7 @@ def make_policy(agent: ActorCritic, device: torch.device, epsilon: float, greedy
 
 
 def _load_agent(config: PPOConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device) -> ActorCritic:
+    config = replace(config, compile=False)  # a few evaluation games do not repay compiling
     agent = make_agent(config, env.single_observation_space.shape, int(env.single_action_space.n), load_init=False).to(device)
     agent.load_state_dict(checkpoint.unprefixed("agent", ckpt.tensors))
     return agent.eval()

@@ -21,15 +21,24 @@ NEXT_STEP autoreset transition final obs -> reset obs, whose next row is first);
 stack of row k needs (those not zeroed) still stored, i.e. not overwritten by the cursor. A resume
 (add_first after data) marks the last stored step truncated, so windows stop at the pending obs and
 bootstrap from it, and the pending row becomes the fake transition into the new reset obs.
+
+Devices (config key replay_device, `replay_device` below). The frames live on `device`; samples come
+out on `sample_device`. When both are the training GPU, a sample is an index_select on the GPU. When
+the frames stay in host memory for a GPU learner, a sample is gathered on the host into page-locked
+(pinned) memory and copied with non_blocking=True: the copy runs on the GPU's copy engine while the
+host goes on, and torch's caching host allocator keeps each pinned block until its copy has finished.
 """
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 from typing import NamedTuple
 
 import numpy as np
 import torch
+
+from agents.config import ConfigError
 
 _ARRAYS = ("frames", "action", "reward", "terminated", "truncated", "first")
 
@@ -42,15 +51,38 @@ class ReplaySample(NamedTuple):
     s_t: torch.Tensor  # (B, *state_shape) state m steps later
 
 
+GPU_SHARE = 0.5  # replay_device=auto: the frames may take this share of the GPU's free memory
+
+
+def replay_device(requested: str, device: torch.device, frame_bytes: int, free_bytes: int | None) -> torch.device:
+    """Where the frames live for a learner on `device` (config key replay_device): `free_bytes` is the GPU's
+    free memory (torch.cuda.mem_get_info), None on CPU. auto: on the GPU when the frames take at most
+    GPU_SHARE of its free memory (networks, activations and the allocator's cache need the rest), else in
+    host memory, sampled through pinned buffers; cpu: host memory; cuda: the learner's GPU."""
+    if device.type != "cuda":
+        if requested == "cuda":
+            raise ConfigError(f"config key 'replay_device' is 'cuda' but training runs on {device}: use replay_device=auto or cpu")
+        return torch.device("cpu")
+    if requested == "cuda" and free_bytes is not None and frame_bytes > free_bytes:
+        raise ConfigError(f"config key 'replay_device' is 'cuda' but the replay needs {frame_bytes / 1e9:.1f} GB and {device} has "
+                          f"{free_bytes / 1e9:.1f} GB free: use replay_device=auto or cpu, or a smaller buffer_size")
+    if requested == "cuda" or (requested == "auto" and free_bytes is not None and frame_bytes <= GPU_SHARE * free_bytes):
+        return device
+    return torch.device("cpu")
+
+
 class FrameReplay:
     def __init__(self, capacity: int, num_envs: int, frame_shape: tuple[int, ...], frame_dtype: torch.dtype,
-                 frame_stack: int = 1, n_step: int = 1, gamma: float = 0.99, device: str | torch.device = "cpu"):
+                 frame_stack: int = 1, n_step: int = 1, gamma: float = 0.99, device: str | torch.device = "cpu",
+                 sample_device: str | torch.device | None = None):
         self.rows = capacity // num_envs
         if self.rows < frame_stack + n_step + 1:
             raise ValueError(f"capacity {capacity} gives {self.rows} rows per env; need >= frame_stack + n_step + 1")
         self.capacity, self.num_envs, self.frame_shape = capacity, num_envs, tuple(frame_shape)
         self.frame_dtype, self.frame_stack, self.n_step, self.gamma = frame_dtype, frame_stack, n_step, gamma
-        self.device = torch.device(device)
+        self.device = torch.device(device)  # where the frames live
+        self.sample_device = self.device if sample_device is None else torch.device(sample_device)  # where samples go
+        self._pinned = self.device.type == "cpu" and self.sample_device.type == "cuda"  # host frames, GPU learner
         self.rows_written = 0  # absolute count of rows holding a frame; the cursor is rows_written % rows
         shape, dev = (self.rows, num_envs), self.device
         # torch.empty does not touch the pages, so a 1M Atari buffer commits memory only as it fills. One extra
@@ -65,6 +97,16 @@ class FrameReplay:
         self.terminated = np.zeros(shape, dtype=bool)
         self.truncated = np.zeros(shape, dtype=bool)
         self.first = np.zeros(shape, dtype=bool)
+
+    @staticmethod
+    def frame_bytes(capacity: int, num_envs: int, frame_shape: tuple[int, ...], frame_dtype: torch.dtype) -> int:
+        """Bytes of the frame store a FrameReplay of these arguments allocates (see replay_device)."""
+        return ((capacity // num_envs) * num_envs + 1) * math.prod(frame_shape) * frame_dtype.itemsize
+
+    def _to_sample_device(self, host: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """A host array or tensor onto the sample device, through pinned memory when that is a GPU."""
+        tensor = torch.as_tensor(host)
+        return (tensor.pin_memory() if self._pinned else tensor).to(self.sample_device, non_blocking=True)
 
     def _put(self, name: str, row: int, value) -> None:
         if name == "frames":
@@ -119,7 +161,11 @@ class FrameReplay:
         flat = np.where(in_episode, (rows % self.rows) * self.num_envs + env[:, None], len(self._flat_frames) - 1)
         # index_select copies whole frames: ~20x faster on CPU than advanced indexing or a broadcast torch.where
         index = torch.from_numpy(flat.reshape(-1)).to(self.device, non_blocking=True)
-        frames = self._flat_frames.index_select(0, index)  # (B * S, *frame)
+        if self.device.type == "cpu":  # gather on the host (into pinned memory for a GPU learner), then one copy
+            out = torch.empty(len(index), *self.frame_shape, dtype=self.frame_dtype, pin_memory=self._pinned)
+            frames = torch.index_select(self._flat_frames, 0, index, out=out).to(self.sample_device, non_blocking=True)
+        else:
+            frames = self._flat_frames.index_select(0, index)  # (B * S, *frame)
         frames = frames.view(*rows.shape, *self.frame_shape)  # (B, S, *frame)
         return frames[:, 0] if self.frame_stack == 1 else frames  # (B, *state_shape)
 
@@ -142,8 +188,7 @@ class FrameReplay:
 
     def _transitions(self, k: np.ndarray, env: np.ndarray) -> tuple[np.ndarray, ReplaySample]:
         valid, m, r_t, discount_t = self._window(k, env)
-        small = [torch.from_numpy(x).to(self.device, non_blocking=True)
-                 for x in (self.action[k % self.rows, env].astype(np.int64), r_t, discount_t)]
+        small = [self._to_sample_device(x) for x in (self.action[k % self.rows, env].astype(np.int64), r_t, discount_t)]
         return valid, ReplaySample(self._state(k, env), small[0], small[1], small[2], self._state(k + m, env))
 
     def _absolute(self, row: np.ndarray) -> np.ndarray:
@@ -196,7 +241,8 @@ class FrameReplay:
         (folder / "meta.json").write_text(json.dumps(meta, indent=1))
 
     @classmethod
-    def load(cls, folder: pathlib.Path, device: str | torch.device = "cpu") -> "FrameReplay":
+    def load(cls, folder: pathlib.Path, device: str | torch.device = "cpu",
+             sample_device: str | torch.device | None = None) -> "FrameReplay":
         folder = pathlib.Path(folder)
         try:
             meta = json.loads((folder / "meta.json").read_text())
@@ -204,7 +250,7 @@ class FrameReplay:
             if not isinstance(dtype, torch.dtype):
                 raise ValueError(f"unknown frame_dtype {meta['frame_dtype']!r}")
             replay = cls(meta["capacity"], meta["num_envs"], tuple(meta["frame_shape"]), dtype, meta["frame_stack"],
-                         meta["n_step"], meta["gamma"], device)
+                         meta["n_step"], meta["gamma"], device, sample_device)
             replay.rows_written = int(meta["rows_written"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"replay file {folder / 'meta.json'} is missing or corrupt: {error}") from error

@@ -78,6 +78,8 @@ def sb3_model(algo: str, config: Any, env, device) -> tuple[Any, list[str]]:
     """SB3's model for our config, and the keys SB3 cannot honour (for the note)."""
     sb3 = _require_sb3()
     ignored: list[str] = []
+    if config.amp != "none" or config.compile:
+        ignored.append(f"amp={config.amp} compile={config.compile} (SB3 runs its networks fp32 and eager)")
     n_envs = config.num_envs
     if isinstance(config, DQNConfig):
         policy, policy_kwargs = _policy(config, on_policy=False)
@@ -86,6 +88,8 @@ def sb3_model(algo: str, config: Any, env, device) -> tuple[Any, list[str]]:
         for key in ("double_dqn", "dueling"):
             if getattr(config, key):
                 ignored.append(f"{key}=true (SB3's DQN has no {key.replace('_', ' ')})")
+        if config.replay_device == "cuda":
+            ignored.append("replay_device=cuda (SB3's replay buffer is numpy arrays in host memory)")
         policy_kwargs["optimizer_kwargs"] = dict(eps=config.adam_eps)
         model = sb3.DQN(policy, env, learning_rate=config.learning_rate, buffer_size=config.buffer_size,
                         learning_starts=config.learning_starts, batch_size=config.batch_size, tau=config.tau,

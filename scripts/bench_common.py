@@ -14,13 +14,21 @@ import torch
 RAM_GB = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
 
 
+def synchronize() -> None:
+    """Wait for queued CUDA work (a no-op on CPU): GPU calls return before their kernels finish."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def seconds_per_call(fn, n: int) -> float:
     """Mean wall time of fn() over n calls, after a warm-up (allocator, kernel choice, Adam state)."""
     for _ in range(max(5, n // 20)):
         fn()
+    synchronize()
     start = time.perf_counter()
     for _ in range(n):
         fn()
+    synchronize()
     return (time.perf_counter() - start) / n
 
 

@@ -12,11 +12,14 @@ with our resolved configs/dqn/atari.yaml but for learning_starts, the step budge
 The bound is measured before, between and after the two runs (this shared 2-core host drifts by 20%
 within minutes); each agent is divided by the mean of the two bounds measured on either side of its run.
 4. Replay bytes per transition.
+On a GPU (scripts/bench_gpu.sh): --device cuda puts the networks, batches and both agents there,
+--no-sb3 measures ours alone, --set passes config keys (amp=bf16, compile=true), --json saves the numbers.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -44,20 +47,20 @@ OBS_SHAPE, N_ACTIONS, BATCH = (4, 84, 84), 6, 32  # Pong's minimal action set ha
 OBS_SPACE, ACTION_SPACE = spaces.Box(0, 255, OBS_SHAPE, np.uint8), spaces.Discrete(N_ACTIONS)
 
 
-def fixed_inputs(cfg) -> tuple[ReplaySample, torch.Tensor, torch.Generator]:
-    """A random uint8 batch of 32, one obs (1, 4, 84, 84) to act on, and a generator; seeded."""
+def fixed_inputs(cfg, device: str) -> tuple[ReplaySample, torch.Tensor, torch.Generator]:
+    """A random uint8 batch of 32, one obs (1, 4, 84, 84) to act on, and a generator; seeded; on `device`."""
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     frames = torch.randint(0, 256, (2 * BATCH + 1, *OBS_SHAPE), generator=gen, dtype=torch.uint8)
     batch = ReplaySample(frames[:BATCH], torch.randint(N_ACTIONS, (BATCH,), generator=gen),
                          torch.randn(BATCH, generator=gen), torch.full((BATCH,), cfg.gamma), frames[BATCH:-1])
-    return batch, frames[-1:], gen
+    return ReplaySample(*(x.to(device) for x in batch)), frames[-1:].to(device), gen
 
 
-def bound_ours(cfg, n_updates: int) -> tuple[float, float]:
+def bound_ours(cfg, n_updates: int, device: str) -> tuple[float, float]:
     """(seconds per update, seconds per act) of our Q-network and its fused Adam."""
-    batch, obs, gen = fixed_inputs(cfg)
-    q_network, target_network = (dqn.make_q_network(cfg, OBS_SHAPE, N_ACTIONS) for _ in range(2))
+    batch, obs, gen = fixed_inputs(cfg, device)
+    q_network, target_network = (dqn.make_q_network(cfg, OBS_SHAPE, N_ACTIONS).to(device) for _ in range(2))
     target_network.load_state_dict(q_network.state_dict())
     target_network.requires_grad_(False)
     optimizer = dqn.make_optimizer(q_network, cfg)
@@ -65,12 +68,12 @@ def bound_ours(cfg, n_updates: int) -> tuple[float, float]:
     return t_update, seconds_per_call(lambda: dqn.epsilon_greedy(q_network, obs, 0.0, N_ACTIONS, gen), 5 * n_updates)
 
 
-def bound_sb3(cfg, n_updates: int) -> tuple[float, float]:
+def bound_sb3(cfg, n_updates: int, device: str) -> tuple[float, float]:
     """The same for the CnnPolicy that DQN("CnnPolicy") builds, with its default optimizer."""
-    batch, obs, _ = fixed_inputs(cfg)
-    policy = CnnPolicy(OBS_SPACE, ACTION_SPACE, lambda _: cfg.learning_rate)
+    batch, obs, _ = fixed_inputs(cfg, device)
+    policy = CnnPolicy(OBS_SPACE, ACTION_SPACE, lambda _: cfg.learning_rate).to(device)
     s_tm1, actions, rewards, s_t = batch.s_tm1, batch.a_tm1[:, None], batch.r_t[:, None], batch.s_t  # SB3's shapes
-    dones = torch.zeros(BATCH, 1)
+    dones = torch.zeros(BATCH, 1, device=device)
 
     def update() -> None:  # stable_baselines3/dqn/dqn.py DQN.train: one gradient step, less sampling and logging
         with torch.no_grad():
@@ -105,7 +108,7 @@ class Clock(BaseCallback):
         self.end = (self.num_timesteps, time.time())
 
 
-def train_sb3(cfg) -> tuple[float, int]:
+def train_sb3(cfg, device: str) -> tuple[float, int]:
     """(steps/s after learning_starts, gradient updates) of SB3's DQN on the same settings."""
     # NOTES.md: ALE/Pong-v5 skips 4 frames itself and has sticky actions; AtariWrapper skips 4 more.
     env = VecFrameStack(make_atari_env("ALE/Pong-v5", n_envs=1, seed=cfg.seed,
@@ -115,7 +118,7 @@ def train_sb3(cfg) -> tuple[float, int]:
                 train_freq=cfg.train_frequency, gradient_steps=cfg.gradient_steps,
                 target_update_interval=cfg.target_network_frequency, exploration_fraction=cfg.exploration_fraction,
                 exploration_initial_eps=cfg.start_e, exploration_final_eps=cfg.end_e, max_grad_norm=cfg.max_grad_norm,
-                optimize_memory_usage=False, seed=cfg.seed, device="cpu", verbose=0)
+                optimize_memory_usage=False, seed=cfg.seed, device=device, verbose=0)
     clock = Clock()
     model.learn(total_timesteps=cfg.total_timesteps, callback=clock)
     env.close()
@@ -188,8 +191,14 @@ def main() -> None:
     parser.add_argument("--buffer-size", type=int, default=100_000, help="replay capacity, ours and SB3's")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for every phase (0: torch's default)")
     parser.add_argument("--bound-updates", type=int, default=200, help="updates timed for the bound (5x as many acts)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda: networks, batches and both agents")
+    parser.add_argument("--no-sb3", action="store_true", help="measure ours alone (bound and training)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. amp=bf16")
+    parser.add_argument("--json", type=Path, help="also save the numbers to this JSON file")
     parser.add_argument("--out", type=Path, help="write/replace the section in this Markdown file")
     args = parser.parse_args()
+    if args.out and (args.no_sb3 or args.device != "cpu" or args.set):
+        parser.error("--out writes the CPU comparison with SB3 at the config's settings: drop --no-sb3, --device, --set")
     torch.set_num_threads(args.threads or torch.get_num_threads())
 
     load = os.getloadavg()[0]
@@ -197,9 +206,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_dqn_") as runs_dir:
         overrides = [f"learning_starts={args.learning_starts}", f"total_timesteps={args.learning_starts + args.steps}",
                      f"buffer_size={args.buffer_size}", "eval_frequency=0", "checkpoint_frequency=0",
-                     "checkpoint_replay=false", "progress=false", f"runs_dir={runs_dir}"]
+                     "checkpoint_replay=false", "progress=false", f"runs_dir={runs_dir}", f"device={args.device}", *args.set]
         cfg, r = config_lib.resolve("dqn", "ALE/Pong-v5", "atari", overrides=overrides), {}
-        bound = lambda: (bound_ours(cfg, args.bound_updates), bound_sb3(cfg, args.bound_updates))  # noqa: E731
+        bound = lambda: (bound_ours(cfg, args.bound_updates, args.device),  # noqa: E731
+                         None if args.no_sb3 else bound_sb3(cfg, args.bound_updates, args.device))
         print("phase: network-only bound 1/3", flush=True)
         r["bounds"] = [bound()]
         print("phase: our DQN", flush=True)
@@ -209,12 +219,23 @@ def main() -> None:
         r["ours_sps"], r["ours_updates"] = result["train_sps"], result["num_updates"]
         print("phase: network-only bound 2/3", flush=True)
         r["bounds"].append(bound())
-        print("phase: SB3 DQN", flush=True)
-        r["sb3_sps"], r["sb3_updates"] = train_sb3(cfg)
+        if not args.no_sb3:
+            print("phase: SB3 DQN", flush=True)
+            r["sb3_sps"], r["sb3_updates"] = train_sb3(cfg, args.device)
         print("phase: network-only bound 3/3", flush=True)
         r["bounds"].append(bound())
         r["bytes"] = replay_bytes()
 
+    t_update = float(np.mean([ours[0] for ours, _ in r["bounds"]]))
+    numbers = {"device": args.device, "settings": args.set, "train_frequency": cfg.train_frequency, "batch_size": cfg.batch_size,
+               "train_sps": r["ours_sps"], "num_updates": r["ours_updates"], "update_ms": 1e3 * t_update,
+               "updates_per_s": 1 / t_update, "act_ms": 1e3 * float(np.mean([ours[1] for ours, _ in r["bounds"]])),
+               "sb3_train_sps": r.get("sb3_sps")}
+    print(json.dumps(numbers))
+    if args.json:
+        args.json.write_text(json.dumps(numbers, indent=1))
+    if args.no_sb3:
+        return
     text = section(cfg, args, table(cfg, r), load)
     print("\n" + text)
     if args.out:

@@ -10,6 +10,7 @@ Python; ours steps a batch of 1 to 4096 games. Torch uses one thread unless --th
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
@@ -77,6 +78,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per measurement")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", type=Path, help="also save the numbers to this JSON file")
     parser.add_argument("--out", type=Path, help="write/replace the section in this Markdown file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -90,6 +92,9 @@ def main() -> None:
             print(f"{size}x{size} batch {batch}: {sps:,.0f} steps/s ({sps / reference:.1f}x)", flush=True)
             measured[size, batch] = sps
             rows.append(f"| {size}x{size} | {batch:,} | {sps:,.0f} | {reference:,.0f} | {sps / reference:.1f}x |")
+    if args.json:
+        args.json.write_text(json.dumps({"device": args.device, "steps_per_s": [
+            {"size": size, "batch": batch, "sps": sps} for (size, batch), sps in measured.items()]}, indent=1))
     command = " ".join(["python scripts/bench_go.py", *sys.argv[1:]])
     text = f"""{SECTION}
 

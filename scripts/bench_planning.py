@@ -13,6 +13,9 @@ Method, one process (the sparse phases each in a fresh subprocess, so their peak
    (sampled every millisecond); pymdptoolbox (P as scipy CSR matrices, its sparse input) at S=2,500 and 5,000 only,
    with its constructor's growth extrapolated to 100,000, and the dense size its PolicyIteration
    would allocate (it builds P_pi as a dense S x S array).
+On a GPU (scripts/bench_gpu.sh): --device cuda solves and times our backups there, --ours-dense-only
+runs phase 1 for ours alone and phase 2 (pymdptoolbox would take hours on a large dense MDP), --json
+saves the numbers.
 """
 
 from __future__ import annotations
@@ -48,10 +51,11 @@ def timed(fn, repeats: int) -> tuple[float, object]:
     return statistics.median(times), out
 
 
-def dense_phase(S: int, A: int, gamma: float, repeats: int) -> dict:
+def dense_phase(S: int, A: int, gamma: float, repeats: int, device: str = "cpu", reference: bool = True) -> dict:
     import mdptoolbox.mdp
 
     from agents import planning
+    from bench_common import synchronize
 
     rng = np.random.default_rng(0)
     P = rng.random((A, S, S))
@@ -59,7 +63,8 @@ def dense_phase(S: int, A: int, gamma: float, repeats: int) -> dict:
     R = rng.standard_normal((S, A))
 
     def ours():
-        return planning.value_iteration(torch.from_numpy(P), torch.from_numpy(R), gamma, epsilon=0.01, stop="span")
+        return planning.value_iteration(torch.from_numpy(P).to(device), torch.from_numpy(R).to(device), gamma,
+                                        epsilon=0.01, stop="span")
 
     def theirs():
         vi = mdptoolbox.mdp.ValueIteration(P, R, gamma, epsilon=0.01)
@@ -69,25 +74,28 @@ def dense_phase(S: int, A: int, gamma: float, repeats: int) -> dict:
     def theirs_constructor():
         return mdptoolbox.mdp.ValueIteration(P, R, gamma, epsilon=0.01)
 
-    r = {"S": S, "A": A}
+    r = {"S": S, "A": A, "device": device}
     r["ours_s"], sol = timed(ours, repeats)
-    r["theirs_s"], vi = timed(theirs, repeats)
-    r["theirs_constructor_s"], _ = timed(theirs_constructor, repeats)
-    r["ours_iter"], r["theirs_iter"], r["theirs_max_iter"] = sol.iterations, vi.iter, vi.max_iter
-    v_pi = planning.policy_evaluation(torch.from_numpy(P), torch.from_numpy(R), gamma, torch.tensor(vi.policy))
-    v_ours = planning.policy_evaluation(torch.from_numpy(P), torch.from_numpy(R), gamma, sol.policy)
-    r["policy_value_gap"] = float((v_pi - v_ours).abs().max())  # both epsilon-optimal: differ by < 0.01
-    r["same_policy"] = bool((sol.policy.numpy() == np.array(vi.policy)).all())
-
+    r["ours_iter"] = sol.iterations
     for dtype in (torch.float64, torch.float32):  # 2. one backup vs streaming the same bytes
-        Pt, Rt = torch.from_numpy(P).to(dtype), torch.from_numpy(R).to(dtype)
+        Pt, Rt = torch.from_numpy(P).to(device, dtype), torch.from_numpy(R).to(device, dtype)
         model = planning.prepare(Pt, Rt, gamma)
-        V = torch.randn(1, S, dtype=dtype)
+        V = torch.randn(1, S, dtype=dtype).to(device)
         name = str(dtype).removeprefix("torch.")
-        r[f"backup_{name}_s"], _ = timed(lambda: planning.backup(model, V).amax(-1), 5 * repeats)
-        r[f"stream_{name}_s"], _ = timed(lambda: Pt.sum(), 5 * repeats)
+        r[f"backup_{name}_s"], _ = timed(lambda: (planning.backup(model, V).amax(-1), synchronize()), 5 * repeats)
+        r[f"stream_{name}_s"], _ = timed(lambda: (Pt.sum(), synchronize()), 5 * repeats)
         r[f"bytes_{name}"] = Pt.numel() * Pt.element_size()
         del Pt, model
+    if not reference:
+        return r
+    r["theirs_s"], vi = timed(theirs, repeats)
+    r["theirs_constructor_s"], _ = timed(theirs_constructor, repeats)
+    r["theirs_iter"], r["theirs_max_iter"] = vi.iter, vi.max_iter
+    policy = sol.policy.cpu()
+    v_pi = planning.policy_evaluation(torch.from_numpy(P), torch.from_numpy(R), gamma, torch.tensor(vi.policy))
+    v_ours = planning.policy_evaluation(torch.from_numpy(P), torch.from_numpy(R), gamma, policy)
+    r["policy_value_gap"] = float((v_pi - v_ours).abs().max())  # both epsilon-optimal: differ by < 0.01
+    r["same_policy"] = bool((policy.numpy() == np.array(vi.policy)).all())
     vi = mdptoolbox.mdp.ValueIteration(P, R, gamma, epsilon=0.01)
     r["theirs_backup_s"], _ = timed(vi._bellmanOperator, 5 * repeats)
     return r
@@ -249,14 +257,23 @@ def main() -> None:
     parser.add_argument("--actions", type=int, default=8, help="dense MDP actions")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each end-to-end solve")
     parser.add_argument("--timeout", type=float, default=240, help="seconds allowed to each sparse subprocess")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda: where our solver and backups run")
+    parser.add_argument("--ours-dense-only", action="store_true", help="the dense phases for ours alone: no pymdptoolbox, no sparse")
+    parser.add_argument("--json", type=Path, help="also save the numbers to this JSON file")
     parser.add_argument("--out", type=Path, help="write/replace the section in this Markdown file")
     args = parser.parse_args()
+    if args.out and (args.ours_dense_only or args.device != "cpu"):
+        parser.error("--out writes the CPU comparison with pymdptoolbox: drop --device and --ours-dense-only")
 
     load = os.getloadavg()[0]
     print(f"torch threads {torch.get_num_threads()}, load average {load:.2f}", flush=True)
     print("phase: dense", flush=True)
-    d = dense_phase(args.states, args.actions, 0.95, args.repeats)
+    d = dense_phase(args.states, args.actions, 0.95, args.repeats, args.device, not args.ours_dense_only)
     print(d, flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(d, indent=1))
+    if args.ours_dense_only:
+        return
     sparse_ours, sparse_theirs = [], []
     for shape in ((50, 50), (125, 200), (250, 400)):
         print(f"phase: sparse ours {shape}", flush=True)

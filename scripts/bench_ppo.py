@@ -13,11 +13,14 @@ the step budget.
    from its training start to its end.
 The bound is measured before, between and after the two runs (the shared host drifts), after one
 unreported warm-up phase; each agent is divided by the mean of the two bounds on either side of its run.
+On a GPU (scripts/bench_gpu.sh): --device cuda, --num-envs 16, --no-sb3 measures ours alone, --set passes
+config keys (amp=bf16, compile=true), --json saves the numbers.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -40,24 +43,24 @@ SECTION = "## PPO on Pong, CPU (2 cores)"
 OBS_SHAPE, N_ACTIONS = (4, 84, 84), 6  # Pong's minimal action set has 6 actions
 
 
-def fixed_inputs(cfg) -> dict[str, torch.Tensor]:
+def fixed_inputs(cfg, device: str) -> dict[str, torch.Tensor]:
     """A random minibatch (obs, actions, old log-probs, advantages, returns, old values) and one acting obs."""
     gen = torch.Generator().manual_seed(0)
     mb = cfg.num_envs * cfg.num_steps // cfg.num_minibatches
-    return {"obs": torch.randint(0, 256, (mb, *OBS_SHAPE), generator=gen, dtype=torch.uint8),
+    return {key: x.to(device) for key, x in {"obs": torch.randint(0, 256, (mb, *OBS_SHAPE), generator=gen, dtype=torch.uint8),
             "actions": torch.randint(N_ACTIONS, (mb,), generator=gen), "logprobs": torch.full((mb,), -1.79),
             "advantages": torch.randn(mb, generator=gen), "returns": torch.randn(mb, generator=gen),
             "values": torch.randn(mb, generator=gen),
-            "act_obs": torch.randint(0, 256, (cfg.num_envs, *OBS_SHAPE), generator=gen, dtype=torch.uint8)}
+            "act_obs": torch.randint(0, 256, (cfg.num_envs, *OBS_SHAPE), generator=gen, dtype=torch.uint8)}.items()}
 
 
-def bound_ours(cfg, n_updates: int) -> tuple[float, float]:
+def bound_ours(cfg, n_updates: int, device: str) -> tuple[float, float]:
     """(seconds per minibatch step, seconds per acting forward pass) of our agent and optimizer."""
-    x = fixed_inputs(cfg)
+    x = fixed_inputs(cfg, device)
     torch.manual_seed(0)
-    agent = ppo.make_agent(cfg, OBS_SHAPE, N_ACTIONS)
+    agent = ppo.make_agent(cfg, OBS_SHAPE, N_ACTIONS).to(device)
     optimizer = ppo.make_optimizer(agent, cfg)
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator().manual_seed(0)  # on the host, as agents.ppo.train's
 
     def update() -> None:  # the body of agents.ppo.update's minibatch loop
         logits, new_value = agent(x["obs"])
@@ -77,11 +80,11 @@ def bound_ours(cfg, n_updates: int) -> tuple[float, float]:
     return seconds_per_call(update, n_updates), seconds_per_call(act, 5 * n_updates)
 
 
-def bound_sb3(cfg, n_updates: int) -> tuple[float, float]:
+def bound_sb3(cfg, n_updates: int, device: str) -> tuple[float, float]:
     """The same for the policy PPO("CnnPolicy") builds, with its default Adam."""
-    x = fixed_inputs(cfg)
+    x = fixed_inputs(cfg, device)
     policy = ActorCriticCnnPolicy(spaces.Box(0, 255, OBS_SHAPE, "uint8"), spaces.Discrete(N_ACTIONS),
-                                  lambda _: cfg.learning_rate)
+                                  lambda _: cfg.learning_rate).to(device)
     obs = x["obs"].float()  # SB3's rollout buffer stores float32 observations; preprocess_obs divides by 255
 
     def update() -> None:  # stable_baselines3/ppo/ppo.py PPO.train: one minibatch, less logging
@@ -120,7 +123,7 @@ class Clock(BaseCallback):
         self.end = (self.num_timesteps, time.time())
 
 
-def train_sb3(cfg) -> float:
+def train_sb3(cfg, device: str) -> float:
     """Steps/s of SB3's PPO on the same settings, over the whole of learn()."""
     # NOTES.md: ALE/Pong-v5 skips 4 frames itself and has sticky actions; AtariWrapper skips 4 more.
     env = VecFrameStack(make_atari_env("ALE/Pong-v5", n_envs=cfg.num_envs, seed=cfg.seed,
@@ -130,7 +133,7 @@ def train_sb3(cfg) -> float:
                 batch_size=cfg.num_envs * cfg.num_steps // cfg.num_minibatches, n_epochs=cfg.update_epochs,
                 gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, clip_range=cfg.clip_coef, clip_range_vf=cfg.clip_coef,
                 ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm, seed=cfg.seed,
-                device="cpu", verbose=0)
+                device=device, verbose=0)
     clock = Clock()
     model.learn(total_timesteps=cfg.total_timesteps, callback=clock)
     env.close()
@@ -179,17 +182,26 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8_192, help="env steps trained by each agent (8 rollouts by default)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for every phase (0: torch's default)")
     parser.add_argument("--bound-updates", type=int, default=20, help="minibatch steps timed for the bound (5x as many acts)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda: networks, batches and both agents")
+    parser.add_argument("--num-envs", type=int, default=0, help="envs (0: the config's, 8)")
+    parser.add_argument("--no-sb3", action="store_true", help="measure ours alone (bound and training)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. amp=bf16")
+    parser.add_argument("--json", type=Path, help="also save the numbers to this JSON file")
     parser.add_argument("--out", type=Path, help="write/replace the section in this Markdown file")
     args = parser.parse_args()
+    if args.out and (args.no_sb3 or args.device != "cpu" or args.set or args.num_envs):
+        parser.error("--out writes the CPU comparison with SB3 at the config's settings: drop --no-sb3, --device, --num-envs, --set")
     torch.set_num_threads(args.threads or torch.get_num_threads())
 
     load = os.getloadavg()[0]
     print(f"torch threads {torch.get_num_threads()}, load average {load:.2f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_ppo_") as runs_dir:
         overrides = [f"total_timesteps={args.steps}", "eval_frequency=0", "checkpoint_frequency=0", "progress=false",
-                     "device=cpu", f"runs_dir={runs_dir}"]
+                     f"device={args.device}", f"runs_dir={runs_dir}", *([f"num_envs={args.num_envs}"] if args.num_envs else []),
+                     *args.set]
         cfg, r = config_lib.resolve("ppo", "ALE/Pong-v5", "atari", overrides=overrides), {}
-        bound = lambda: (bound_ours(cfg, args.bound_updates), bound_sb3(cfg, args.bound_updates))  # noqa: E731
+        bound = lambda: (bound_ours(cfg, args.bound_updates, args.device),  # noqa: E731
+                         None if args.no_sb3 else bound_sb3(cfg, args.bound_updates, args.device))
         print("phase: warm-up (one bound phase, not reported: the first one in a process ran 10x slower acts)", flush=True)
         bound()
         print("phase: network-only bound 1/3", flush=True)
@@ -200,11 +212,20 @@ def main() -> None:
         run.close()
         print("phase: network-only bound 2/3", flush=True)
         r["bounds"].append(bound())
-        print("phase: SB3 PPO", flush=True)
-        r["sb3_sps"] = train_sb3(cfg)
+        if not args.no_sb3:
+            print("phase: SB3 PPO", flush=True)
+            r["sb3_sps"] = train_sb3(cfg, args.device)
         print("phase: network-only bound 3/3", flush=True)
         r["bounds"].append(bound())
 
+    numbers = {"device": args.device, "settings": args.set, "num_envs": cfg.num_envs, "num_steps": cfg.num_steps,
+               "train_sps": r["ours_sps"], "minibatch_ms": 1e3 * sum(ours[0] for ours, _ in r["bounds"]) / 3,
+               "act_ms": 1e3 * sum(ours[1] for ours, _ in r["bounds"]) / 3, "sb3_train_sps": r.get("sb3_sps")}
+    print(json.dumps(numbers))
+    if args.json:
+        args.json.write_text(json.dumps(numbers, indent=1))
+    if args.no_sb3:
+        return
     text = section(cfg, args, table(cfg, r), load)
     print("\n" + text)
     if args.out:

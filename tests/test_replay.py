@@ -138,11 +138,11 @@ def check_against_naive(replay, rec, frame_stack, n_step, gamma):
 
 
 def run_fake(steps, n_step, frame_stack=4, frame_shape=(2, 3), frame_dtype=np.uint8, rows=40, num_envs=3,
-             gamma=0.9, seed=0, check_every=None, resume_at=(), device="cpu"):
+             gamma=0.9, seed=0, check_every=None, resume_at=(), device="cpu", sample_device=None):
     rng = np.random.default_rng(seed)
     env = FakeVectorEnv(num_envs, rng, frame_shape, frame_dtype, frame_stack)
     replay = FrameReplay(rows * num_envs, num_envs, frame_shape, torch.from_numpy(np.zeros(0, frame_dtype)).dtype,
-                         frame_stack, n_step, gamma, device)
+                         frame_stack, n_step, gamma, device, sample_device)
     newest = (lambda o: o[:, -1]) if frame_stack > 1 else (lambda o: o)
     rec = Recorder(replay, env.reset(), newest)
     for step in range(steps):
@@ -317,7 +317,20 @@ def test_cuda_storage_matches_cpu():
     slots, envs = mask.nonzero().unbind(1)
     for x, y in zip(cpu.gather(envs, slots), cuda.gather(envs.cuda(), slots.cuda())):
         assert y.is_cuda and torch.allclose(x, y.cpu())
-    assert all(x.is_cuda for x in cuda.sample(32, torch.Generator(device="cuda").manual_seed(0)))
+    assert all(x.is_cuda for x in cuda.sample(32, torch.Generator().manual_seed(0)))  # indices are drawn on the host
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_host_frames_reach_the_gpu_through_pinned_non_blocking_copies():
+    cpu, _ = run_fake(steps=150, n_step=3)
+    host, _ = run_fake(steps=150, n_step=3, sample_device="cuda")  # frames in host memory, samples on the GPU
+    assert host.frames.device.type == "cpu" and host._pinned
+    cpu_rng, host_rng = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    # Many samples in flight back to back: a pinned buffer reused before its copy finished would corrupt one.
+    samples = [(cpu.sample(256, cpu_rng), host.sample(256, host_rng)) for _ in range(50)]
+    torch.cuda.synchronize()
+    for expected, got in samples:
+        assert all(y.is_cuda and torch.equal(x, y.cpu()) for x, y in zip(expected, got))
 
 
 def test_one_million_atari_transitions_fit_in_7_2_gb():
