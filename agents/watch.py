@@ -101,20 +101,21 @@ def play(env, policy: Policy, episodes: int, seed: int, scores: Scores | None = 
     obs, info = env.reset(seed=seed)
     score, step, done = 0.0, 0, 0
     values = None
+    board = env.size if getattr(env, "family", "") == "go" else 0  # Go: probabilities as a heat map on the board
     starts = np.ones(1, dtype=bool)  # recurrent policies reset their memory at a game's first obs
     while done < episodes:
         frame = env.render_frames()[0]
         action = act(policy, obs, starts, info.get("action_mask"))  # Go: legal moves only
         if overlay and scores is not None:
             values = act(scores, obs, starts, info.get("action_mask"))[0]
-        yield draw_overlay(frame, score, step, int(action[0]), values) if overlay else frame
+        yield draw_overlay(frame, score, step, int(action[0]), values, board) if overlay else frame
         obs, reward, terminated, truncated, info = env.step(action)
         starts = np.zeros(1, dtype=bool)
         score, step = score + float(reward[0]), step + 1
         if max_steps and step >= max_steps:
             return
         if terminated[0] or truncated[0]:
-            yield draw_overlay(env.render_frames()[0], score, step, None, values) if overlay else env.render_frames()[0]
+            yield draw_overlay(env.render_frames()[0], score, step, None, values, board) if overlay else env.render_frames()[0]
             done += 1
             if done < episodes:  # NEXT_STEP autoreset: this step only returns the new game's first obs
                 obs, *_, info = env.step(action)
@@ -122,12 +123,17 @@ def play(env, policy: Policy, episodes: int, seed: int, scores: Scores | None = 
             score, step = 0.0, 0
 
 
-def draw_overlay(frame: np.ndarray, score: float, step: int, action: int | None, values: np.ndarray | None) -> np.ndarray:
-    """The frame, scaled to at least 320 px wide, above a band with score, step and the action values."""
+def draw_overlay(frame: np.ndarray, score: float, step: int, action: int | None, values: np.ndarray | None,
+                 board: int = 0) -> np.ndarray:
+    """The frame, scaled to at least 320 px wide, above a band with score, step and the action values; for a Go
+    board of size `board` (> 0) the values (move probabilities) are drawn on the board as a heat map instead:
+    a red square on each point, its opacity the move's share of the largest, the chosen move outlined."""
     from PIL import Image, ImageDraw
 
     scale = max(1, -(-320 // frame.shape[1]))
     image = Image.fromarray(frame).resize((frame.shape[1] * scale, frame.shape[0] * scale), Image.NEAREST)
+    if board and values is not None:
+        return _go_heat_map(image, score, step, action, values, board)
     rows = 1 + (0 if values is None else len(values))
     band = 16 * rows + 6
     canvas = Image.new("RGB", (image.width, image.height + band), (20, 20, 20))
@@ -143,6 +149,28 @@ def draw_overlay(frame: np.ndarray, score: float, step: int, action: int | None,
             colour = (80, 200, 80) if a == action else (90, 90, 160)
             draw.rectangle((80, y + 2, 80 + max(width, 1), y + 12), fill=colour)
             draw.text((4, y), f"{a:>2} {v:8.3f}", fill=(255, 255, 255))
+    return np.asarray(canvas)
+
+
+def _go_heat_map(image, score: float, step: int, action: int | None, values: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    cell = image.width / (size + 1)  # envs/go/render.py: point (r, c) sits at ((c + 1) cell, (r + 1) cell)
+    heat = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(heat)
+    top = float(values.max()) or 1.0
+    for a, p in enumerate(values[: size * size]):
+        row, col = divmod(a, size)
+        x, y, half = (col + 1) * cell, (row + 1) * cell, 0.42 * cell
+        if p > 0:
+            draw.rectangle((x - half, y - half, x + half, y + half), fill=(220, 30, 30, int(200 * p / top)))
+        if a == action:
+            draw.rectangle((x - half, y - half, x + half, y + half), outline=(40, 200, 40, 255), width=3)
+    canvas = Image.new("RGB", (image.width, image.height + 22), (20, 20, 20))
+    canvas.paste(Image.alpha_composite(image.convert("RGBA"), heat).convert("RGB"), (0, 0))
+    passing = " (passes)" if action == size * size else ""
+    ImageDraw.Draw(canvas).text((4, image.height + 4), f"score {score:g}   move {step}   pass {values[-1]:.0%}{passing}",
+                                fill=(255, 255, 255))
     return np.asarray(canvas)
 
 

@@ -108,3 +108,19 @@ def test_gym_frames_come_from_the_env():
     frame = env.render_frames()
     env.close()
     assert frame.dtype == np.uint8 and frame.shape[0] == 1 and frame.shape[-1] == 3 and frame.std() > 0
+
+
+def test_go_overlay_is_a_heat_map_on_the_board():
+    """Go's move probabilities are drawn on their points (red, opacity by probability), not as 26 bars."""
+    from agents.watch import draw_overlay
+    from envs.go.render import board_rgb
+
+    frame = board_rgb(np.zeros(25, dtype=np.int8), 5)  # 144 x 144: point (r, c) at ((c + 1) * 24, (r + 1) * 24)
+    values = np.zeros(26)
+    values[7], values[25] = 0.9, 0.1  # C4 likely (row 1, col 2), pass unlikely
+    out = draw_overlay(frame, 0.0, 3, 7, values, board=5)
+    scale = out.shape[1] // frame.shape[1]
+    assert out.shape[0] < frame.shape[0] * scale + 40  # one text line under the board, no bar per action
+    red = out[2 * 24 * scale - 8, 3 * 24 * scale - 8]  # inside point 7's square, off its grid lines
+    wood = out[4 * 24 * scale - 8, 4 * 24 * scale - 8]  # a point with probability 0
+    assert red[0] > red[1] + 60 and abs(int(wood[0]) - 220) < 5 and abs(int(wood[1]) - 179) < 5
