@@ -62,6 +62,7 @@ class GoConfig:
     league_size: int = 16  # past versions kept; the first (near-random) one always stays
     snapshot_frequency: int = 10  # PPO updates between additions of the current policy to the league
     latest_prob: float = 0.5  # a new game's opponent is the newest version with this probability, else any member
+    shaping: float = 0.0  # potential-based reward shaping by the agent's stone lead (envs/go/env.py); returns stay +1/-1
     symmetries: bool = True  # show each position under a random one of the board's 8 symmetries (envs/go/symmetry.py)
     eval_opponents: tuple[str, ...] = ("random", "greedy", "gnugo")  # gnugo is skipped when GNU Go is not installed
     gnugo_levels: tuple[int, ...] = (1,)  # GNU Go --level (1..10) of each gnugo opponent
@@ -158,6 +159,7 @@ class PPOConfig:
     terminal_on_life_loss: bool = False  # Atari: a lost life ends the advantage estimate, the game goes on
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     shared_encoder: bool = False  # one encoder for policy and value (CleanRL's Atari agent); False: one each
+    heads: str = "linear"  # linear (one layer on the feature vector) | alphazero (AlphaGo Zero's conv heads; resnet_tower)
     go: GoConfig = field(default_factory=GoConfig)  # Go envs only
     amp: str = "none"  # none | bf16: autocast the forward passes of acting and the update (agents/accel.py)
     compile: bool = False  # torch.compile (default mode) the actor-critic, in place; not with encoder.name=lstm
@@ -463,7 +465,7 @@ def _coerce(v: Any, tp: Any, key: str, source: str) -> Any:
 _CHOICES = {"loss": ("mse", "huber"), "optimizer": ("adam", "rmsprop"),
             "encoder.name": ("auto", "mlp", "nature_cnn", "impala", "resnet_tower", "lstm", "transformer"),
             "encoder.norm": ("none", "batch", "layer"), "encoder.positions": ("learned", "sinusoidal"),
-            "go.eval_opponents": ("random", "greedy", "gnugo"), "amp": ("none", "bf16"), "replay_device": ("auto", "cpu", "cuda")}
+            "go.eval_opponents": ("random", "greedy", "gnugo"), "amp": ("none", "bf16"), "heads": ("linear", "alphazero"), "replay_device": ("auto", "cpu", "cuda")}
 
 
 def _check_values(config: Any, prefix: str = "") -> None:
@@ -472,6 +474,9 @@ def _check_values(config: Any, prefix: str = "") -> None:
     if isinstance(config, PPOConfig) and config.encoder.name == "lstm" and (config.amp != "none" or config.compile):
         raise ConfigError("config keys 'amp' and 'compile' apply to feed-forward PPO: recurrent PPO (encoder.name=lstm) "
                           "runs fp32 and eager; set amp=none compile=false")
+    if isinstance(config, PPOConfig) and config.heads == "alphazero" and config.encoder.name != "resnet_tower":
+        raise ConfigError(f"config key 'heads' is 'alphazero', which reads the per-point features of encoder.name=resnet_tower, "
+                          f"not {config.encoder.name}: set heads=linear or encoder.name=resnet_tower")
     for f in dataclasses.fields(config):
         key, v = f"{prefix}{f.name}", getattr(config, f.name)
         if dataclasses.is_dataclass(v):

@@ -411,6 +411,38 @@ def load_encoder(encoder: nn.Module, path: str | Path, what: str = "this encoder
     encoder.load_state_dict({k: tensors[k] for k in own})
 
 
+def _batch_norm_frozen_stats(self, x: torch.Tensor) -> torch.Tensor:
+    return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+
+
+class FrozenStatsBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm1d that always normalises with its running statistics (never updated) and keeps a learnable affine."""
+
+    forward = _batch_norm_frozen_stats
+
+
+class FrozenStatsBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d that always normalises with its running statistics (never updated) and keeps a learnable affine."""
+
+    forward = _batch_norm_frozen_stats
+
+
+def freeze_batch_norm_stats(module: nn.Module) -> nn.Module:
+    """Every batch-norm layer in `module` normalises with its running statistics, in train mode too, and never updates
+    them; its affine weight and bias still learn. An RL policy needs this: in train mode a BN layer's output for one
+    state depends on the other states in its batch, so the log-probability a PPO update computes for an action (a
+    minibatch of 256) differs from the one the rollout stored (a batch of num_envs) even before any weight moves, and
+    the clipped ratio then throws gradients away. Frozen at initialisation (mean 0, var 1) the layer is an affine map;
+    after supervised pretraining (encoder.init) it keeps the statistics of the data it learned from. The state_dict is
+    unchanged (same class layout, same buffers)."""
+    for m in module.modules():
+        if type(m) is nn.BatchNorm1d:
+            m.__class__ = FrozenStatsBatchNorm1d
+        elif type(m) is nn.BatchNorm2d:
+            m.__class__ = FrozenStatsBatchNorm2d
+    return module
+
+
 def freeze(encoder: nn.Module) -> None:
     """No gradients and fixed batch-norm statistics/no dropout: the encoder stays in eval mode even when the
     agent calls .train() on the whole network."""

@@ -106,12 +106,13 @@ def env_options(config, training: bool = False, league: League | None = None,
                 device: torch.device | None = None) -> dict[str, Any]:
     """`envs.make` options for a run's env: Go is played at the run's komi; a Go training env also runs its batched
     rules on the learner's `device` (a GPU: the games never leave it but for the observations handed to the agent),
-    shows random symmetries (go.symmetries) and, given a league, plays it with colours alternating. {} off Go."""
+    shows random symmetries (go.symmetries), shapes rewards (go.shaping) and, given a league, plays it with colours alternating. {} off Go."""
     if envs.family(config.env) != "go" or not hasattr(config, "go"):
         return {}
     options: dict[str, Any] = {"komi": config.go.komi}
     if training:
-        options |= {"augment": config.go.symmetries, **({"device": device} if device is not None else {})}
+        options |= {"augment": config.go.symmetries, "shaping": config.go.shaping,
+                    **({"device": device} if device is not None else {})}
     if league is not None:
         options |= {"opponent": league, "agent_colour": "alternate"}
     return options

@@ -34,7 +34,7 @@ from agents import checkpoint, distributed
 from agents.accel import autocast, compile_in_place
 from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import ConfigError, PPOConfig
-from agents.encoders import encoder_from_config, freeze, load_encoder
+from agents.encoders import encoder_from_config, freeze, freeze_batch_norm_stats, load_encoder
 from agents.evaluate import evaluation_round
 from agents.league import League, env_options
 from agents.rollout import Rollout, gae, make_rollout, masked_logits
@@ -43,35 +43,64 @@ from envs.episodes import EpisodeStats
 
 
 # ---------------------------------------------------------------------------------------------- network
+class BoardHead(nn.Module):
+    """AlphaGo Zero's heads (Silver et al. 2017, Methods) on a tower's per-point features (B, C, H, W): a 1x1
+    convolution to `filters` planes -> batch norm -> ReLU -> linear to `out` (the policy: 2 planes, N*N+1 logits),
+    or -> linear to `hidden` -> ReLU -> linear to `out` (the value: 1 plane, 256 hidden, 1 output). The 1x1
+    convolution keeps each point's own features, so the linear layer reads 2*N*N numbers instead of C*N*N."""
+
+    def __init__(self, spatial_shape: tuple[int, int, int], filters: int, out: int, hidden: int = 0):
+        super().__init__()
+        channels, height, width = spatial_shape
+        self.conv, self.bn = nn.Conv2d(channels, filters, 1, bias=False), nn.BatchNorm2d(filters)
+        inputs = filters * height * width
+        self.fc = nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, out)) if hidden else nn.Linear(inputs, out)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.bn(self.conv(h))).flatten(1))
+
+
 class ActorCritic(nn.Module):
     """Policy logits and state value. One encoder shared by both heads (CleanRL's Atari agent), or one
     each (its classic-control agent: the value's gradients then never reach the policy's features).
-    amp="bf16" runs the forward passes under bf16 autocast; logits and values come out fp32 either way."""
+    heads="linear": one linear layer per head on the encoder's feature vector (CleanRL); "alphazero": BoardHead
+    on the per-point features of a board encoder (resnet_tower's forward_spatial). amp="bf16" runs the forward
+    passes under bf16 autocast; logits and values come out fp32 either way."""
 
-    def __init__(self, actor_encoder: nn.Module, critic_encoder: nn.Module | None, n_actions: int, amp: str = "none"):
+    def __init__(self, actor_encoder: nn.Module, critic_encoder: nn.Module | None, n_actions: int, amp: str = "none",
+                 heads: str = "linear"):
         super().__init__()
-        self.amp = amp
+        self.amp, self.spatial = amp, heads == "alphazero"
         self.encoder = actor_encoder
         self.critic_encoder = critic_encoder  # None: shared
-        self.actor = nn.Linear(actor_encoder.output_dim, n_actions)
-        self.critic = nn.Linear((critic_encoder or actor_encoder).output_dim, 1)
+        if self.spatial:
+            if not hasattr(actor_encoder, "forward_spatial"):
+                raise ConfigError("heads=alphazero reads per-point features: it needs encoder.name=resnet_tower (or heads=linear)")
+            self.actor = BoardHead(actor_encoder.spatial_shape, 2, n_actions)
+            self.critic = BoardHead(actor_encoder.spatial_shape, 1, 1, hidden=256)
+        else:
+            self.actor = nn.Linear(actor_encoder.output_dim, n_actions)
+            self.critic = nn.Linear((critic_encoder or actor_encoder).output_dim, 1)
+
+    def _features(self, encoder: nn.Module, obs: torch.Tensor) -> torch.Tensor:
+        return encoder.forward_spatial(obs) if self.spatial else encoder(obs)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         obs = _nhwc(obs)
         with autocast(self.amp, obs.device.type):
-            h = self.encoder(obs)  # (B, features)
-            h_critic = h if self.critic_encoder is None else self.critic_encoder(obs)
+            h = self._features(self.encoder, obs)  # (B, features) or (B, C, H, W)
+            h_critic = h if self.critic_encoder is None else self._features(self.critic_encoder, obs)
             logits, value = self.actor(h), self.critic(h_critic).squeeze(1)  # (B, A), (B,)
         return logits.float(), value.float()
 
     def logits(self, obs: torch.Tensor) -> torch.Tensor:
         """The policy's logits alone (B, A): league opponents (agents/league.py) need no value."""
-        return self.actor(self.encoder(_nhwc(obs)))
+        return self.actor(self._features(self.encoder, _nhwc(obs)))
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         obs = _nhwc(obs)
         with autocast(self.amp, obs.device.type):
-            value = self.critic(self.encoder(obs) if self.critic_encoder is None else self.critic_encoder(obs)).squeeze(1)
+            value = self.critic(self._features(self.critic_encoder or self.encoder, obs)).squeeze(1)
         return value.float()
 
 
@@ -88,9 +117,13 @@ def orthogonal_init(net: ActorCritic) -> ActorCritic:
             nn.init.orthogonal_(module.weight, math.sqrt(2))
             if module.bias is not None:  # convolutions followed by batch norm have none
                 nn.init.zeros_(module.bias)
-    nn.init.orthogonal_(net.actor.weight, 0.01)
-    nn.init.orthogonal_(net.critic.weight, 1.0)
+    nn.init.orthogonal_(_last_linear(net.actor).weight, 0.01)
+    nn.init.orthogonal_(_last_linear(net.critic).weight, 1.0)
     return net
+
+
+def _last_linear(head: nn.Module) -> nn.Linear:
+    return [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
 
 
 def make_agent(config: PPOConfig, obs_shape: tuple[int, ...], n_actions: int, load_init: bool = True) -> ActorCritic:
@@ -100,12 +133,14 @@ def make_agent(config: PPOConfig, obs_shape: tuple[int, ...], n_actions: int, lo
     NHWC, ~30% faster a PPO minibatch step on the Nature CNN here (scripts/bench_ppo.py). config.amp and
     config.compile as in agents/accel.py (compiled in place: the state_dict is the eager one's)."""
     encoder = lambda: encoder_from_config(replace(config.encoder, init="", freeze=False), obs_shape)  # noqa: E731
-    agent = orthogonal_init(ActorCritic(encoder(), None if config.shared_encoder else encoder(), n_actions, config.amp))
+    agent = orthogonal_init(ActorCritic(encoder(), None if config.shared_encoder else encoder(), n_actions, config.amp,
+                                        config.heads))
     for body in (agent.encoder, agent.critic_encoder):
         if body is not None and config.encoder.init and load_init:
             load_encoder(body, config.encoder.init, f"this {config.encoder.name} encoder for observations {tuple(obs_shape)}")
         if body is not None and config.encoder.freeze:
             freeze(body)
+    freeze_batch_norm_stats(agent)
     agent = agent.to(memory_format=torch.channels_last) if len(obs_shape) == 3 else agent
     return compile_in_place(agent, config.compile)
 

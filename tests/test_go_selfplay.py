@@ -199,3 +199,44 @@ def test_short_self_play_run_on_5x5_beats_random_in_90_percent_of_games(tmp_path
     rates = [rate for _, rate in scalars(run_dir)["go/win_rate/random"]]
     assert len(rates) == 4 and max(rates) >= 0.9 and rates[-1] >= 0.85, rates
     assert len(list((run_dir / "games").glob("step_*/random_*.sgf"))) == 400
+
+
+def test_shaping_credits_captures_and_leaves_every_return_plus_or_minus_one():
+    env = GoEnv(7, 6, seed=3, opponent="greedy", agent_colour="alternate", shaping=1.0)
+    _, info = env.reset()
+    rng, totals, returns, shaped = np.random.default_rng(0), np.zeros(6), [], []
+    while len(returns) < 12:
+        _, reward, ended, _, info = env.step(random_legal(info["action_mask"], rng))
+        totals += reward
+        shaped += list(reward[~ended])
+        for i in np.flatnonzero(ended):
+            returns.append(totals[i])
+            totals[i] = 0
+    assert np.allclose(np.abs(returns), 1.0), returns  # the shaping terms of each game sum to zero
+    assert min(shaped) <= -1 / 49  # the greedy opponent's captures cost the random agent stones on the way
+    with pytest.raises(ValueError, match="needs an opponent"):
+        GoEnv(5, 1, opponent=None, shaping=1.0)
+
+
+def test_ppo_policy_of_a_state_does_not_depend_on_its_batch():
+    """Batch norm in train mode would make a state's logits depend on the rest of its batch, so the rollout's
+    log-probabilities (batch num_envs) and the update's (a minibatch) would differ before any weight moved.
+    make_agent freezes the statistics: outputs match across batches and an update leaves the buffers alone."""
+    from agents import ppo
+
+    cfg = resolve("ppo", "Go9", "go", overrides=["heads=alphazero"])
+    agent = ppo.make_agent(cfg, (17, 9, 9), 82).train()
+    obs = (torch.rand(64, 17, 9, 9) < 0.3).float()
+    logits, values = agent(obs[:4])
+    all_logits, all_values = agent(obs)
+    torch.testing.assert_close(logits, all_logits[:4], atol=1e-5, rtol=0)  # float rounding only (batched GEMMs)
+    torch.testing.assert_close(values, all_values[:4], atol=1e-5, rtol=0)
+    buffers = {k: v.clone() for k, v in agent.state_dict().items() if "running" in k}
+    assert buffers
+    optimizer = torch.optim.Adam(agent.parameters(), lr=1e-2)
+    (all_logits.logsumexp(1).mean() + all_values.pow(2).mean()).backward()
+    optimizer.step()
+    assert all(torch.equal(v, agent.state_dict()[k]) for k, v in buffers.items())
+    assert not torch.equal(agent(obs[:4])[0], logits)  # the affine parameters still learn
+    with pytest.raises(ConfigError, match="heads.*resnet_tower"):
+        resolve("ppo", "CartPole-v1", "cartpole", overrides=["heads=alphazero"])

@@ -10,6 +10,12 @@ Two modes:
   as Black if i is even and changes colour at each new game); each step is the agent's move followed by
   the opponent's reply; rewards are from the agent's view.
 
+`shaping=c` (against an opponent only) adds potential-based shaping (Ng et al. 1999) to the agent's rewards:
+r + Phi(s') - Phi(s) with Phi = c * (the agent's stones - the opponent's) / (N*N) after the opponent's reply, and Phi = 0 before the game's first move and at its end. The shaping terms of a game sum to zero, so every game's return is still exactly
+its result (+1/-1) and the best policy is unchanged; a capture is credited when it happens
+instead of only through the final result, 80 moves later on 9x9. (Stones, not area: on a sparse
+board one stone's Tromp-Taylor area is the whole board, which makes the area a noisy potential.)
+
 `augment=True` shows each observation under one of the board's 8 symmetries, drawn at random per env and
 step, and maps the action back (envs/go/symmetry.py): PPO then learns from all 8 images of its positions
 with exact log-probabilities (the policy acted on the image it was shown). `record=True` keeps every
@@ -130,7 +136,8 @@ class GoEnv:
 
     def __init__(self, size: int = 9, num_envs: int = 1, seed: int = 0, device: str | torch.device = "cpu",
                  opponent: str | Opponent | None = None, agent_colour: str = "black", history: int = 8,
-                 komi: float | None = None, gnugo_level: int = 1, augment: bool = False, record: bool = False):
+                 komi: float | None = None, gnugo_level: int = 1, augment: bool = False, record: bool = False,
+                 shaping: float = 0.0):
         if size not in range(5, 20):
             raise ValueError(f"size must be 5..19, got {size}")
         if isinstance(opponent, str) and opponent not in OPPONENTS:
@@ -139,7 +146,9 @@ class GoEnv:
             raise ValueError(f"agent_colour must be 'black', 'white' or 'alternate', got {agent_colour!r}")
         self.size, self.num_envs, self.device = size, num_envs, torch.device(device)
         self.komi = game.default_komi(size) if komi is None else komi
-        self.history, self.augment, self.record = history, augment, record
+        if shaping and opponent is None:
+            raise ValueError("shaping rewards the agent's side, so it needs an opponent (two-player mode has none)")
+        self.history, self.augment, self.record, self.shaping = history, augment, record, shaping
         self.name, self.family, self.frame_stack = f"Go{size}", "go", 1
         A = size * size
         self.single_observation_space = Box(0.0, 1.0, (2 * history + 1, size, size), np.float32)
@@ -161,6 +170,12 @@ class GoEnv:
         self._image = torch.zeros(num_envs, dtype=torch.int64, device=self.device)  # symmetry shown (augment)
         self._moves: list[list[tuple[int, int]]] = [[] for _ in range(num_envs)]
         self.finished: list[GameRecord] = []
+        self._potential = torch.zeros(num_envs, device=self.device)  # Phi of each current position (shaping)
+
+    def _potentials(self) -> torch.Tensor:
+        """Phi (B,): shaping * the agent's stone lead / (N*N), 0 where the game is over."""
+        lead = self.state.board.sum(1, dtype=torch.float32) * self.agent.float() / self.size ** 2
+        return torch.where(self.state.done, 0.0, self.shaping * lead)
 
     def _observe(self) -> tuple[np.ndarray, dict[str, Any]]:
         B = self.num_envs
@@ -233,6 +248,7 @@ class GoEnv:
         self._ended[:] = False
         self._games[:] = 0
         self._reset_rows(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
+        self._potential.zero_()
         return self._observe()
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
@@ -265,6 +281,10 @@ class GoEnv:
                     self.finished.append(GameRecord(i, int(self.agent[i]), m, self._moves[i], self.state.board[i].cpu().numpy()))
         if restart.any():
             self._reset_rows(restart)
+        if self.shaping:
+            potential = self._potentials()
+            reward += torch.where(playing, potential - self._potential, 0.0)
+            self._potential = torch.where(restart, 0.0, potential)  # a new game's shaping starts from Phi = 0
         self._ended = ended.cpu().numpy()
         obs, info = self._observe()
         return obs, reward.cpu().numpy().astype(np.float32), self._ended.copy(), np.zeros(B, dtype=bool), info
