@@ -27,7 +27,7 @@ from agents import checkpoint
 from agents.accel import autocast, compile_in_place
 from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import DQNConfig
-from agents.encoders import encoder_from_config
+from agents.encoders import encoder_from_config, freeze_batch_norm_stats
 from agents.evaluate import evaluation_round
 from agents.replay import FrameReplay, ReplaySample, replay_device
 from agents.run import Run
@@ -58,9 +58,11 @@ class QNetwork(nn.Module):
 
 def make_q_network(config: DQNConfig, obs_shape: tuple[int, ...], n_actions: int, load_init: bool = True) -> QNetwork:
     """load_init=False skips encoder.init (a checkpoint's weights replace it, and the file may be gone).
-    config.compile compiles it in place (agents/accel.py): its state_dict is the eager one's."""
+    config.compile compiles it in place (agents/accel.py): its state_dict is the eager one's. Batch-norm statistics
+    are frozen, as in PPO (encoders.freeze_batch_norm_stats): acting on one state cannot use batch statistics."""
     encoder = encoder_from_config(config.encoder, obs_shape, load_init)
-    return compile_in_place(QNetwork(encoder, n_actions, config.dueling, config.amp), config.compile)
+    q_network = freeze_batch_norm_stats(QNetwork(encoder, n_actions, config.dueling, config.amp))
+    return compile_in_place(q_network, config.compile)
 
 
 # ---------------------------------------------------------------------------------------------- maths

@@ -76,3 +76,13 @@ def test_make_encoder_picks_and_refuses():
     assert isinstance(make_encoder("auto", (16,)), MLP)
     with pytest.raises(ValueError, match="encoder.name=mlp"):
         make_encoder("nature_cnn", (4,))
+
+
+def test_q_network_with_batch_norm_acts_on_one_state():
+    """encoder.norm=batch used to crash DQN's first greedy action (BatchNorm1d in train mode on a batch of 1)."""
+    from agents.config import DQNConfig, EncoderConfig
+    from agents.dqn import make_q_network
+
+    q = make_q_network(DQNConfig(encoder=EncoderConfig(norm="batch")), (4,), 2).train()
+    states = torch.randn(8, 4)
+    torch.testing.assert_close(q(states[:1]), q(states)[:1], atol=1e-6, rtol=0)
