@@ -6,6 +6,7 @@ line on stderr naming the problem and the nearest valid choice, and exits with c
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
@@ -146,6 +147,7 @@ def eval_(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     opponent: Optional[str] = typer.Option(None, "--opponent", help="Go runs: play random, greedy or gnugo, colours alternating; SGFs to <run>/games/."),
     level: int = typer.Option(1, "--level", min=1, max=10, help="GNU Go's level with --opponent gnugo."),
+    greedy: bool = typer.Option(False, "--greedy", help="Policy-gradient runs: play the most likely action instead of sampling."),
 ):
     """Evaluate a run's latest checkpoint: mean, std, min, max of raw game scores and a 95% interval.
     Go runs with --opponent: win rate (by colour too) and an Elo estimate against that opponent.
@@ -170,6 +172,9 @@ def eval_(
     if opponent is not None and (envs.family(cfg.env) != "go" or opponent not in ("random", "greedy", "gnugo")):
         raise config_lib.ConfigError(f"--opponent {opponent!r}: Go runs only, one of random, greedy, gnugo"
                                      f"{'' if envs.family(cfg.env) == 'go' else f' ({cfg.env} is not Go)'}")
+    if greedy and not hasattr(cfg, "eval_greedy"):
+        raise config_lib.ConfigError(f"--greedy: a {algo} run already acts greedily (its exploration is --epsilon)")
+    cfg = dataclasses.replace(cfg, eval_greedy=True) if greedy else cfg
     ckpt = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
     dev = pick_device(device)
     env = envs.make(cfg.env, min(episodes, 8), seed, **env_options(cfg))
@@ -205,13 +210,15 @@ def _go_match(run_dir: Path, cfg, step: int, policy, opponent: str, level: int, 
     size = int(cfg.env[2:])
     komi = cfg.go.komi if hasattr(cfg, "go") else default_komi(size)
     records = go_eval.play_match(policy, size, komi, opponent, games, seed, level)
-    folder = run_dir / "games" / f"eval_step_{step}_seed_{seed}"
+    greedy = getattr(cfg, "eval_greedy", False)
+    folder = run_dir / "games" / f"eval_step_{step}_seed_{seed}{'_greedy' if greedy else ''}"
     go_eval.save_sgf(records, folder, name, size, komi, f"rl step {step}")
-    result = {"run": str(run_dir), "step": step, "opponent": name, "komi": komi, **go_eval.summary(records), "sgf": str(folder)}
+    result = {"run": str(run_dir), "step": step, "opponent": name, "komi": komi, "greedy": greedy, **go_eval.summary(records),
+              "sgf": str(folder)}
     if as_json:
         typer.echo(json.dumps(result))
     else:
-        typer.echo(f"{cfg.env} step {step:,} vs {name}: won {result['wins']:g}/{result['games']} ({result['win_rate']:.0%}; "
+        typer.echo(f"{cfg.env} step {step:,}{' (greedy)' if greedy else ''} vs {name}: won {result['wins']:g}/{result['games']} ({result['win_rate']:.0%}; "
                    f"as Black {result['win_rate_black']:.0%}, as White {result['win_rate_white']:.0%}), "
                    f"Elo {result['elo']:+.0f} against it; SGF in {folder}")
 

@@ -169,6 +169,7 @@ def test_eval_json_reports_the_score_distribution(tiny_run):
 
     again = json.loads(ok(invoke(["eval", run_dir, "--episodes", "3", "--json", "--device", "cpu"])))
     assert again == summary  # same seed, same games
+    assert_user_error(invoke(["eval", run_dir, "--greedy", "--device", "cpu"]), "--greedy", "already acts greedily")
 
 
 def test_train_supervised_points_to_its_own_command(tmp_path):

@@ -183,6 +183,8 @@ def test_self_play_run_saves_league_and_sgf_then_resumes(tmp_path):
     assert checkpoint.load(checkpoint.latest(run_dir / "checkpoints")).state["league"]["versions"] == [0, 1, 2, 3, 4, 5, 6]
     out = ok(invoke(["eval", str(run_dir), "--opponent", "greedy", "--episodes", "4", "--device", "cpu"]))
     assert "vs greedy: won" in out and "as Black" in out
+    out = ok(invoke(["eval", str(run_dir), "--opponent", "random", "--episodes", "4", "--greedy", "--device", "cpu"]))
+    assert "(greedy) vs random: won" in out and list((run_dir / "games").glob("eval_step_*_seed_0_greedy/random_*.sgf"))
     out = ok(invoke(["watch", str(run_dir), "--text", "--device", "cpu"]))
     assert "game over" in out and "agent's likeliest" in out
 
