@@ -10,11 +10,13 @@ Two modes:
   as Black if i is even and changes colour at each new game); each step is the agent's move followed by
   the opponent's reply; rewards are from the agent's view.
 
-`shaping=c` (against an opponent only) adds potential-based shaping (Ng et al. 1999) to the agent's rewards:
-r + Phi(s') - Phi(s) with Phi = c * (the agent's stones - the opponent's) / (N*N) after the opponent's reply, and Phi = 0 before the game's first move and at its end. The shaping terms of a game sum to zero, so every game's return is still exactly
-its result (+1/-1) and the best policy is unchanged; a capture is credited when it happens
-instead of only through the final result, 80 moves later on 9x9. (Stones, not area: on a sparse
-board one stone's Tromp-Taylor area is the whole board, which makes the area a noisy potential.)
+`shaping=c` (against an opponent only) adds potential-based shaping (Ng et al. 1999) to the agent's
+rewards: r + Phi(s') - Phi(s) with Phi = c * (the agent's stones - the opponent's) / (N*N) after the
+opponent's reply, and Phi = 0 before the game's first move and at its end. The shaping terms of a game
+sum to zero, so every game's return is still exactly its result (+1/-1) and the best policy is
+unchanged; a capture is credited when it happens instead of only through the final result, 80 moves
+later on 9x9. (Stones, not area: on a sparse board one stone's Tromp-Taylor area is the whole board,
+which makes the area a noisy potential.)
 
 `augment=True` shows each observation under one of the board's 8 symmetries, drawn at random per env and
 step, and maps the action back (envs/go/symmetry.py): PPO then learns from all 8 images of its positions
