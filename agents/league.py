@@ -25,7 +25,7 @@ from torch import nn
 
 import envs
 from agents.checkpoint import prefixed, rng_from_json, rng_to_json, unprefixed
-from agents.rollout import masked_logits
+from agents.rollout import masked_logits, sample_actions
 
 
 class League:
@@ -73,8 +73,7 @@ class League:
             x = torch.as_tensor(obs[at], device=self.device)
             mask = torch.as_tensor(action_mask[at], device=self.device)
             with torch.inference_mode():
-                probs = torch.softmax(masked_logits(self.members[k].logits(x), mask), 1).cpu()
-            actions[at] = torch.multinomial(probs, 1, generator=self.generator).view(-1).numpy()
+                actions[at] = sample_actions(masked_logits(self.members[k].logits(x), mask), self.generator)[0].cpu().numpy()
         return actions
 
     # ------------------------------------------------------------------------------------ checkpoints

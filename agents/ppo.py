@@ -37,7 +37,7 @@ from agents.config import ConfigError, PPOConfig
 from agents.encoders import encoder_from_config, freeze, freeze_batch_norm_stats, load_encoder
 from agents.evaluate import evaluation_round
 from agents.league import League, env_options
-from agents.rollout import Rollout, gae, make_rollout, masked_logits
+from agents.rollout import Rollout, gae, make_rollout, masked_logits, sample_actions
 from agents.run import Run
 from envs.episodes import EpisodeStats
 
@@ -154,17 +154,6 @@ def make_optimizer(agent: nn.Module, config: PPOConfig) -> torch.optim.Optimizer
 
 
 # ---------------------------------------------------------------------------------------------- maths
-def sample_actions(logits: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Actions a ~ pi(.|s) and their log-probabilities; illegal actions (logit -1e9) have probability 0.
-    The draw happens on the generator's device (the host's generator for a GPU policy: the actions go to
-    the host for env.step anyway, and one seed then gives the same draws on every device).
-    Shapes: logits (B, A) -> actions (B,) int64, logprobs (B,)."""
-    logp = torch.log_softmax(logits, dim=1)  # (B, A)
-    probs = logp.exp().to(generator.device)
-    actions = torch.multinomial(probs, 1, generator=generator).squeeze(1).to(logits.device)  # (B,)
-    return actions, logp.gather(1, actions.unsqueeze(1)).squeeze(1)
-
-
 def logprob_and_entropy(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """log pi(a|s) and H(pi(.|s)) = -sum_a p log p (masked actions contribute 0 * -1e9 = 0).
     Shapes: logits (B, A), actions (B,) -> (B,), (B,)."""

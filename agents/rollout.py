@@ -95,3 +95,14 @@ def masked_logits(logits: torch.Tensor, action_mask: torch.Tensor | None) -> tor
     if action_mask is None:
         return logits
     return logits.masked_fill(~action_mask, -1e9)
+
+
+def sample_actions(logits: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Actions a ~ pi(.|s) and their log-probabilities; illegal actions (logit -1e9) have probability 0.
+    The draw happens on the generator's device (the host's generator for a GPU policy: the actions go to
+    the host for env.step anyway, and one seed then gives the same draws on every device).
+    Shapes: logits (B, A) -> actions (B,) int64, logprobs (B,)."""
+    logp = torch.log_softmax(logits, dim=1)  # (B, A)
+    probs = logp.exp().to(generator.device)
+    actions = torch.multinomial(probs, 1, generator=generator).squeeze(1).to(logits.device)  # (B,)
+    return actions, logp.gather(1, actions.unsqueeze(1)).squeeze(1)
