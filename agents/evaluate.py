@@ -63,10 +63,13 @@ def evaluation_round(run, eval_env, policy: Policy, scores, step: int, evals: li
     optimal = optimal_return(config.env)  # None outside FrozenLake, Taxi, CliffWalking
     run.log(step, {"eval/episodic_return": mean} | ({"eval/optimal_return": optimal} if optimal is not None else {}))
     training_video(run, len(evals), step, policy, scores)
+    line = f"eval at step {step:,}: return {mean:.2f} over {config.eval_episodes} episodes"
     if hasattr(config, "go") and family(config.env) == "go":
         from agents.go_eval import evaluate_go
 
-        evaluate_go(run, policy, step)  # go/win_rate/<opponent>, go/elo/<opponent>, SGF files
+        results = evaluate_go(run, policy, step)  # go/win_rate/<opponent>, go/elo/<opponent>, SGF files
+        line += "; win rate " + ", ".join(f"{name} {r['win_rate']:.0%} of {r['games']}" for name, r in results.items())
+    run.say(line)
     return mean
 
 

@@ -89,6 +89,15 @@ class Run:
             self._last_line = time.time()
             print(f"step {step:,}/{total:,}  {sps:,.0f} SPS  return {ret}", flush=True)
 
+    def say(self, line: str) -> None:
+        """One line on the console (above the progress bar when there is one); rank 0 only."""
+        if self.writer is None:
+            return
+        if self._progress is not None:
+            self._progress.console.print(line, highlight=False, markup=False)
+        else:
+            print(line, flush=True)
+
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()

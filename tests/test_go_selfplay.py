@@ -167,9 +167,10 @@ def test_self_play_run_saves_league_and_sgf_then_resumes(tmp_path):
             "--set", "eval_frequency=512", "--set", "eval_episodes=2", "--set", "go.eval_games=4",
             "--set", "go.eval_opponents=random,greedy", "--set", "go.snapshot_frequency=1", "--set", "progress=false",
             "--set", "torch_threads=1", "--set", "checkpoint_frequency=256"]
-    ok(invoke(args))
+    out = ok(invoke(args))
     run_dir = only_run(tmp_path)
     tags = scalars(run_dir)
+    assert "eval at step 512: return" in out and "win rate random" in out and "greedy" in out and " of 4" in out
     for name in ("random", "greedy"):
         (step, rate), = tags[f"go/win_rate/{name}"]
         assert step == 512 and 0 <= rate <= 1 and f"go/elo/{name}" in tags
