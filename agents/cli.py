@@ -209,7 +209,8 @@ def _go_match(run_dir: Path, cfg, step: int, policy, opponent: str, level: int, 
 
     size = int(cfg.env[2:])
     komi = cfg.go.komi if hasattr(cfg, "go") else default_komi(size)
-    records = go_eval.play_match(policy, size, komi, opponent, games, seed, level)
+    eye_fill = cfg.go.eye_fill if hasattr(cfg, "go") else True
+    records = go_eval.play_match(policy, size, komi, opponent, games, seed, level, eye_fill=eye_fill)
     greedy = getattr(cfg, "eval_greedy", False)
     folder = run_dir / "games" / f"eval_step_{step}_seed_{seed}{'_greedy' if greedy else ''}"
     go_eval.save_sgf(records, folder, name, size, komi, f"rl step {step}")
@@ -528,7 +529,8 @@ def _go_agent_engine(run_dir: Path, komi: Optional[float], seed: int):
                                             env, device, 0.0, seed)
     if komi is None and hasattr(cfg, "go"):
         komi = cfg.go.komi  # the komi it trained under, unless --komi (or GTP's komi command) says otherwise
-    return play.agent_engine(env.size, komi, lambda obs, legal: policy(obs, action_mask=legal), env.history, f"rl-{algo}")
+    return play.agent_engine(env.size, komi, lambda obs, legal: policy(obs, action_mask=legal), env.history, f"rl-{algo}",
+                             eye_fill=cfg.go.eye_fill if hasattr(cfg, "go") else True)
 
 
 def _algo_module(algo: str):

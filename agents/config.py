@@ -63,6 +63,8 @@ class GoConfig:
     snapshot_frequency: int = 10  # PPO updates between additions of the current policy to the league
     latest_prob: float = 0.5  # a new game's opponent is the newest version with this probability, else any member
     shaping: float = 0.0  # potential-based reward shaping by the agent's stone lead (envs/go/env.py); returns stay +1/-1
+    shaping_potential: str = "stones"  # stones (lead on the board) | captures (lead in prisoners: no cost for passing)
+    eye_fill: bool = True  # false: the agent never fills its own one-point eyes (Monte-Carlo Go's rule), in training and play
     symmetries: bool = True  # show each position under a random one of the board's 8 symmetries (envs/go/symmetry.py)
     eval_opponents: tuple[str, ...] = ("random", "greedy", "gnugo")  # gnugo is skipped when GNU Go is not installed
     gnugo_levels: tuple[int, ...] = (1,)  # GNU Go --level (1..10) of each gnugo opponent
@@ -465,7 +467,8 @@ def _coerce(v: Any, tp: Any, key: str, source: str) -> Any:
 _CHOICES = {"loss": ("mse", "huber"), "optimizer": ("adam", "rmsprop"),
             "encoder.name": ("auto", "mlp", "nature_cnn", "impala", "resnet_tower", "lstm", "transformer"),
             "encoder.norm": ("none", "batch", "layer"), "encoder.positions": ("learned", "sinusoidal"),
-            "go.eval_opponents": ("random", "greedy", "gnugo"), "amp": ("none", "bf16"), "heads": ("linear", "alphazero"), "replay_device": ("auto", "cpu", "cuda")}
+            "go.eval_opponents": ("random", "greedy", "gnugo"), "amp": ("none", "bf16"), "heads": ("linear", "alphazero"),
+            "go.shaping_potential": ("stones", "captures"), "replay_device": ("auto", "cpu", "cuda")}
 
 
 def _check_values(config: Any, prefix: str = "") -> None:

@@ -45,10 +45,12 @@ def elo(wins: float, games: int) -> float:
 
 
 def play_match(policy: Policy, size: int, komi: float, opponent: str, games: int, seed: int, level: int = 1,
-               num_envs: int = 8) -> list[GameRecord]:
-    """`games` whole games of `policy` against `opponent`, colours alternating; the finished games in order."""
+               num_envs: int = 8, eye_fill: bool = True) -> list[GameRecord]:
+    """`games` whole games of `policy` against `opponent`, colours alternating; the finished games in order.
+    eye_fill=False: the policy is offered no move into its own one-point eyes (a run trained with go.eye_fill false)."""
     num_envs = min(num_envs, games)
-    env = GoEnv(size, num_envs, seed, opponent=opponent, agent_colour="alternate", komi=komi, gnugo_level=level, record=True)
+    env = GoEnv(size, num_envs, seed, opponent=opponent, agent_colour="alternate", komi=komi, gnugo_level=level, record=True,
+                eye_fill=eye_fill)
     quota = np.full(num_envs, games // num_envs)
     quota[: games % num_envs] += 1
     taken = np.zeros(num_envs, dtype=np.int64)
@@ -97,7 +99,8 @@ def evaluate_go(run, policy: Policy, step: int) -> dict[str, dict[str, Any]]:
     size = int(config.env[2:])
     results = {}
     for name, kind, level in opponent_names(config):
-        records = play_match(policy, size, config.go.komi, kind, config.go.eval_games, config.seed + 200_000 + step, level)
+        records = play_match(policy, size, config.go.komi, kind, config.go.eval_games, config.seed + 200_000 + step, level,
+                             eye_fill=config.go.eye_fill)
         save_sgf(records, run.dir / "games" / f"step_{step}", name, size, config.go.komi, f"rl step {step}")
         results[name] = summary(records)
         run.log(step, {f"go/win_rate/{name}": results[name]["win_rate"], f"go/elo/{name}": results[name]["elo"]})

@@ -108,9 +108,9 @@ def env_options(config, training: bool = False, league: League | None = None,
     shows random symmetries (go.symmetries), shapes rewards (go.shaping) and, given a league, plays it with colours alternating. {} off Go."""
     if envs.family(config.env) != "go" or not hasattr(config, "go"):
         return {}
-    options: dict[str, Any] = {"komi": config.go.komi}
+    options: dict[str, Any] = {"komi": config.go.komi, "eye_fill": config.go.eye_fill}
     if training:
-        options |= {"augment": config.go.symmetries, "shaping": config.go.shaping,
+        options |= {"augment": config.go.symmetries, "shaping": config.go.shaping, "shaping_potential": config.go.shaping_potential,
                     **({"device": device} if device is not None else {})}
     if league is not None:
         options |= {"opponent": league, "agent_colour": "alternate"}

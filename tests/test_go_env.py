@@ -10,7 +10,7 @@ import torch
 
 import envs
 from envs.go import game, gtp
-from envs.go.env import random_policy
+from envs.go.env import offered_moves, random_policy
 
 torch.set_num_threads(1)
 
@@ -72,6 +72,21 @@ def test_random_policy_plays_legal_moves_and_keeps_its_eyes():
     state = game.from_boards(board)
     moves = {int(random_policy(state, torch.Generator().manual_seed(s))[0]) for s in range(200)}
     assert 0 not in moves and moves <= set(np.flatnonzero(state.legal[0].numpy()))
+
+
+def test_offered_moves_without_eye_fill_leave_out_the_movers_own_eyes_only():
+    board = torch.zeros(1, 25, dtype=torch.int8)
+    board[0, [1, 5, 6]] = game.BLACK  # Black's eye at the corner point 0
+    board[0, [18, 22, 24]] = game.WHITE  # White's eye at point 23 (bottom edge)
+    black, white = game.from_boards(board, game.BLACK), game.from_boards(board, game.WHITE)
+    assert game.own_eyes(black)[0].nonzero().view(-1).tolist() == [0]
+    assert game.own_eyes(white)[0].nonzero().view(-1).tolist() == [23]
+    for state, eye in ((black, 0), (white, 23)):
+        offered = offered_moves(state, eye_fill=False)[0]
+        expected = state.legal[0].clone()
+        expected[eye] = False
+        assert state.legal[0, eye] and torch.equal(offered, expected) and offered[25]  # pass is always offered
+        assert torch.equal(offered_moves(state)[0], state.legal[0])  # eye_fill (the default): every legal move
 
 
 @pytest.mark.skipif(not os.access(gtp.GNUGO, os.X_OK), reason="GNU Go not installed (apt-get install gnugo)")

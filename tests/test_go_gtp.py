@@ -169,3 +169,20 @@ def test_referee_game_against_gnugo_ends_in_a_valid_sgf(tmp_path):
     if not record.result.endswith(("+R", "+F")):
         assert state.done.item()
         assert record.result == gtp.result_text(float(game.score(state, 8.5)[0]))
+
+
+@pytest.mark.parametrize("eye_fill", [True, False])
+def test_agent_engine_offers_the_moves_the_agent_trained_with(eye_fill):
+    """`rl gtp --agent` / `rl play go --agent`: a run trained with go.eye_fill false is never offered its own eyes."""
+    offered = []
+
+    def act(obs, legal):
+        offered.append(legal[0].copy())
+        return np.array([int(np.flatnonzero(legal[0])[0])])  # the first move it is offered
+
+    engine = play.agent_engine(5, 0.5, act, history=8, eye_fill=eye_fill)
+    out = io.StringIO()
+    gtp.serve(engine, io.StringIO("play b B5\nplay w E1\nplay b A4\nplay w E2\nplay b B4\nplay w E3\ngenmove b\n"), out)
+    move = [r for r in out.getvalue().split("\n\n") if r][-1]
+    assert offered[0][0] == eye_fill and offered[0][25]  # A5 (point 0) is Black's own eye; pass is always offered
+    assert move == ("= A5" if eye_fill else "= C5")

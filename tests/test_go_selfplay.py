@@ -204,8 +204,9 @@ def test_short_self_play_run_on_5x5_beats_random_in_90_percent_of_games(tmp_path
     assert len(list((run_dir / "games").glob("step_*/random_*.sgf"))) == 400
 
 
-def test_shaping_credits_captures_and_leaves_every_return_plus_or_minus_one():
-    env = GoEnv(7, 6, seed=3, opponent="greedy", agent_colour="alternate", shaping=1.0)
+@pytest.mark.parametrize("potential", ["stones", "captures"])
+def test_shaping_credits_captures_and_leaves_every_return_plus_or_minus_one(potential):
+    env = GoEnv(7, 6, seed=3, opponent="greedy", agent_colour="alternate", shaping=1.0, shaping_potential=potential)
     _, info = env.reset()
     rng, totals, returns, shaped = np.random.default_rng(0), np.zeros(6), [], []
     while len(returns) < 12:
@@ -219,6 +220,49 @@ def test_shaping_credits_captures_and_leaves_every_return_plus_or_minus_one():
     assert min(shaped) <= -1 / 49  # the greedy opponent's captures cost the random agent stones on the way
     with pytest.raises(ValueError, match="needs an opponent"):
         GoEnv(5, 1, opponent=None, shaping=1.0)
+
+
+def test_capture_potential_does_not_charge_a_pass():
+    """By stones on the board, the agent's pass while the opponent plays a stone costs 1/N^2; by prisoners it costs
+    nothing (no stone was taken), so passing when nothing is left to gain is not discouraged."""
+    rewards = {}
+    for potential in ("stones", "captures"):
+        env = GoEnv(5, 1, seed=0, opponent="random", shaping=1.0, shaping_potential=potential)
+        env.reset()
+        _, reward, ended, _, _ = env.step(np.array([25]))  # the agent (Black) passes; the random player places a stone
+        assert not ended[0] and env.state.board.abs().sum() == 1
+        rewards[potential] = float(reward[0])
+    assert rewards == {"stones": pytest.approx(-1 / 25), "captures": 0.0}
+    with pytest.raises(ValueError, match="shaping_potential"):
+        GoEnv(5, 1, opponent="random", shaping=1.0, shaping_potential="area")
+
+
+def test_without_eye_fill_neither_the_agent_nor_the_league_is_offered_its_own_eyes():
+    class Recorder:
+        def __init__(self, env):
+            self.env, self.checked = env, 0
+
+        def new_games(self, rows):
+            pass
+
+        def __call__(self, obs, action_mask, rows):
+            eyes = game.own_eyes(self.env.state)[rows].numpy()
+            assert not (action_mask[:, :-1] & eyes).any() and action_mask[:, -1].all()
+            self.checked += int(eyes.sum())
+            return random_legal(action_mask, rng)
+
+    rng = np.random.default_rng(0)
+    env = GoEnv(5, 4, seed=0, agent_colour="alternate", eye_fill=False)
+    env.opponent = opponent = Recorder(env)
+    _, info = env.reset()
+    agent_eyes = 0
+    for _ in range(300):
+        eyes = game.own_eyes(env.state).numpy()
+        playing = ~env._ended
+        assert not (info["action_mask"][playing, :-1] & eyes[playing]).any()
+        agent_eyes += int(eyes[playing].sum())
+        _, _, _, _, info = env.step(random_legal(info["action_mask"], rng))
+    assert agent_eyes > 20 and opponent.checked > 20  # eyes did arise on both sides, and were never offered
 
 
 def test_ppo_policy_of_a_state_does_not_depend_on_its_batch():

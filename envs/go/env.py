@@ -18,6 +18,15 @@ unchanged; a capture is credited when it happens instead of only through the fin
 later on 9x9. (Stones, not area: on a sparse board one stone's Tromp-Taylor area is the whole board,
 which makes the area a noisy potential.)
 
+`shaping_potential="captures"` takes Phi from the prisoners instead: c * (stones the agent has captured - stones it
+has lost) / (N*N). The stone lead also counts stones played, so it charges 1/N^2 for each pass the opponent does not
+answer with one, and pays for stones played inside the agent's own territory (area unchanged, stones + 1): both push
+towards filling one's own eyes. Prisoners change only when stones are taken.
+
+`eye_fill=False` leaves the mover's own one-point eyes (game.own_eyes) out of the action masks this env hands out,
+the agent's `info["action_mask"]` and an Opponent object's: Monte-Carlo Go's playout rule (Bruegmann 1993), the one
+`random_policy` follows. It is a restriction of the player, not of the rules (the env still accepts such a move).
+
 `augment=True` shows each observation under one of the board's 8 symmetries, drawn at random per env and
 step, and maps the action back (envs/go/symmetry.py): PPO then learns from all 8 images of its positions
 with exact log-probabilities (the policy acted on the image it was shown). `record=True` keeps every
@@ -26,8 +35,9 @@ game's moves; finished games are appended to `env.finished` (GameRecord) for SGF
 Observation (float32, (2k+1, N, N)), AlphaGo Zero's layout (Silver et al. 2017): for each of the
 last k boards, newest first, a plane of the mover's stones and a plane of the opponent's, then a
 plane of ones when Black is to move. `info["action_mask"]` (N, N*N+1) bool holds the legal actions
-in reset and step infos; an illegal action raises ValueError. Games end by two passes or at
-2*N*N moves, scored by Tromp-Taylor area with komi (`terminated`; `truncated` is always False).
+(less the own eyes, without eye_fill) in reset and step infos; an illegal action raises ValueError.
+Games end by two passes or at 2*N*N moves, scored by Tromp-Taylor area with komi (`terminated`;
+`truncated` is always False).
 """
 
 from __future__ import annotations
@@ -59,14 +69,17 @@ def _planes(boards: torch.Tensor, turn: torch.Tensor, size: int) -> torch.Tensor
     return torch.cat([planes, to_move], 1)  # (B, 2k+1, N, N) bool
 
 
+def offered_moves(state: game.GoState, eye_fill: bool = True) -> torch.Tensor:
+    """(B, A+1) bool: the moves a policy is offered, its action mask: the legal moves, less the mover's own one-point
+    eyes when not `eye_fill` (pass stays, so a position where nothing else is left offers pass alone)."""
+    return state.legal if eye_fill else state.legal & ~torch.nn.functional.pad(game.own_eyes(state), (0, 1))
+
+
 def random_policy(state: game.GoState, generator: torch.Generator | None = None) -> torch.Tensor:
     """Uniform over legal moves that do not fill one of the mover's own one-point eyes; pass only
     when nothing else is left (the usual random playout policy, so random games end). (B,) int64."""
     B, A = state.board.shape
-    mover = state.turn.view(B, 1, 1)
-    up, down, left, right = ((v == mover) | (v == game._OFF) for v in game._neighbours(state.board, state.size, game._OFF))
-    own_eye = (up & down & left & right).reshape(B, A)
-    weights = (state.legal[:, :A] & ~own_eye).float()
+    weights = (state.legal[:, :A] & ~game.own_eyes(state)).float()
     weights = torch.cat([weights, (weights.sum(1, keepdim=True) == 0).float()], 1)
     return torch.multinomial(weights, 1, generator=generator).view(B)
 
@@ -131,6 +144,7 @@ class GnuGoOpponent:
 
 
 OPPONENTS = ("random", "greedy", "gnugo")
+POTENTIALS = ("stones", "captures")
 
 
 class GoEnv:
@@ -139,7 +153,7 @@ class GoEnv:
     def __init__(self, size: int = 9, num_envs: int = 1, seed: int = 0, device: str | torch.device = "cpu",
                  opponent: str | Opponent | None = None, agent_colour: str = "black", history: int = 8,
                  komi: float | None = None, gnugo_level: int = 1, augment: bool = False, record: bool = False,
-                 shaping: float = 0.0):
+                 shaping: float = 0.0, shaping_potential: str = "stones", eye_fill: bool = True):
         if size not in range(5, 20):
             raise ValueError(f"size must be 5..19, got {size}")
         if isinstance(opponent, str) and opponent not in OPPONENTS:
@@ -150,7 +164,10 @@ class GoEnv:
         self.komi = game.default_komi(size) if komi is None else komi
         if shaping and opponent is None:
             raise ValueError("shaping rewards the agent's side, so it needs an opponent (two-player mode has none)")
+        if shaping_potential not in POTENTIALS:
+            raise ValueError(f"shaping_potential must be one of {POTENTIALS}, got {shaping_potential!r}")
         self.history, self.augment, self.record, self.shaping = history, augment, record, shaping
+        self.shaping_potential, self.eye_fill = shaping_potential, eye_fill
         self.name, self.family, self.frame_stack = f"Go{size}", "go", 1
         A = size * size
         self.single_observation_space = Box(0.0, 1.0, (2 * history + 1, size, size), np.float32)
@@ -173,15 +190,21 @@ class GoEnv:
         self._moves: list[list[tuple[int, int]]] = [[] for _ in range(num_envs)]
         self.finished: list[GameRecord] = []
         self._potential = torch.zeros(num_envs, device=self.device)  # Phi of each current position (shaping)
+        self._placed = torch.zeros(num_envs, 2, device=self.device)  # stones the agent [:, 0] and its opponent [:, 1] have played
 
     def _potentials(self) -> torch.Tensor:
-        """Phi (B,): shaping * the agent's stone lead / (N*N), 0 where the game is over."""
-        lead = self.state.board.sum(1, dtype=torch.float32) * self.agent.float() / self.size ** 2
-        return torch.where(self.state.done, 0.0, self.shaping * lead)
+        """Phi (B,): shaping * the agent's lead in stones on the board (or in prisoners) / (N*N), 0 where the game is over."""
+        lead = self.state.board.sum(1, dtype=torch.float32) * self.agent.float()  # the agent's stones - the opponent's
+        if self.shaping_potential == "captures":  # stones lost = stones played - stones left on the board
+            lead = lead - (self._placed[:, 0] - self._placed[:, 1])
+        return torch.where(self.state.done, 0.0, self.shaping * lead / self.size ** 2)
+
+    def _legal(self) -> torch.Tensor:
+        return offered_moves(self.state, self.eye_fill)
 
     def _observe(self) -> tuple[np.ndarray, dict[str, Any]]:
         B = self.num_envs
-        planes, legal = _planes(self.boards, self.state.turn, self.size), self.state.legal
+        planes, legal = _planes(self.boards, self.state.turn, self.size), self._legal()
         if self.augment:
             self._image = torch.randint(symmetry.COUNT, (B,), generator=self.generator, device=self.device)
             planes, legal = symmetry.transform(planes, self._image, self.size), symmetry.transform(legal, self._image, self.size)
@@ -199,6 +222,9 @@ class GoEnv:
         if self.record:
             for i in torch.nonzero(rows).view(-1).tolist():
                 self._moves[i].append((int(self.state.turn[i]), int(actions[i])))
+        stone = rows & (actions < self.size ** 2)
+        self._placed[:, 0] += (stone & (self.state.turn == self.agent)).float()
+        self._placed[:, 1] += (stone & (self.state.turn != self.agent)).float()
         stepped = game.step(self.state, torch.where(rows, actions, self.size ** 2))
         self.state = self.state.where(rows, stepped)
         self._record(rows)
@@ -219,7 +245,7 @@ class GoEnv:
                 actions[idx] = torch.tensor(self.gnugo.reply(idx, -self.agent[idx].cpu().numpy()))
             else:  # an Opponent object sees the position as the agent would, from the mover's side
                 obs = _planes(self.boards[idx], self.state.turn[idx], self.size).float().cpu().numpy()
-                actions[idx] = torch.as_tensor(self.opponent(obs, self.state.legal[idx].cpu().numpy(), idx))
+                actions[idx] = torch.as_tensor(self.opponent(obs, self._legal()[idx].cpu().numpy(), idx))
             actions = actions.to(self.device)
         self._play(rows, actions)
 
@@ -227,6 +253,7 @@ class GoEnv:
         idx = torch.nonzero(rows).view(-1).cpu().numpy()
         self.state = self.state.where(rows, self._fresh)
         self.boards = torch.where(rows.view(-1, 1, 1), 0, self.boards).to(torch.int8)
+        self._placed[rows] = 0
         self._record(rows)
         if self.colour_rule == "alternate":
             black = (idx + self._games[idx]) % 2 == 0

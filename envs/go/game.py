@@ -288,6 +288,15 @@ def capture_counts(state: GoState) -> torch.Tensor:
     return counts[:, 1:]  # atari_at is 1 + the liberty: column p + 1 holds point p
 
 
+def own_eyes(state: GoState) -> torch.Tensor:
+    """(B, A) bool: the empty points whose four neighbours are all the mover's stones or the board's edge (one-point
+    eyes, false eyes included: Monte-Carlo Go's playout rule, Bruegmann 1993, which never fills them)."""
+    B, A = state.board.shape
+    mover = state.turn.view(B, 1, 1)
+    up, down, left, right = ((v == mover) | (v == _OFF) for v in _neighbours(state.board, state.size, _OFF))
+    return (up & down & left & right).reshape(B, A) & (state.board == EMPTY)
+
+
 def mover_view(state: GoState) -> torch.Tensor:
     """The board from the mover's view: +1 own stones, -1 the opponent's, (B, A) int8."""
     return state.board * state.turn.view(-1, 1)
