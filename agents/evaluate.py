@@ -68,7 +68,7 @@ def evaluation_round(run, eval_env, policy: Policy, scores, step: int, evals: li
         from agents.go_eval import evaluate_go
 
         results = evaluate_go(run, policy, step)  # go/win_rate/<opponent>, go/elo/<opponent>, SGF files
-        line += "; win rate " + ", ".join(f"{name} {r['win_rate']:.0%} of {r['games']}" for name, r in results.items())
+        line += "; won " + ", ".join(f"{r['wins']:g}/{r['games']} vs {name}" for name, r in results.items())
     run.say(line)
     return mean
 

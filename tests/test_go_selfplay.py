@@ -170,7 +170,7 @@ def test_self_play_run_saves_league_and_sgf_then_resumes(tmp_path):
     out = ok(invoke(args))
     run_dir = only_run(tmp_path)
     tags = scalars(run_dir)
-    assert "eval at step 512: return" in out and "win rate random" in out and "greedy" in out and " of 4" in out
+    assert "eval at step 512: return" in out and "/4 vs random, " in out and "/4 vs greedy" in out
     for name in ("random", "greedy"):
         (step, rate), = tags[f"go/win_rate/{name}"]
         assert step == 512 and 0 <= rate <= 1 and f"go/elo/{name}" in tags
