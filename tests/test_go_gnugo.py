@@ -63,3 +63,16 @@ def test_gnugo_agrees_on_stones_and_legality(size, moves):
         # Simple ko arises often here; superko proper (counted in superko_only) is rare in random play,
         # so it is tested by the triple-ko scenario in test_go_game.py, not required here.
         assert games >= 10, games
+
+
+
+def test_gnugo_is_out_of_reach_of_a_ctrl_c_meant_for_the_training_run():
+    """Ctrl-C in a terminal signals the whole foreground process group. GNU Go runs in its own session, so a training
+    run interrupted during an evaluation match keeps its engines, finishes the match and checkpoints (before, the
+    engines died with the signal and the run crashed without its last checkpoint)."""
+    engine = gtp.gnugo(5, 7.5)
+    try:
+        assert os.getpgid(engine.process.pid) != os.getpgid(0) and os.getsid(engine.process.pid) != os.getsid(0)
+        assert engine.send("genmove b") != ""
+    finally:
+        engine.close()

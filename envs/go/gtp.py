@@ -235,7 +235,10 @@ class GtpClient:
 
     def __init__(self, command: list[str] | str):
         argv = shlex.split(command) if isinstance(command, str) else command
-        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        # its own session: a Ctrl-C in the terminal (SIGINT to the foreground group) must reach only us, so that a training
+        # run stopped during an evaluation against GNU Go finishes its games and checkpoints instead of losing the engine
+        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+                                        start_new_session=True)
 
     def send(self, command: str) -> str:
         return self.send_many([command])[0]
