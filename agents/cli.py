@@ -201,6 +201,7 @@ def _go_match(run_dir: Path, cfg, step: int, policy, opponent: str, level: int, 
     """`rl eval RUN --opponent ...` on a Go run: the match, its SGFs, one summary line (or JSON)."""
     from agents import go_eval
     from agents.config import ConfigError
+    from agents.league import offer_options
 
     if opponent == "gnugo" and not go_eval.gnugo_available():
         raise ConfigError("--opponent gnugo: GNU Go is not installed (apt-get install gnugo); random and greedy need nothing")
@@ -209,8 +210,7 @@ def _go_match(run_dir: Path, cfg, step: int, policy, opponent: str, level: int, 
 
     size = int(cfg.env[2:])
     komi = cfg.go.komi if hasattr(cfg, "go") else default_komi(size)
-    eye_fill = cfg.go.eye_fill if hasattr(cfg, "go") else True
-    records = go_eval.play_match(policy, size, komi, opponent, games, seed, level, eye_fill=eye_fill)
+    records = go_eval.play_match(policy, size, komi, opponent, games, seed, level, **offer_options(cfg))
     greedy = getattr(cfg, "eval_greedy", False)
     folder = run_dir / "games" / f"eval_step_{step}_seed_{seed}{'_greedy' if greedy else ''}"
     go_eval.save_sgf(records, folder, name, size, komi, f"rl step {step}")
@@ -514,6 +514,7 @@ def _go_agent_engine(run_dir: Path, komi: Optional[float], seed: int):
 
     import envs
     from agents import checkpoint, config as config_lib
+    from agents.league import offer_options
     from agents.run import pick_device
     from envs.go import play
 
@@ -530,7 +531,7 @@ def _go_agent_engine(run_dir: Path, komi: Optional[float], seed: int):
     if komi is None and hasattr(cfg, "go"):
         komi = cfg.go.komi  # the komi it trained under, unless --komi (or GTP's komi command) says otherwise
     return play.agent_engine(env.size, komi, lambda obs, legal: policy(obs, action_mask=legal), env.history, f"rl-{algo}",
-                             eye_fill=cfg.go.eye_fill if hasattr(cfg, "go") else True)
+                             **offer_options(cfg))
 
 
 def _algo_module(algo: str):

@@ -65,6 +65,7 @@ class GoConfig:
     shaping: float = 0.0  # potential-based reward shaping by the agent's stone lead (envs/go/env.py); returns stay +1/-1
     shaping_potential: str = "stones"  # stones (lead on the board) | captures (lead in prisoners: no cost for passing)
     eye_fill: bool = True  # false: the agent never fills its own one-point eyes (Monte-Carlo Go's rule), in training and play
+    pass_rule: str = "always"  # end: the agent may pass only when nothing else is offered, or to win after the opponent's pass
     symmetries: bool = True  # show each position under a random one of the board's 8 symmetries (envs/go/symmetry.py)
     eval_opponents: tuple[str, ...] = ("random", "greedy", "gnugo")  # gnugo is skipped when GNU Go is not installed
     gnugo_levels: tuple[int, ...] = (1,)  # GNU Go --level (1..10) of each gnugo opponent
@@ -468,7 +469,7 @@ _CHOICES = {"loss": ("mse", "huber"), "optimizer": ("adam", "rmsprop"),
             "encoder.name": ("auto", "mlp", "nature_cnn", "impala", "resnet_tower", "lstm", "transformer"),
             "encoder.norm": ("none", "batch", "layer"), "encoder.positions": ("learned", "sinusoidal"),
             "go.eval_opponents": ("random", "greedy", "gnugo"), "amp": ("none", "bf16"), "heads": ("linear", "alphazero"),
-            "go.shaping_potential": ("stones", "captures"), "replay_device": ("auto", "cpu", "cuda")}
+            "go.shaping_potential": ("stones", "captures"), "go.pass_rule": ("always", "end"), "replay_device": ("auto", "cpu", "cuda")}
 
 
 def _check_values(config: Any, prefix: str = "") -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from agents.evaluate import Policy, act
+from agents.league import offer_options
 from envs.go import game, gtp, sgf
 from envs.go.env import GameRecord, GoEnv
 
@@ -45,12 +46,12 @@ def elo(wins: float, games: int) -> float:
 
 
 def play_match(policy: Policy, size: int, komi: float, opponent: str, games: int, seed: int, level: int = 1,
-               num_envs: int = 8, eye_fill: bool = True) -> list[GameRecord]:
+               num_envs: int = 8, eye_fill: bool = True, pass_rule: str = "always") -> list[GameRecord]:
     """`games` whole games of `policy` against `opponent`, colours alternating; the finished games in order.
-    eye_fill=False: the policy is offered no move into its own one-point eyes (a run trained with go.eye_fill false)."""
+    eye_fill and pass_rule: the moves the policy is offered (as its run trained: league.offer_options)."""
     num_envs = min(num_envs, games)
     env = GoEnv(size, num_envs, seed, opponent=opponent, agent_colour="alternate", komi=komi, gnugo_level=level, record=True,
-                eye_fill=eye_fill)
+                eye_fill=eye_fill, pass_rule=pass_rule)
     quota = np.full(num_envs, games // num_envs)
     quota[: games % num_envs] += 1
     taken = np.zeros(num_envs, dtype=np.int64)
@@ -100,7 +101,7 @@ def evaluate_go(run, policy: Policy, step: int) -> dict[str, dict[str, Any]]:
     results = {}
     for name, kind, level in opponent_names(config):
         records = play_match(policy, size, config.go.komi, kind, config.go.eval_games, config.seed + 200_000 + step, level,
-                             eye_fill=config.go.eye_fill)
+                             **offer_options(config))
         save_sgf(records, run.dir / "games" / f"step_{step}", name, size, config.go.komi, f"rl step {step}")
         results[name] = summary(records)
         run.log(step, {f"go/win_rate/{name}": results[name]["win_rate"], f"go/elo/{name}": results[name]["elo"]})

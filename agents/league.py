@@ -101,6 +101,13 @@ class League:
         self.generator.set_state(rng_from_json(state["rng"]))
 
 
+def offer_options(config) -> dict[str, Any]:
+    """The moves a run's agent is offered on Go (`envs.go.env.offered_moves`): its go.eye_fill and go.pass_rule, wherever it
+    plays (training, evaluation, GTP); the plain rules' defaults for a config without a go section."""
+    go = getattr(config, "go", None)
+    return {"eye_fill": go.eye_fill if go else True, "pass_rule": go.pass_rule if go else "always"}
+
+
 def env_options(config, training: bool = False, league: League | None = None,
                 device: torch.device | None = None) -> dict[str, Any]:
     """`envs.make` options for a run's env: Go is played at the run's komi; a Go training env also runs its batched
@@ -108,7 +115,7 @@ def env_options(config, training: bool = False, league: League | None = None,
     shows random symmetries (go.symmetries), shapes rewards (go.shaping) and, given a league, plays it with colours alternating. {} off Go."""
     if envs.family(config.env) != "go" or not hasattr(config, "go"):
         return {}
-    options: dict[str, Any] = {"komi": config.go.komi, "eye_fill": config.go.eye_fill}
+    options: dict[str, Any] = {"komi": config.go.komi, **offer_options(config)}
     if training:
         options |= {"augment": config.go.symmetries, "shaping": config.go.shaping, "shaping_potential": config.go.shaping_potential,
                     **({"device": device} if device is not None else {})}

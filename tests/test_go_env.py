@@ -89,6 +89,24 @@ def test_offered_moves_without_eye_fill_leave_out_the_movers_own_eyes_only():
         assert torch.equal(offered_moves(state)[0], state.legal[0])  # eye_fill (the default): every legal move
 
 
+def test_pass_rule_end_offers_pass_only_when_nothing_else_is_or_when_passing_back_wins():
+    board = torch.zeros(1, 25, dtype=torch.int8)
+    board[0, [1, 5, 6]] = game.BLACK  # Black's area is the whole board (25 points)
+    black = game.from_boards(board, game.BLACK)
+    assert offered_moves(black)[0, 25] and not offered_moves(black, False, "end")[0, 25]  # other moves left: no pass
+    assert torch.equal(offered_moves(black, False, "end")[0, :25], offered_moves(black, False)[0, :25])
+    after_white_pass = game.step(game.from_boards(board, game.WHITE), torch.tensor([25]))  # Black to move, passes 1
+    assert offered_moves(after_white_pass, False, "end", komi=7.5)[0, 25]  # 25 - 7.5 > 0: passing back wins
+    assert not offered_moves(after_white_pass, False, "end", komi=30.5)[0, 25]  # behind: play on
+    after_black_pass = game.step(black, torch.tensor([25]))  # White to move, behind by 17.5
+    assert not offered_moves(after_black_pass, False, "end", komi=7.5)[0, 25]
+    board = torch.full((1, 25), game.BLACK, dtype=torch.int8)
+    board[0, [0, 12]] = game.EMPTY  # two eyes: nothing but pass is left for either side
+    for turn in (game.BLACK, game.WHITE):
+        offered = offered_moves(game.from_boards(board, turn), False, "end")[0]
+        assert offered.nonzero().view(-1).tolist() == [25]
+
+
 @pytest.mark.skipif(not os.access(gtp.GNUGO, os.X_OK), reason="GNU Go not installed (apt-get install gnugo)")
 def test_gnugo_opponent():
     env = envs.make("Go5", num_envs=2, seed=0, opponent="gnugo")

@@ -186,3 +186,19 @@ def test_agent_engine_offers_the_moves_the_agent_trained_with(eye_fill):
     move = [r for r in out.getvalue().split("\n\n") if r][-1]
     assert offered[0][0] == eye_fill and offered[0][25]  # A5 (point 0) is Black's own eye; pass is always offered
     assert move == ("= A5" if eye_fill else "= C5")
+
+
+def test_agent_engine_with_pass_rule_end_passes_back_only_when_that_wins():
+    """`rl gtp --agent` on a run trained with go.pass_rule end: after the opponent's pass, pass is offered to the agent
+    exactly when it leads at the engine's komi (GTP's komi command changes it)."""
+    offered = []
+
+    def act(obs, legal):
+        offered.append(bool(legal[0, 25]))
+        return np.array([int(np.flatnonzero(legal[0])[-1])])  # pass whenever it is offered
+
+    for komi, expected in ((0.5, True), (30.5, False)):
+        engine = play.agent_engine(5, 0.5, act, history=8, eye_fill=False, pass_rule="end")
+        out = io.StringIO()
+        gtp.serve(engine, io.StringIO(f"komi {komi}\nplay b C3\nplay w pass\ngenmove b\n"), out)
+        assert offered[-1] is expected

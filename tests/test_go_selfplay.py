@@ -265,6 +265,40 @@ def test_without_eye_fill_neither_the_agent_nor_the_league_is_offered_its_own_ey
     assert agent_eyes > 20 and opponent.checked > 20  # eyes did arise on both sides, and were never offered
 
 
+def test_with_pass_rule_end_neither_side_passes_while_it_has_moves_unless_passing_back_wins():
+    komi = 0.5
+
+    def check(state, mask):
+        others = mask[:, :-1].any(1)
+        ahead = (game.score(state, komi) * state.turn.float() > 0).numpy() & (state.passes == 1).numpy()
+        assert np.array_equal(mask[:, -1], ~others | ahead)
+        return int((mask[:, -1] & others).sum())
+
+    class Recorder:
+        def __init__(self, env):
+            self.env, self.passes_back = env, 0
+
+        def new_games(self, rows):
+            pass
+
+        def __call__(self, obs, action_mask, rows):
+            self.passes_back += check(self.env.state.index(torch.as_tensor(rows)), action_mask)
+            return random_legal(action_mask, rng)
+
+    rng = np.random.default_rng(0)
+    env = GoEnv(5, 4, seed=0, agent_colour="alternate", komi=komi, eye_fill=False, pass_rule="end", record=True)
+    env.opponent = opponent = Recorder(env)
+    _, info = env.reset()
+    passes_back = 0
+    for _ in range(400):
+        playing = torch.as_tensor(~env._ended)
+        passes_back += check(env.state.index(playing), info["action_mask"][playing.numpy()])
+        _, _, _, _, info = env.step(random_legal(info["action_mask"], rng))
+    assert passes_back + opponent.passes_back > 0 and len(env.finished) > 5  # the winning pass back did arise
+    with pytest.raises(ValueError, match="pass_rule"):
+        GoEnv(5, 1, pass_rule="never")
+
+
 def test_ppo_policy_of_a_state_does_not_depend_on_its_batch():
     """Batch norm in train mode would make a state's logits depend on the rest of its batch, so the rollout's
     log-probabilities (batch num_envs) and the update's (a minibatch) would differ before any weight moved.

@@ -26,6 +26,10 @@ towards filling one's own eyes. Prisoners change only when stones are taken.
 `eye_fill=False` leaves the mover's own one-point eyes (game.own_eyes) out of the action masks this env hands out,
 the agent's `info["action_mask"]` and an Opponent object's: Monte-Carlo Go's playout rule (Bruegmann 1993), the one
 `random_policy` follows. It is a restriction of the player, not of the rules (the env still accepts such a move).
+`pass_rule="end"` restricts passing the same way (`offered_moves`): pass is offered only when nothing else is, or
+when the opponent has just passed and the mover leads on the score, so passing back wins (the random player passes
+only in the first case). A game then ends only once it is played out, so Tromp-Taylor scores it with no dead stones
+left on the board.
 
 `augment=True` shows each observation under one of the board's 8 symmetries, drawn at random per env and
 step, and maps the action back (envs/go/symmetry.py): PPO then learns from all 8 images of its positions
@@ -35,7 +39,7 @@ game's moves; finished games are appended to `env.finished` (GameRecord) for SGF
 Observation (float32, (2k+1, N, N)), AlphaGo Zero's layout (Silver et al. 2017): for each of the
 last k boards, newest first, a plane of the mover's stones and a plane of the opponent's, then a
 plane of ones when Black is to move. `info["action_mask"]` (N, N*N+1) bool holds the legal actions
-(less the own eyes, without eye_fill) in reset and step infos; an illegal action raises ValueError.
+(less the own eyes without eye_fill, and pass as pass_rule says) in reset and step infos; an illegal action raises ValueError.
 Games end by two passes or at 2*N*N moves, scored by Tromp-Taylor area with komi (`terminated`;
 `truncated` is always False).
 """
@@ -69,10 +73,24 @@ def _planes(boards: torch.Tensor, turn: torch.Tensor, size: int) -> torch.Tensor
     return torch.cat([planes, to_move], 1)  # (B, 2k+1, N, N) bool
 
 
-def offered_moves(state: game.GoState, eye_fill: bool = True) -> torch.Tensor:
+PASS_RULES = ("always", "end")
+
+
+def offered_moves(state: game.GoState, eye_fill: bool = True, pass_rule: str = "always", komi: float = 7.5) -> torch.Tensor:
     """(B, A+1) bool: the moves a policy is offered, its action mask: the legal moves, less the mover's own one-point
-    eyes when not `eye_fill` (pass stays, so a position where nothing else is left offers pass alone)."""
-    return state.legal if eye_fill else state.legal & ~torch.nn.functional.pad(game.own_eyes(state), (0, 1))
+    eyes when not `eye_fill` (pass stays, so a position where nothing else is left offers pass alone).
+    pass_rule "end" offers pass only where nothing else is offered, or where the opponent has just passed and the
+    mover leads on the Tromp-Taylor score at `komi` (so passing wins the game there)."""
+    offered = state.legal if eye_fill else state.legal & ~torch.nn.functional.pad(game.own_eyes(state), (0, 1))
+    if pass_rule == "always":
+        return offered
+    A = state.board.shape[1]
+    others = offered[:, :A].any(1)
+    may_pass = ~others
+    ask = others & (state.passes == 1)  # the opponent's pass: passing back ends the game by the score
+    if ask.any():
+        may_pass = may_pass | (ask & (game.score(state, komi) * state.turn.float() > 0))
+    return torch.cat([offered[:, :A], offered[:, A:] & may_pass.view(-1, 1)], 1)
 
 
 def random_policy(state: game.GoState, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -153,7 +171,8 @@ class GoEnv:
     def __init__(self, size: int = 9, num_envs: int = 1, seed: int = 0, device: str | torch.device = "cpu",
                  opponent: str | Opponent | None = None, agent_colour: str = "black", history: int = 8,
                  komi: float | None = None, gnugo_level: int = 1, augment: bool = False, record: bool = False,
-                 shaping: float = 0.0, shaping_potential: str = "stones", eye_fill: bool = True):
+                 shaping: float = 0.0, shaping_potential: str = "stones", eye_fill: bool = True,
+                 pass_rule: str = "always"):
         if size not in range(5, 20):
             raise ValueError(f"size must be 5..19, got {size}")
         if isinstance(opponent, str) and opponent not in OPPONENTS:
@@ -166,8 +185,10 @@ class GoEnv:
             raise ValueError("shaping rewards the agent's side, so it needs an opponent (two-player mode has none)")
         if shaping_potential not in POTENTIALS:
             raise ValueError(f"shaping_potential must be one of {POTENTIALS}, got {shaping_potential!r}")
+        if pass_rule not in PASS_RULES:
+            raise ValueError(f"pass_rule must be one of {PASS_RULES}, got {pass_rule!r}")
         self.history, self.augment, self.record, self.shaping = history, augment, record, shaping
-        self.shaping_potential, self.eye_fill = shaping_potential, eye_fill
+        self.shaping_potential, self.eye_fill, self.pass_rule = shaping_potential, eye_fill, pass_rule
         self.name, self.family, self.frame_stack = f"Go{size}", "go", 1
         A = size * size
         self.single_observation_space = Box(0.0, 1.0, (2 * history + 1, size, size), np.float32)
@@ -200,7 +221,7 @@ class GoEnv:
         return torch.where(self.state.done, 0.0, self.shaping * lead / self.size ** 2)
 
     def _legal(self) -> torch.Tensor:
-        return offered_moves(self.state, self.eye_fill)
+        return offered_moves(self.state, self.eye_fill, self.pass_rule, self.komi)
 
     def _observe(self) -> tuple[np.ndarray, dict[str, Any]]:
         B = self.num_envs

@@ -88,10 +88,11 @@ def random_engine(size: int, komi: float | None, seed: int) -> gtp.Engine:
     return gtp.Engine(lambda state: random_policy(state, generator), size, komi, name="rl-random")
 
 
-def agent_engine(size: int, komi: float | None, act, history: int, name: str = "rl-agent", eye_fill: bool = True) -> gtp.Engine:
+def agent_engine(size: int, komi: float | None, act, history: int, name: str = "rl-agent", eye_fill: bool = True,
+                 pass_rule: str = "always") -> gtp.Engine:
     """An engine whose moves come from a trained agent: `act(obs (1, 2k+1, N, N), legal (1, N*N+1)) -> (1,)`,
-    shown the observation and offered the moves GoEnv would (eye_fill as the agent trained), built from the
-    engine's own record of the game."""
+    shown the observation and offered the moves GoEnv would (eye_fill and pass_rule as the agent trained, at the
+    engine's komi), built from the engine's own record of the game."""
     from envs.go.env import observation_planes, offered_moves
 
     engine = gtp.Engine(lambda state: None, size, komi, name=name)
@@ -102,7 +103,7 @@ def agent_engine(size: int, komi: float | None, act, history: int, name: str = "
         boards = [s.board[0] for s in engine.states[::-1][:history]]  # newest first
         boards += [torch.zeros_like(boards[0])] * (history - len(boards))  # nothing before the first move
         obs = observation_planes(torch.stack(boards).unsqueeze(0), state.turn, size)
-        return torch.as_tensor(act(obs, offered_moves(state, eye_fill).cpu().numpy())).view(1)
+        return torch.as_tensor(act(obs, offered_moves(state, eye_fill, pass_rule, engine.komi).cpu().numpy())).view(1)
 
     engine.policy = policy
     return engine
