@@ -237,32 +237,39 @@ def test_capture_potential_does_not_charge_a_pass():
         GoEnv(5, 1, opponent="random", shaping=1.0, shaping_potential="area")
 
 
-def test_without_eye_fill_neither_the_agent_nor_the_league_is_offered_its_own_eyes():
-    class Recorder:
-        def __init__(self, env):
-            self.env, self.checked = env, 0
+def offered_masks_checked(env: GoEnv, check, steps: int, seed: int = 0) -> tuple[int, int]:
+    """Random offered moves for `steps` steps of `env`, its opponent a league stand-in that plays random offered
+    moves too; `check(state, mask) -> int` sees every mask handed out, with the games it is for. The sums of its
+    counts on the agent's side and on the opponent's."""
+    rng = np.random.default_rng(seed)
+    counts = [0, 0]
 
+    class StandIn:
         def new_games(self, rows):
             pass
 
         def __call__(self, obs, action_mask, rows):
-            eyes = game.own_eyes(self.env.state)[rows].numpy()
-            assert not (action_mask[:, :-1] & eyes).any() and action_mask[:, -1].all()
-            self.checked += int(eyes.sum())
+            counts[1] += check(env.state.index(torch.as_tensor(rows)), action_mask)
             return random_legal(action_mask, rng)
 
-    rng = np.random.default_rng(0)
-    env = GoEnv(5, 4, seed=0, agent_colour="alternate", eye_fill=False)
-    env.opponent = opponent = Recorder(env)
+    env.opponent = StandIn()
     _, info = env.reset()
-    agent_eyes = 0
-    for _ in range(300):
-        eyes = game.own_eyes(env.state).numpy()
+    for _ in range(steps):
         playing = ~env._ended
-        assert not (info["action_mask"][playing, :-1] & eyes[playing]).any()
-        agent_eyes += int(eyes[playing].sum())
+        counts[0] += check(env.state.index(torch.as_tensor(playing)), info["action_mask"][playing])
         _, _, _, _, info = env.step(random_legal(info["action_mask"], rng))
-    assert agent_eyes > 20 and opponent.checked > 20  # eyes did arise on both sides, and were never offered
+    return counts[0], counts[1]
+
+
+def test_without_eye_fill_neither_the_agent_nor_the_league_is_offered_its_own_eyes():
+    def check(state, mask):
+        eyes = game.own_eyes(state).numpy()
+        assert not (mask[:, :-1] & eyes).any() and mask[:, -1].all()
+        return int(eyes.sum())
+
+    env = GoEnv(5, 4, seed=0, agent_colour="alternate", eye_fill=False)
+    agent_eyes, opponent_eyes = offered_masks_checked(env, check, 300)
+    assert agent_eyes > 20 and opponent_eyes > 20  # eyes did arise on both sides, and were never offered
 
 
 def test_with_pass_rule_end_neither_side_passes_while_it_has_moves_unless_passing_back_wins():
@@ -274,27 +281,9 @@ def test_with_pass_rule_end_neither_side_passes_while_it_has_moves_unless_passin
         assert np.array_equal(mask[:, -1], ~others | ahead)
         return int((mask[:, -1] & others).sum())
 
-    class Recorder:
-        def __init__(self, env):
-            self.env, self.passes_back = env, 0
-
-        def new_games(self, rows):
-            pass
-
-        def __call__(self, obs, action_mask, rows):
-            self.passes_back += check(self.env.state.index(torch.as_tensor(rows)), action_mask)
-            return random_legal(action_mask, rng)
-
-    rng = np.random.default_rng(0)
     env = GoEnv(5, 4, seed=0, agent_colour="alternate", komi=komi, eye_fill=False, pass_rule="end", record=True)
-    env.opponent = opponent = Recorder(env)
-    _, info = env.reset()
-    passes_back = 0
-    for _ in range(400):
-        playing = torch.as_tensor(~env._ended)
-        passes_back += check(env.state.index(playing), info["action_mask"][playing.numpy()])
-        _, _, _, _, info = env.step(random_legal(info["action_mask"], rng))
-    assert passes_back + opponent.passes_back > 0 and len(env.finished) > 5  # the winning pass back did arise
+    agent_passes_back, opponent_passes_back = offered_masks_checked(env, check, 400)
+    assert agent_passes_back + opponent_passes_back > 0 and len(env.finished) > 5  # the winning pass back did arise
     with pytest.raises(ValueError, match="pass_rule"):
         GoEnv(5, 1, pass_rule="never")
 
