@@ -202,3 +202,19 @@ def test_agent_engine_with_pass_rule_end_passes_back_only_when_that_wins():
         out = io.StringIO()
         gtp.serve(engine, io.StringIO(f"komi {komi}\nplay b C3\nplay w pass\ngenmove b\n"), out)
         assert offered[-1] is expected
+
+
+def test_go_losses_script_finds_the_lost_games_and_the_passes_with_moves_left(tmp_path):
+    """scripts/go_losses.py: a game the agent lost after passing with moves left (once early, once back while behind)
+    is listed with both; a game it won is not; an empty folder is one line and exit 2."""
+    lost = [(game.BLACK, 25), (game.WHITE, 12), (game.BLACK, 0), (game.WHITE, 25), (game.BLACK, 25)]  # W+0.5
+    won = [(game.BLACK, 25), (game.WHITE, 12), (game.BLACK, 25), (game.WHITE, 25)]  # W+25.5, the agent White
+    (tmp_path / "random_0.sgf").write_text(sgf.write(5, 0.5, lost, "W+0.5", black="rl step 1", white="random"))
+    (tmp_path / "random_1.sgf").write_text(sgf.write(5, 0.5, won, "W+25.5", black="random", white="rl step 1"))
+    script = [sys.executable, "scripts/go_losses.py"]
+    process = subprocess.run(script + [str(tmp_path), "--opponent", "random"], capture_output=True, text=True, cwd=ROOT)
+    assert process.returncode == 0, process.stderr
+    assert process.stdout.splitlines() == ["random_0.sgf: agent Black, W+0.5, 1 early passes, 1 passes back while behind",
+                                           "1/2 lost; 1 of them after a pass with other moves left"]
+    process = subprocess.run(script + [str(tmp_path), "--opponent", "greedy"], capture_output=True, text=True, cwd=ROOT)
+    assert process.returncode == 2 and len(process.stderr.strip().splitlines()) == 1
