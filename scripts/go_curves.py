@@ -50,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     labels = args.label + [run.name for run in args.runs[len(args.label):]]
     curves = {run: win_rates(run) for run in args.runs}
-    opponents = sorted({o for c in curves.values() for o in c}, key=lambda o: ("random", "greedy").index(o) if o in ("random", "greedy") else 2)
+    opponents = sorted({o for c in curves.values() for o in c}, key=lambda o: (("random", "greedy").index(o) if o in ("random", "greedy") else 2, len(o), o))
     fig, axes = plt.subplots(1, len(opponents), figsize=(4 * len(opponents), 3.4), squeeze=False, sharey=True)
     for ax, opponent in zip(axes[0], opponents):
         for run, label in zip(args.runs, labels):
