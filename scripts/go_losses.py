@@ -23,7 +23,7 @@ from envs.go import game, sgf
 from envs.go.env import offered_moves
 
 
-def agent_passes(record: sgf.Record, agent: int) -> tuple[int, int, torch.Tensor]:
+def agent_passes(record: sgf.Record, agent: int) -> tuple[int, int, game.GoState]:
     """(early passes, passes back while behind, final state) of `agent` (+1 black / -1 white) in `record`."""
     state = game.new_games(1, record.size)
     early = back = 0

@@ -65,7 +65,6 @@ def test_gnugo_agrees_on_stones_and_legality(size, moves):
         assert games >= 10, games
 
 
-
 def test_gnugo_is_out_of_reach_of_a_ctrl_c_meant_for_the_training_run():
     """Ctrl-C in a terminal signals the whole foreground process group. GNU Go runs in its own session, so a training
     run interrupted during an evaluation match keeps its engines, finishes the match and checkpoints (before, the
