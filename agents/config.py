@@ -64,6 +64,7 @@ class GoConfig:
     latest_prob: float = 0.5  # a new game's opponent is the newest version with this probability, else any member
     shaping: float = 0.0  # potential-based reward shaping by the agent's stone lead (envs/go/env.py); returns stay +1/-1
     shaping_potential: str = "stones"  # stones (lead on the board) | captures (lead in prisoners: no cost for passing)
+    score_reward: float = 0.0  # adds this * final margin / N^2 to each training game's +-1 result (envs/go/env.py)
     eye_fill: bool = True  # false: the agent never fills its own one-point eyes (Monte-Carlo Go's rule), in training and play
     pass_rule: str = "always"  # end: the agent may pass only when nothing else is offered, or to win after the opponent's pass
     symmetries: bool = True  # show each position under a random one of the board's 8 symmetries (envs/go/symmetry.py)

@@ -118,6 +118,7 @@ def env_options(config, training: bool = False, league: League | None = None,
     options: dict[str, Any] = {"komi": config.go.komi, **offer_options(config)}
     if training:
         options |= {"augment": config.go.symmetries, "shaping": config.go.shaping, "shaping_potential": config.go.shaping_potential,
+                    "score_reward": config.go.score_reward,
                     **({"device": device} if device is not None else {})}
     if league is not None:
         options |= {"opponent": league, "agent_colour": "alternate"}

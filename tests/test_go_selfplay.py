@@ -223,6 +223,31 @@ def test_shaping_credits_captures_and_leaves_every_return_plus_or_minus_one(pote
         GoEnv(5, 1, opponent=None, shaping=1.0)
 
 
+def test_score_reward_adds_the_margin_to_each_result():
+    """go.score_reward=c: each game's return is its result (+-1) plus c * its margin / N^2, from the agent's side,
+    the margin recomputed here by game.score on the final boards the env recorded."""
+    env = GoEnv(5, 4, seed=1, opponent="greedy", agent_colour="alternate", record=True, score_reward=0.5)
+    _, info = env.reset()
+    rng, totals, returns = np.random.default_rng(0), np.zeros(4), []
+    while len(returns) < 8:
+        _, reward, ended, _, info = env.step(random_legal(info["action_mask"], rng))
+        totals += reward
+        for i in np.flatnonzero(ended):
+            returns.append(totals[i])
+            totals[i] = 0
+    expected = []
+    for record in env.finished[:8]:  # in the order the games ended, as the returns were collected
+        state = game.new_games(1, 5)
+        for _, action in record.moves:
+            state = game.step(state, torch.tensor([action]))
+        margin = float(game.score(state, env.komi)[0])  # Black's margin on the replayed game
+        expected.append(record.agent_colour * (np.sign(margin) + 0.5 * margin / 25))
+    assert np.allclose(returns, expected), (returns, expected)
+    assert any(abs(abs(r) - 1) > 0.01 for r in returns)  # the score moved some returns off +-1
+    with pytest.raises(ValueError, match="score_reward"):
+        GoEnv(5, 1, opponent="random", score_reward=-1.0)
+
+
 def test_capture_potential_does_not_charge_a_pass():
     """By stones on the board, the agent's pass while the opponent plays a stone costs 1/N^2; by prisoners it costs
     nothing (no stone was taken), so passing when nothing is left to gain is not discouraged."""

@@ -31,6 +31,11 @@ when the opponent has just passed and the mover leads on the score, so passing b
 only in the first case). A game then ends only once it is played out, so Tromp-Taylor scores it with no dead stones
 left on the board.
 
+`score_reward=c` adds c * (the final margin) / (N*N) to the result at a game's end, from the same player's view:
+the return is +-1 plus a share of the score (KataGo's score utility, Wu 2019), so a won game is worth more the more
+it is won by, and a lost one less bad the less it is lost by. Unlike shaping this changes what is best: a player
+that wins by a little gains by winning by more, so it learns to take groups it could leave alive.
+
 `augment=True` shows each observation under one of the board's 8 symmetries, drawn at random per env and
 step, and maps the action back (envs/go/symmetry.py): PPO then learns from all 8 images of its positions
 with exact log-probabilities (the policy acted on the image it was shown). `record=True` keeps every
@@ -172,7 +177,7 @@ class GoEnv:
                  opponent: str | Opponent | None = None, agent_colour: str = "black", history: int = 8,
                  komi: float | None = None, gnugo_level: int = 1, augment: bool = False, record: bool = False,
                  shaping: float = 0.0, shaping_potential: str = "stones", eye_fill: bool = True,
-                 pass_rule: str = "always"):
+                 pass_rule: str = "always", score_reward: float = 0.0):
         if size not in range(5, 20):
             raise ValueError(f"size must be 5..19, got {size}")
         if isinstance(opponent, str) and opponent not in OPPONENTS:
@@ -187,7 +192,10 @@ class GoEnv:
             raise ValueError(f"shaping_potential must be one of {POTENTIALS}, got {shaping_potential!r}")
         if pass_rule not in PASS_RULES:
             raise ValueError(f"pass_rule must be one of {PASS_RULES}, got {pass_rule!r}")
+        if score_reward < 0:
+            raise ValueError(f"score_reward must be >= 0 (0: the result only), got {score_reward}")
         self.history, self.augment, self.record, self.shaping = history, augment, record, shaping
+        self.score_reward = score_reward
         self.shaping_potential, self.eye_fill, self.pass_rule = shaping_potential, eye_fill, pass_rule
         self.name, self.family, self.frame_stack = f"Go{size}", "go", 1
         A = size * size
@@ -325,7 +333,7 @@ class GoEnv:
         if ended.any():
             margin = game.score(self.state.index(ended), self.komi)  # Black's margin
             viewer = mover[ended] if self.opponent is None else self.agent[ended]
-            reward[ended] = torch.sign(margin) * viewer.float()
+            reward[ended] = (torch.sign(margin) + self.score_reward * margin / A) * viewer.float()
             if self.record:
                 for i, m in zip(torch.nonzero(ended).view(-1).tolist(), margin.tolist()):
                     self.finished.append(GameRecord(i, int(self.agent[i]), m, self._moves[i], self.state.board[i].cpu().numpy()))
