@@ -506,3 +506,5 @@ def _check_values(config: Any, prefix: str = "") -> None:
                         "go.league_size", "go.snapshot_frequency", "go.eval_games")
             if key in positive and v <= 0:
                 raise ConfigError(f"config key {key!r} is {v}: it must be positive")
+            if key == "go.score_reward" and v < 0:
+                raise ConfigError(f"config key {key!r} is {v}: it must be >= 0 (0: the game's result only)")

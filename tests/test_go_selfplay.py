@@ -225,7 +225,7 @@ def test_shaping_credits_captures_and_leaves_every_return_plus_or_minus_one(pote
 
 def test_score_reward_adds_the_margin_to_each_result():
     """go.score_reward=c: each game's return is its result (+-1) plus c * its margin / N^2, from the agent's side,
-    the margin recomputed here by game.score on the final boards the env recorded."""
+    the margin recomputed here by replaying the recorded moves with game.step and scoring with game.score."""
     env = GoEnv(5, 4, seed=1, opponent="greedy", agent_colour="alternate", record=True, score_reward=0.5)
     _, info = env.reset()
     rng, totals, returns = np.random.default_rng(0), np.zeros(4), []
@@ -246,6 +246,8 @@ def test_score_reward_adds_the_margin_to_each_result():
     assert any(abs(abs(r) - 1) > 0.01 for r in returns)  # the score moved some returns off +-1
     with pytest.raises(ValueError, match="score_reward"):
         GoEnv(5, 1, opponent="random", score_reward=-1.0)
+    with pytest.raises(ConfigError, match="go.score_reward"):
+        resolve("ppo", "Go5", "go", overrides=["go.score_reward=-1"])
 
 
 def test_capture_potential_does_not_charge_a_pass():
