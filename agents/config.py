@@ -62,6 +62,7 @@ class GoConfig:
     league_size: int = 16  # past versions kept; the first (near-random) one always stays
     snapshot_frequency: int = 10  # PPO updates between additions of the current policy to the league
     latest_prob: float = 0.5  # a new game's opponent is the newest version with this probability, else any member
+    anchor_prob: float = 0.0  # ... the first (initial, near-random) version with this probability (latest_prob + this <= 1)
     shaping: float = 0.0  # potential-based reward shaping by the agent's stone lead (envs/go/env.py); returns stay +1/-1
     shaping_potential: str = "stones"  # stones (lead on the board) | captures (lead in prisoners: no cost for passing)
     score_reward: float = 0.0  # adds this * final margin / N^2 to each training game's +-1 result (envs/go/env.py)
@@ -482,6 +483,12 @@ def _check_values(config: Any, prefix: str = "") -> None:
     if isinstance(config, PPOConfig) and config.heads == "alphazero" and config.encoder.name != "resnet_tower":
         raise ConfigError(f"config key 'heads' is 'alphazero', which reads the per-point features of encoder.name=resnet_tower, "
                           f"not {config.encoder.name}: set heads=linear or encoder.name=resnet_tower")
+    if getattr(config, "clip_rewards", False) and getattr(config, "env", None):
+        import envs  # here, not at the top: envs pulls in torch and gymnasium, which a config alone does not need
+
+        if envs.family(config.env) == "go":
+            raise ConfigError(f"config key 'clip_rewards' is true on {config.env}, where sign() would erase go.score_reward "
+                              f"and go.shaping (a game's result is already +-1): set clip_rewards=false")
     for f in dataclasses.fields(config):
         key, v = f"{prefix}{f.name}", getattr(config, f.name)
         if dataclasses.is_dataclass(v):
@@ -496,7 +503,7 @@ def _check_values(config: Any, prefix: str = "") -> None:
             raise ConfigError(f"config key {key!r} is {v!r}: {_nearest(v, choices[key])}")
         elif isinstance(v, (int, float)) and not isinstance(v, bool):
             if key in ("gamma", "tau", "start_e", "end_e", "exploration_fraction", "eval_epsilon", "gae_lambda", "rmsprop_alpha",
-                       "encoder.dropout", "momentum", "val_fraction", "test_fraction", "go.latest_prob") and not 0 <= v <= 1:
+                       "encoder.dropout", "momentum", "val_fraction", "test_fraction", "go.latest_prob", "go.anchor_prob") and not 0 <= v <= 1:
                 raise ConfigError(f"config key {key!r} is {v}: it must lie in [0, 1]")
             positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency", "n_step",
                         "gradient_steps", "target_network_frequency", "learning_rate", "log_frequency", "keep_checkpoints",
@@ -508,3 +515,7 @@ def _check_values(config: Any, prefix: str = "") -> None:
                 raise ConfigError(f"config key {key!r} is {v}: it must be positive")
             if key == "go.score_reward" and v < 0:
                 raise ConfigError(f"config key {key!r} is {v}: it must be >= 0 (0: the game's result only)")
+    go = getattr(config, "go", None)  # after the loop, which has checked each key alone
+    if isinstance(go, GoConfig) and go.latest_prob + go.anchor_prob > 1:
+        raise ConfigError(f"config keys 'go.latest_prob' ({go.latest_prob}) and 'go.anchor_prob' ({go.anchor_prob}) "
+                          f"are the shares of two kinds of opponent and sum to more than 1: lower one of them")

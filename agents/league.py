@@ -8,8 +8,10 @@ large version of this). Here:
 - `add(agent, version)` freezes a copy of the agent into the pool (PPO adds one every
   `go.snapshot_frequency` updates); past `capacity`, the oldest member except the first leaves, so
   the very first (near-random) policy stays as an anchor;
-- each new game draws its opponent: the newest member with probability `latest_prob`, else one of the
-  pool uniformly;
+- each new game draws its opponent: the newest member with probability `latest_prob`, the first (the initial,
+  near-random policy) with probability `anchor_prob`, else one of the pool uniformly. The anchor's share keeps
+  the agent playing the weak, erratic games a fixed weak opponent gives (a share of games against fixed opponents,
+  as AlphaStar's league keeps); with only the uniform draw it plays the anchor in 1/capacity of the rest;
 - a member plays by sampling from its own masked policy, so games vary.
 The pool is saved in checkpoints (`league.<k>.*` tensors plus versions, assignments and RNG in JSON).
 """
@@ -31,10 +33,13 @@ from agents.rollout import masked_logits, sample_actions
 class League:
     """Frozen past versions of a policy network and which one plays in each env (see module doc)."""
 
-    def __init__(self, num_envs: int, capacity: int, latest_prob: float, seed: int, device: torch.device | str = "cpu"):
+    def __init__(self, num_envs: int, capacity: int, latest_prob: float, seed: int, device: torch.device | str = "cpu",
+                 anchor_prob: float = 0.0):
         if capacity < 1:
             raise ValueError(f"a league holds at least 1 member, got capacity {capacity}")
-        self.capacity, self.latest_prob, self.device = capacity, latest_prob, torch.device(device)
+        if not (0 <= latest_prob and 0 <= anchor_prob and latest_prob + anchor_prob <= 1):
+            raise ValueError(f"latest_prob {latest_prob} and anchor_prob {anchor_prob} must be >= 0 and sum to at most 1")
+        self.capacity, self.latest_prob, self.anchor_prob, self.device = capacity, latest_prob, anchor_prob, torch.device(device)
         self.members: list[nn.Module] = []
         self.versions: list[int] = []  # the update count at which each member was added
         self.assigned = np.zeros(num_envs, dtype=np.int64)  # member index playing in each env
@@ -54,13 +59,15 @@ class League:
         self.games.append(0)
 
     def new_games(self, rows: np.ndarray) -> None:
-        """Draw the opponent of each new game in envs `rows`: the newest with latest_prob, else uniform."""
+        """Draw the opponent of each new game in envs `rows`: the newest with latest_prob, the first with anchor_prob,
+        else uniform."""
         if not self.members:
             raise RuntimeError("the league is empty: add the agent before the first game")
         n = len(rows)
-        newest = torch.rand(n, generator=self.generator).numpy() < self.latest_prob
+        u = torch.rand(n, generator=self.generator).numpy()
         uniform = torch.randint(len(self.members), (n,), generator=self.generator).numpy()
-        self.assigned[rows] = np.where(newest, len(self.members) - 1, uniform)
+        anchor = u < self.latest_prob + self.anchor_prob
+        self.assigned[rows] = np.where(u < self.latest_prob, len(self.members) - 1, np.where(anchor, 0, uniform))
         for k in self.assigned[rows]:
             self.games[k] += 1
 

@@ -256,7 +256,8 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
     world, env_seed = distributed.world_size(), config.seed + distributed.rank() * config.num_envs
     # Go with go.self_play: the opponents are past versions of this agent (agents/league.py), colours alternate
     go_self_play = envs.family(config.env) == "go" and config.go.self_play
-    league = League(config.num_envs, config.go.league_size, config.go.latest_prob, env_seed, device) if go_self_play else None
+    league = League(config.num_envs, config.go.league_size, config.go.latest_prob, env_seed, device,
+                    config.go.anchor_prob) if go_self_play else None
     env = envs.make(config.env, config.num_envs, env_seed, **env_options(config, training=True, league=league, device=device))
     evaluating = config.eval_frequency and distributed.is_main()
     eval_env = envs.make(config.env, min(config.eval_episodes, 8), config.seed + 100_000, **env_options(config)) if evaluating else None

@@ -123,6 +123,15 @@ def test_league_samples_past_versions_and_keeps_its_first():
     league.add(nets[4], 40)
     assert league.versions == [0, 30, 40]  # past capacity the oldest but the first leaves
     assert all(0 <= a < 3 for a in league.assigned)
+    anchored = League(num_envs=4, capacity=3, latest_prob=0.5, seed=0, anchor_prob=0.3)
+    for k, net in enumerate(nets[:3]):
+        anchored.add(net, version=k * 10)
+    for _ in range(3000):
+        anchored.new_games(np.arange(4))
+    share = np.array(anchored.games) / sum(anchored.games)
+    assert np.allclose(share, [0.3 + 0.2 / 3, 0.2 / 3, 0.5 + 0.2 / 3], atol=0.02)  # go.anchor_prob: the first member's share
+    with pytest.raises(ConfigError, match="go.anchor_prob"):
+        resolve("ppo", "Go9", "go", overrides=["go.anchor_prob=0.6"])  # with latest_prob 0.5: more than every game
 
 
 def test_match_records_parse_back_to_the_final_position(tmp_path):
@@ -248,6 +257,8 @@ def test_score_reward_adds_the_margin_to_each_result():
         GoEnv(5, 1, opponent="random", score_reward=-1.0)
     with pytest.raises(ConfigError, match="go.score_reward"):
         resolve("ppo", "Go5", "go", overrides=["go.score_reward=-1"])
+    with pytest.raises(ConfigError, match="clip_rewards"):  # sign() would erase the score term in training
+        resolve("ppo", "Go5", "go", overrides=["go.score_reward=0.5", "clip_rewards=true"])
 
 
 def test_capture_potential_does_not_charge_a_pass():
