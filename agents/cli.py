@@ -148,15 +148,19 @@ def eval_(
     opponent: Optional[str] = typer.Option(None, "--opponent", help="Go runs: play random, greedy or gnugo, colours alternating; SGFs to <run>/games/."),
     level: int = typer.Option(1, "--level", min=1, max=10, help="GNU Go's level with --opponent gnugo."),
     greedy: bool = typer.Option(False, "--greedy", help="Policy-gradient runs: play the most likely action instead of sampling."),
+    search: int = typer.Option(0, "--search", min=0, help="Go runs with --opponent: read N playouts ahead per move "
+                               "(PUCT tree search over the policy and value heads); 0 plays the policy alone."),
 ):
     """Evaluate a run's latest checkpoint: mean, std, min, max of raw game scores and a 95% interval.
-    Go runs with --opponent: win rate (by colour too) and an Elo estimate against that opponent.
+    Go runs with --opponent: win rate (by colour too) and an Elo estimate against that opponent,
+    with --search N reading ahead N playouts per move.
 
     \b
     Examples:
       rl eval runs/Pong__dqn__1__20261123-101500 --episodes 10
       rl eval runs/CartPole-v1__dqn__1__20261123-101500 --json
       rl eval runs/Go9__ppo__1__20261124-101500 --opponent gnugo --level 1 --episodes 40
+      rl eval runs/Go9__ppo__1__20261124-101500 --opponent random --episodes 400 --search 64
     """
     import envs
     from agents import checkpoint, config as config_lib
@@ -172,6 +176,10 @@ def eval_(
     if opponent is not None and (envs.family(cfg.env) != "go" or opponent not in ("random", "greedy", "gnugo")):
         raise config_lib.ConfigError(f"--opponent {opponent!r}: Go runs only, one of random, greedy, gnugo"
                                      f"{'' if envs.family(cfg.env) == 'go' else f' ({cfg.env} is not Go)'}")
+    if search and opponent is None:
+        raise config_lib.ConfigError(f"--search {search} plays Go matches: add --opponent random, greedy or gnugo")
+    if search and greedy:
+        raise config_lib.ConfigError("--search plays the most visited move: drop --greedy")
     if greedy and not hasattr(cfg, "eval_greedy"):
         raise config_lib.ConfigError(f"--greedy: a {algo} run already acts greedily (its exploration is --epsilon)")
     cfg = dataclasses.replace(cfg, eval_greedy=True) if greedy else cfg
@@ -180,14 +188,19 @@ def eval_(
     env = envs.make(cfg.env, min(episodes, 8), seed, **env_options(cfg))
     eps = cfg.eval_epsilon if epsilon is None else epsilon
     try:
-        policy = _algo_module(algo).load_policy(cfg, ckpt, env, dev, eps, seed)
+        if search:
+            from agents.ppo import load_search
+
+            policy = load_search(cfg, ckpt, env, dev, search)
+        else:
+            policy = _algo_module(algo).load_policy(cfg, ckpt, env, dev, eps, seed)
     except RuntimeError:  # load_state_dict: tensors missing, unexpected or of another shape than config.yaml's network
         env.close()
         raise checkpoint.CheckpointError(f"checkpoint {str(ckpt.path)!r} does not fit the network in "
                                          f"{str(run_dir / 'config.yaml')!r}: missing or mis-shaped tensors") from None
     if opponent is not None:
         env.close()
-        return _go_match(run_dir, cfg, ckpt.step, policy, opponent, level, episodes, seed, as_json)
+        return _go_match(run_dir, cfg, ckpt.step, policy, opponent, level, episodes, seed, as_json, search)
     summary = {"run": str(run_dir), "step": ckpt.step, "epsilon": eps, **summarize(run_episodes(env, policy, episodes, seed))}
     env.close()
     if as_json:
@@ -197,7 +210,8 @@ def eval_(
                    f"(min {summary['min']:g}, max {summary['max']:g}, 95% CI [{summary['ci95_low']:.2f}, {summary['ci95_high']:.2f}])")
 
 
-def _go_match(run_dir: Path, cfg, step: int, policy, opponent: str, level: int, games: int, seed: int, as_json: bool) -> None:
+def _go_match(run_dir: Path, cfg, step: int, policy, opponent: str, level: int, games: int, seed: int, as_json: bool,
+              search: int = 0) -> None:
     """`rl eval RUN --opponent ...` on a Go run: the match, its SGFs, one summary line (or JSON)."""
     from agents import go_eval
     from agents.config import ConfigError
@@ -210,16 +224,20 @@ def _go_match(run_dir: Path, cfg, step: int, policy, opponent: str, level: int, 
 
     size = int(cfg.env[2:])
     komi = cfg.go.komi if hasattr(cfg, "go") else default_komi(size)
-    records = go_eval.play_match(policy, size, komi, opponent, games, seed, level, **offer_options(cfg))
-    greedy = getattr(cfg, "eval_greedy", False)
-    folder = run_dir / "games" / f"eval_step_{step}_seed_{seed}{'_greedy' if greedy else ''}"
-    go_eval.save_sgf(records, folder, name, size, komi, f"rl step {step}")
-    result = {"run": str(run_dir), "step": step, "opponent": name, "komi": komi, "greedy": greedy, **go_eval.summary(records),
-              "sgf": str(folder)}
+    # a search batches its trees' network calls over the games played at once (GNU Go: one process per game)
+    num_envs = (16 if opponent == "gnugo" else 64) if search else 8
+    records = go_eval.play_match(policy, size, komi, opponent, games, seed, level, num_envs, **offer_options(cfg))
+    greedy = getattr(cfg, "eval_greedy", False) and not search
+    how = f"_search{search}" if search else "_greedy" if greedy else ""
+    folder = run_dir / "games" / f"eval_step_{step}_seed_{seed}{how}"
+    go_eval.save_sgf(records, folder, name, size, komi, f"rl step {step}" + (f" search {search}" if search else ""))
+    result = {"run": str(run_dir), "step": step, "opponent": name, "komi": komi, "greedy": greedy, "search": search,
+              **go_eval.summary(records), "sgf": str(folder)}
     if as_json:
         typer.echo(json.dumps(result))
     else:
-        typer.echo(f"{cfg.env} step {step:,}{' (greedy)' if greedy else ''} vs {name}: won {result['wins']:g}/{result['games']} ({result['win_rate']:.0%}; "
+        label = f" (search {search})" if search else " (greedy)" if greedy else ""
+        typer.echo(f"{cfg.env} step {step:,}{label} vs {name}: won {result['wins']:g}/{result['games']} ({result['win_rate']:.0%}; "
                    f"as Black {result['win_rate_black']:.0%}, as White {result['win_rate_white']:.0%}), "
                    f"Elo {result['elo']:+.0f} against it; SGF in {folder}")
 
@@ -461,6 +479,7 @@ def gtp_(
     komi: Optional[float] = typer.Option(None, "--komi", help="Komi (default: an --agent run's go.komi; else by size: 24.5 on 5x5, 8.5 on 7x7, else 7.5)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random policy."),
     agent: Optional[Path] = typer.Option(None, "--agent", help="A Go run folder (rl train ppo --env Go9): its policy plays."),
+    search: int = typer.Option(0, "--search", min=0, help="With --agent: read N playouts ahead per move (PUCT tree search)."),
 ):
     """Speak GTP v2 on stdin/stdout, for Go GUIs (Sabaki, GoGui) and engine matches.
 
@@ -471,12 +490,13 @@ def gtp_(
     \b
     Examples:
       rl gtp --size 9
-      rl gtp --agent runs/Go9__ppo__1__20261124-101500
+      rl gtp --agent runs/Go9__ppo__1__20261124-101500 --search 64
       gogui-twogtp -black "rl gtp" -white "/usr/games/gnugo --mode gtp" -size 9
     """
     from envs.go import gtp, play
 
-    gtp.serve(play.random_engine(size, komi, seed) if agent is None else _go_agent_engine(agent, komi, seed))
+    _search_needs_agent(search, agent)
+    gtp.serve(play.random_engine(size, komi, seed) if agent is None else _go_agent_engine(agent, komi, seed, search))
 
 
 @app.command("play")
@@ -488,6 +508,7 @@ def play_(
     komi: Optional[float] = typer.Option(None, "--komi", help="Komi (default: an --agent run's go.komi; else by size)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the engine's random policy."),
     agent: Optional[Path] = typer.Option(None, "--agent", help="A Go run folder: play against its policy (on its board size)."),
+    search: int = typer.Option(0, "--search", min=0, help="With --agent: read N playouts ahead per move (PUCT tree search)."),
 ):
     """Play Go against the engine in the terminal: type moves like D4, or pass, undo, resign.
 
@@ -504,12 +525,21 @@ def play_(
         raise ConfigError(f"unknown game {game_name!r}: the one game is go (rl play go --size 9)")
     if colour not in ("black", "white"):
         raise ConfigError(f"--colour {colour!r}: black or white")
-    engine = play.random_engine(size, komi, seed) if agent is None else _go_agent_engine(agent, komi, seed)
+    _search_needs_agent(search, agent)
+    engine = play.random_engine(size, komi, seed) if agent is None else _go_agent_engine(agent, komi, seed, search)
     play.play_terminal(engine, game.BLACK if colour == "black" else game.WHITE)
 
 
-def _go_agent_engine(run_dir: Path, komi: Optional[float], seed: int):
-    """A GTP engine playing a Go run's latest policy, most likely legal move first (no sampling)."""
+def _search_needs_agent(search: int, agent: Optional[Path]) -> None:
+    from agents.config import ConfigError
+
+    if search and agent is None:
+        raise ConfigError(f"--search {search} reads ahead with a trained network: add --agent RUN (a Go run folder)")
+
+
+def _go_agent_engine(run_dir: Path, komi: Optional[float], seed: int, search: int = 0):
+    """A GTP engine playing a Go run's latest policy, most likely legal move first (no sampling), or with `search` > 0
+    the most visited move of a PUCT search of that many playouts (agents/go_search.py)."""
     from dataclasses import replace
 
     import envs
@@ -526,12 +556,16 @@ def _go_agent_engine(run_dir: Path, komi: Optional[float], seed: int):
                                      f"(train one with: rl train ppo --env Go9)")
     env = envs.make(cfg.env, 1, seed)
     device = pick_device("auto")
-    policy = _algo_module(algo).load_policy(replace(cfg, eval_greedy=True), checkpoint.load(checkpoint.latest(run_dir / "checkpoints")),
-                                            env, device, 0.0, seed)
+    ckpt = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
+    if search:
+        from agents.ppo import load_search
+
+        searcher = load_search(cfg, ckpt, env, device, search)
+    policy = _algo_module(algo).load_policy(replace(cfg, eval_greedy=True), ckpt, env, device, 0.0, seed)
     if komi is None and hasattr(cfg, "go"):
         komi = cfg.go.komi  # the komi it trained under, unless --komi (or GTP's komi command) says otherwise
     return play.agent_engine(env.size, komi, lambda obs, legal: policy(obs, action_mask=legal), env.history, f"rl-{algo}",
-                             **offer_options(cfg))
+                             search=searcher if search else None, **offer_options(cfg))
 
 
 def _algo_module(algo: str):

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from agents.evaluate import Policy, act
+from agents.go_search import Search
 from agents.league import offer_options
 from envs.go import game, gtp, sgf
 from envs.go.env import GameRecord, GoEnv
@@ -45,10 +46,11 @@ def elo(wins: float, games: int) -> float:
     return 400 * math.log10((wins + 0.5) / (games - wins + 0.5))
 
 
-def play_match(policy: Policy, size: int, komi: float, opponent: str, games: int, seed: int, level: int = 1,
+def play_match(policy: Policy | Search, size: int, komi: float, opponent: str, games: int, seed: int, level: int = 1,
                num_envs: int = 8, eye_fill: bool = True, pass_rule: str = "always") -> list[GameRecord]:
     """`games` whole games of `policy` against `opponent`, colours alternating; the finished games in order.
-    eye_fill and pass_rule: the moves the policy is offered (as its run trained: league.offer_options)."""
+    eye_fill and pass_rule: the moves the policy is offered (as its run trained: league.offer_options).
+    A `Search` (agents/go_search.py) as the policy reads the env's games themselves: rules state and last boards."""
     num_envs = min(num_envs, games)
     env = GoEnv(size, num_envs, seed, opponent=opponent, agent_colour="alternate", komi=komi, gnugo_level=level, record=True,
                 eye_fill=eye_fill, pass_rule=pass_rule)
@@ -60,7 +62,11 @@ def play_match(policy: Policy, size: int, komi: float, opponent: str, games: int
         obs, info = env.reset(seed=seed)
         starts = np.ones(num_envs, dtype=bool)
         while (taken < quota).any():
-            obs, *_, info = env.step(act(policy, obs, starts, info["action_mask"]))
+            if isinstance(policy, Search):
+                actions = policy(env.state, env.boards, info["action_mask"]).numpy()
+            else:
+                actions = act(policy, obs, starts, info["action_mask"])
+            obs, *_, info = env.step(actions)
             starts = np.zeros(num_envs, dtype=bool)
             for record in env.finished:
                 if taken[record.env] < quota[record.env]:

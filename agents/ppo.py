@@ -428,6 +428,16 @@ def load_policy(config: PPOConfig, ckpt: checkpoint.Checkpoint, env, device: tor
     return make_policy(_load_agent(config, ckpt, env, device), device, epsilon, config.eval_greedy, seed)
 
 
+def load_search(config: PPOConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device, playouts: int):
+    """Go: the saved network read through a PUCT tree search of `playouts` per move (agents/go_search.py), for
+    `rl eval / gtp / play --search N`: called as search(state, boards, offered) -> moves."""
+    from agents.go_search import for_run
+
+    if config.encoder.name == "lstm":
+        raise ConfigError("--search evaluates positions out of order: it needs a feed-forward encoder, not lstm")
+    return for_run(_load_agent(config, ckpt, env, device), config, playouts, device)
+
+
 def action_scores(config: PPOConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device):
     """numpy obs (N, ...) -> action probabilities pi(.|s) (N, A), for overlays in `rl watch`."""
     if config.encoder.name == "lstm":

@@ -11,6 +11,9 @@ from torch import nn
 from agents import go_eval
 from agents.config import ConfigError, resolve
 from agents.league import League
+from typer.testing import CliRunner
+
+from agents.cli import app
 from conftest import invoke, ok, only_run, scalars
 from envs.go import game, sgf, symmetry
 from envs.go.env import GoEnv, greedy_policy
@@ -195,6 +198,15 @@ def test_self_play_run_saves_league_and_sgf_then_resumes(tmp_path):
     assert "vs greedy: won" in out and "as Black" in out
     out = ok(invoke(["eval", str(run_dir), "--opponent", "random", "--episodes", "4", "--greedy", "--device", "cpu"]))
     assert "(greedy) vs random: won" in out and list((run_dir / "games").glob("eval_step_*_seed_0_greedy/random_*.sgf"))
+    out = ok(invoke(["eval", str(run_dir), "--opponent", "random", "--episodes", "4", "--search", "4", "--device", "cpu"]))
+    assert "(search 4) vs random: won" in out and len(list((run_dir / "games").glob("eval_step_*_seed_0_search4/random_*.sgf"))) == 4
+    for args, needle in ((["eval", str(run_dir), "--search", "4"], "add --opponent"), (["gtp", "--search", "4"], "add --agent"),
+                         (["eval", str(run_dir), "--opponent", "random", "--search", "4", "--greedy"], "drop --greedy")):
+        bad = invoke(args)
+        assert bad.exit_code == 2 and needle in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    out = ok(CliRunner().invoke(app, ["gtp", "--agent", str(run_dir), "--search", "4"], input="genmove b\ngenmove w\nquit\n"))
+    replies = [r.strip() for r in out.split("\n\n") if r.strip()]
+    assert len(replies) == 3 and all(r.startswith("= ") for r in replies[:2]) and replies[2] == "="  # two moves, quit
     out = ok(invoke(["watch", str(run_dir), "--text", "--device", "cpu"]))
     assert "game over" in out and "agent's likeliest" in out
 

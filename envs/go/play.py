@@ -89,10 +89,11 @@ def random_engine(size: int, komi: float | None, seed: int) -> gtp.Engine:
 
 
 def agent_engine(size: int, komi: float | None, act, history: int, name: str = "rl-agent", eye_fill: bool = True,
-                 pass_rule: str = "always") -> gtp.Engine:
+                 pass_rule: str = "always", search=None) -> gtp.Engine:
     """An engine whose moves come from a trained agent: `act(obs (1, 2k+1, N, N), legal (1, N*N+1)) -> (1,)`,
     shown the observation and offered the moves GoEnv would (eye_fill and pass_rule as the agent trained, at the
-    engine's komi), built from the engine's own record of the game."""
+    engine's komi), built from the engine's own record of the game. With `search` (agents/go_search.Search),
+    search(state, boards (1, k, N*N), legal) chooses instead, reading ahead from the engine's position at its komi."""
     from envs.go.env import observation_planes, offered_moves
 
     engine = gtp.Engine(lambda state: None, size, komi, name=name)
@@ -102,8 +103,12 @@ def agent_engine(size: int, komi: float | None, act, history: int, name: str = "
             raise gtp.GtpError(f"this agent was trained on {size}x{size}, not {engine.size}x{engine.size}")
         boards = [s.board[0] for s in engine.states[::-1][:history]]  # newest first
         boards += [torch.zeros_like(boards[0])] * (history - len(boards))  # nothing before the first move
+        offered = offered_moves(state, eye_fill, pass_rule, engine.komi)
+        if search is not None:
+            search.komi = engine.komi  # GTP's komi command may have changed it
+            return search(state, torch.stack(boards).unsqueeze(0), offered).view(1)
         obs = observation_planes(torch.stack(boards).unsqueeze(0), state.turn, size)
-        return torch.as_tensor(act(obs, offered_moves(state, eye_fill, pass_rule, engine.komi).cpu().numpy())).view(1)
+        return torch.as_tensor(act(obs, offered.cpu().numpy())).view(1)
 
     engine.policy = policy
     return engine
