@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from agents.config import ConfigError
+from agents.config import ConfigError, resolve
 from agents.go_eval import play_match
-from agents.go_search import Search
+from agents.go_search import Search, for_run
 from envs.go import game
 from envs.go.env import offered_moves
 
@@ -107,3 +107,13 @@ def test_search_plays_whole_legal_games_and_skips_forced_moves():
     assert int(search(state, boards_of(state), only_pass)[0]) == 25
     with pytest.raises(ConfigError, match="playouts must be >= 1"):
         Search(net, playouts=0, komi=0.5)
+
+
+def test_a_run_is_searched_on_the_scale_of_its_training_returns():
+    """for_run takes komi, offered moves, shaping and score reward from the run's config; a capture-count potential,
+    whose value the search cannot reconstruct from a position, is refused in one line."""
+    config = resolve("ppo", "Go9", "go", overrides=["go.score_reward=0.5"])
+    search = for_run(FixedNet(0, 0.0, actions=82), config, 8, torch.device("cpu"))
+    assert (search.komi, search.eye_fill, search.pass_rule, search.shaping, search.score_reward) == (7.5, False, "end", 1.0, 0.5)
+    with pytest.raises(ConfigError, match="shaping_potential=stones"):
+        for_run(FixedNet(0, 0.0, actions=82), resolve("ppo", "Go9", "go", overrides=["go.shaping_potential=captures"]), 8, "cpu")
