@@ -9,6 +9,8 @@ replayed under our rules; at each of the agent's passes the script asks whether 
 - "passed back behind": it answered the opponent's pass with a pass while behind on the score, with other moves
   left, which ends the game lost.
 go.pass_rule end offers neither (docs/BENCHMARKS.md, "Passing with moves left").
+Each lost game also shows its length, and "cap" where the game was stopped by the move cap (2*N*N moves, envs/go/game.py) rather
+than ended by two passes: the position was then scored with the opponent's dead stones still on the board.
 """
 
 from __future__ import annotations
@@ -45,19 +47,23 @@ def main() -> None:
     if not files:
         print(f"no {args.opponent}*.sgf in {args.folder} (a games folder of a run: RUN/games/step_N)", file=sys.stderr)
         raise SystemExit(2)
-    lost = after_pass = 0
+    lost = after_pass = capped = capped_lost = 0
     for path in files:
         text = path.read_text()
         record = sgf.read(text)
         agent = game.BLACK if "PB[rl" in text else game.WHITE
         early, back, state = agent_passes(record, agent)
+        cap = int(state.passes[0]) < 2  # over, and not by two passes
+        capped += cap
         if float(game.score(state, record.komi)[0]) * agent > 0:
             continue
         lost += 1
         after_pass += bool(early or back)
+        capped_lost += cap
         print(f"{path.name}: agent {'Black' if agent == game.BLACK else 'White'}, {record.result}, "
-              f"{early} early passes, {back} passes back while behind")
-    print(f"{lost}/{len(files)} lost; {after_pass} of them after a pass with other moves left")
+              f"{len(record.moves)} moves{' (cap)' if cap else ''}, {early} early passes, {back} passes back while behind")
+    print(f"{lost}/{len(files)} lost; {after_pass} of them after a pass with other moves left; "
+          f"{capped_lost} of them stopped by the move cap ({capped}/{len(files)} games in all)")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from envs.go import game, gtp, play, render, sgf
+from envs.go.env import random_policy
 from typer.testing import CliRunner
 
 from agents.cli import app
@@ -206,15 +207,30 @@ def test_agent_engine_with_pass_rule_end_passes_back_only_when_that_wins():
 
 def test_go_losses_script_finds_the_lost_games_and_the_passes_with_moves_left(tmp_path):
     """scripts/go_losses.py: a game the agent lost after passing with moves left (once early, once back while behind)
-    is listed with both; a game it won is not; an empty folder is one line and exit 2."""
+    is listed with both; a game it won is not; a game stopped by the 2*N*N move cap (random play until one is) is
+    marked "(cap)"; an empty folder is one line and exit 2."""
     lost = [(game.BLACK, 25), (game.WHITE, 12), (game.BLACK, 0), (game.WHITE, 25), (game.BLACK, 25)]  # W+0.5
     won = [(game.BLACK, 25), (game.WHITE, 12), (game.BLACK, 25), (game.WHITE, 25)]  # W+25.5, the agent White
     (tmp_path / "random_0.sgf").write_text(sgf.write(5, 0.5, lost, "W+0.5", black="rl step 1", white="random"))
     (tmp_path / "random_1.sgf").write_text(sgf.write(5, 0.5, won, "W+25.5", black="random", white="rl step 1"))
+    generator, moves = torch.Generator().manual_seed(0), []
+    state = game.new_games(64, 5)
+    while not state.done.all():
+        action = random_policy(state, generator)
+        moves.append((state.turn.clone(), action, state.done.clone()))
+        state = game.step(state, action)
+    capped = int(((state.moves == 50) & (state.passes < 2)).nonzero()[0, 0])  # a game the cap stopped
+    loser = game.WHITE if float(game.score(state.index(capped), 0.5)[0]) > 0 else game.BLACK
+    record = [(int(turn[capped]), int(action[capped])) for turn, action, done in moves if not done[capped]]
+    (tmp_path / "random_2.sgf").write_text(sgf.write(5, 0.5, record, "?", black="rl step 1" if loser == game.BLACK else "random",
+                                                     white="random" if loser == game.BLACK else "rl step 1"))
     script = [sys.executable, "scripts/go_losses.py"]
     process = subprocess.run(script + [str(tmp_path), "--opponent", "random"], capture_output=True, text=True, cwd=ROOT)
     assert process.returncode == 0, process.stderr
-    assert process.stdout.splitlines() == ["random_0.sgf: agent Black, W+0.5, 1 early passes, 1 passes back while behind",
-                                           "1/2 lost; 1 of them after a pass with other moves left"]
+    colour = "Black" if loser == game.BLACK else "White"
+    assert process.stdout.splitlines() == [
+        "random_0.sgf: agent Black, W+0.5, 5 moves, 1 early passes, 1 passes back while behind",
+        f"random_2.sgf: agent {colour}, ?, 50 moves (cap), 0 early passes, 0 passes back while behind",
+        "2/3 lost; 1 of them after a pass with other moves left; 1 of them stopped by the move cap (1/3 games in all)"]
     process = subprocess.run(script + [str(tmp_path), "--opponent", "greedy"], capture_output=True, text=True, cwd=ROOT)
     assert process.returncode == 2 and len(process.stderr.strip().splitlines()) == 1
