@@ -9,8 +9,8 @@ replayed under our rules; at each of the agent's passes the script asks whether 
 - "passed back behind": it answered the opponent's pass with a pass while behind on the score, with other moves
   left, which ends the game lost.
 go.pass_rule end offers neither (docs/BENCHMARKS.md, "Passing with moves left").
-Each lost game also shows its length, and "cap" where the game was stopped by the move cap (2*N*N moves, envs/go/game.py) rather
-than ended by two passes: the position was then scored with the opponent's dead stones still on the board.
+Each lost game also shows its length, and "(cap)" where the 2*N*N move cap (envs/go/game.py) stopped it rather than
+two passes: the position was then scored with the opponent's dead stones still on the board.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def main() -> None:
         record = sgf.read(text)
         agent = game.BLACK if "PB[rl" in text else game.WHITE
         early, back, state = agent_passes(record, agent)
-        cap = int(state.passes[0]) < 2  # over, and not by two passes
+        cap = bool(state.done[0]) and int(state.passes[0]) < 2  # over, and not by two passes (nor unfinished)
         capped += cap
         if float(game.score(state, record.komi)[0]) * agent > 0:
             continue
