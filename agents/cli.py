@@ -150,6 +150,8 @@ def eval_(
     greedy: bool = typer.Option(False, "--greedy", help="Policy-gradient runs: play the most likely action instead of sampling."),
     search: int = typer.Option(0, "--search", min=0, help="Go runs with --opponent: read N playouts ahead per move "
                                "(PUCT tree search over the policy and value heads); 0 plays the policy alone."),
+    symmetries: bool = typer.Option(False, "--symmetries", help="Go runs: average the network over the board's 8 "
+                                    "symmetries at every position (8 forward passes a move)."),
 ):
     """Evaluate a run's latest checkpoint: mean, std, min, max of raw game scores and a 95% interval.
     Go runs with --opponent: win rate (by colour too) and an Elo estimate against that opponent,
@@ -161,6 +163,7 @@ def eval_(
       rl eval runs/CartPole-v1__dqn__1__20261123-101500 --json
       rl eval runs/Go9__ppo__1__20261124-101500 --opponent gnugo --level 1 --episodes 40
       rl eval runs/Go9__ppo__1__20261124-101500 --opponent random --episodes 400 --search 64
+      rl eval runs/Go9__ppo__1__20261124-101500 --opponent random --episodes 400 --greedy --symmetries
     """
     import envs
     from agents import checkpoint, config as config_lib
@@ -183,6 +186,10 @@ def eval_(
     if greedy and not hasattr(cfg, "eval_greedy"):
         raise config_lib.ConfigError(f"--greedy: a {algo} run already acts greedily (its exploration is --epsilon)")
     cfg = dataclasses.replace(cfg, eval_greedy=True) if greedy else cfg
+    if symmetries and (envs.family(cfg.env) != "go" or algo not in ("ppo", "a2c", "reinforce") or cfg.encoder.name == "lstm"):
+        raise config_lib.ConfigError(f"--symmetries averages a board network over the 8 symmetries: Go runs of ppo, a2c or "
+                                     f"reinforce with a feed-forward encoder only, not a {algo} run on {cfg.env}")
+    cfg = dataclasses.replace(cfg, eval_symmetries=True) if symmetries else cfg
     ckpt = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
     dev = pick_device(device)
     env = envs.make(cfg.env, min(episodes, 8), seed, **env_options(cfg))
@@ -228,15 +235,16 @@ def _go_match(run_dir: Path, cfg, step: int, policy, opponent: str, level: int, 
     num_envs = (16 if opponent == "gnugo" else 64) if search else 8
     records = go_eval.play_match(policy, size, komi, opponent, games, seed, level, num_envs, **offer_options(cfg))
     greedy = getattr(cfg, "eval_greedy", False) and not search
-    how = f"_search{search}" if search else "_greedy" if greedy else ""
+    how = (f"_search{search}" if search else "_greedy" if greedy else "") + ("_symmetries" if cfg.eval_symmetries else "")
     folder = run_dir / "games" / f"eval_step_{step}_seed_{seed}{how}"
     go_eval.save_sgf(records, folder, name, size, komi, f"rl step {step}" + (f" search {search}" if search else ""))
     result = {"run": str(run_dir), "step": step, "opponent": name, "komi": komi, "greedy": greedy, "search": search,
+              "symmetries": cfg.eval_symmetries,
               **go_eval.summary(records), "sgf": str(folder)}
     if as_json:
         typer.echo(json.dumps(result))
     else:
-        label = f" (search {search})" if search else " (greedy)" if greedy else ""
+        label = (f" (search {search})" if search else " (greedy)" if greedy else "") + (" (8 symmetries)" if cfg.eval_symmetries else "")
         typer.echo(f"{cfg.env} step {step:,}{label} vs {name}: won {result['wins']:g}/{result['games']} ({result['win_rate']:.0%}; "
                    f"as Black {result['win_rate_black']:.0%}, as White {result['win_rate_white']:.0%}), "
                    f"Elo {result['elo']:+.0f} against it; SGF in {folder}")

@@ -173,6 +173,7 @@ class PPOConfig:
     eval_episodes: int = 10
     eval_epsilon: float = 0.0  # probability of a uniformly random legal action; else the policy acts (see ppo.load_policy)
     eval_greedy: bool = False  # the policy acts by its most likely action instead of sampling
+    eval_symmetries: bool = False  # Go, at play time: the network averaged over the board's 8 symmetries (rl eval --symmetries)
     video_frequency: int = 0  # every this many evaluations, one game to <run>/videos/step_<N>.mp4; 0: none
     log_frequency: int = 1_000
     checkpoint_frequency: int = 50_000

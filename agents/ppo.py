@@ -416,6 +416,10 @@ def _load_agent(config: PPOConfig, ckpt: checkpoint.Checkpoint, env, device: tor
     config = replace(config, compile=False)  # a few evaluation games do not repay compiling
     agent = make_agent(config, env.single_observation_space.shape, int(env.single_action_space.n), load_init=False).to(device)
     agent.load_state_dict(checkpoint.unprefixed("agent", ckpt.tensors))
+    if config.eval_symmetries:  # Go: read every position on its 8 images and average (envs/go/symmetry.py)
+        from envs.go.symmetry import Averaged
+
+        return Averaged(agent.eval(), int(config.env[2:]))
     return agent.eval()
 
 

@@ -50,6 +50,25 @@ def test_symmetry_commutes_with_the_rules(g):
     assert torch.equal(symmetry.transform(planes, gs, size), expected.flip(3) if g >= 4 else expected)
 
 
+def test_averaged_network_gives_each_image_the_same_answer_mapped_to_its_points():
+    """Averaged(net) on an image of a position equals Averaged(net) on the position with its move probabilities moved
+    to the image's points (same value); the plain random network does not, and Averaged's probabilities sum to 1."""
+    size = 5
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * size * size, size * size + 2))
+    two_heads = lambda obs: (net(obs)[:, :-1], net(obs)[:, -1])  # noqa: E731 (logits, value)
+    averaged = symmetry.Averaged(two_heads, size)
+    obs = torch.randn(4, 3, size, size)
+    logits, value = averaged(obs)
+    assert torch.allclose(logits.exp().sum(1), torch.ones(4))
+    for g in range(1, 8):
+        gs = torch.full((4,), g)
+        image_logits, image_value = averaged(symmetry.transform(obs, gs, size))
+        assert torch.allclose(image_logits, symmetry.transform(logits, gs, size), atol=1e-5)
+        assert torch.allclose(image_value, value, atol=1e-6)
+        assert not torch.allclose(two_heads(symmetry.transform(obs, gs, size))[1], two_heads(obs)[1], atol=1e-3)
+
+
 def test_augmented_env_maps_actions_back_and_shows_all_images():
     """With augment=True every action drawn from the shown (transformed) mask is legal on the real board
     (the env raises otherwise), and all 8 images are shown."""

@@ -46,3 +46,29 @@ def transform(x: torch.Tensor, g: torch.Tensor, size: int) -> torch.Tensor:
 def original_action(action: torch.Tensor, g: torch.Tensor, size: int) -> torch.Tensor:
     """The real board's move (B,) for a move (B,) chosen on image g (B,)."""
     return gather_index(size, action.device)[g].gather(1, action.view(-1, 1)).view(-1)
+
+
+def inverse_index(size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(8, N*N+1) int64: row g holds, for each original point p, the point of image g that shows it."""
+    return _table(size).argsort(1).to(device)
+
+
+class Averaged(torch.nn.Module):
+    """A board network read on all 8 images of each position and averaged: test-time augmentation.
+
+    net: planes (M, C, N, N) -> (logits (M, N*N+1), value (M,)), e.g. agents.ppo.ActorCritic. Averaged(net, N) has
+    the same signature: the probabilities of the 8 images (mapped back to the real board's points) are averaged and
+    returned as their log, the values averaged. The result is the same for a position and for each of its images,
+    up to their point order, and costs 8 forward passes (one batch of 8M)."""
+
+    def __init__(self, net: torch.nn.Module, size: int):
+        super().__init__()
+        self.net, self.size = net, size
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        M = obs.shape[0]
+        g = torch.arange(COUNT, device=obs.device).repeat_interleave(M)  # image g of row b at g*M+b
+        logits, value = self.net(transform(obs.repeat(COUNT, 1, 1, 1), g, self.size))
+        back = logits.float().log_softmax(1).gather(1, inverse_index(self.size, obs.device)[g])  # the real board's points
+        probs = back.exp().view(COUNT, M, -1).mean(0)
+        return probs.clamp_min(1e-30).log(), value.float().view(COUNT, M).mean(0)
