@@ -237,7 +237,8 @@ def _go_match(run_dir: Path, cfg, step: int, policy, opponent: str, level: int, 
     greedy = getattr(cfg, "eval_greedy", False) and not search
     how = (f"_search{search}" if search else "_greedy" if greedy else "") + ("_symmetries" if cfg.eval_symmetries else "")
     folder = run_dir / "games" / f"eval_step_{step}_seed_{seed}{how}"
-    go_eval.save_sgf(records, folder, name, size, komi, f"rl step {step}" + (f" search {search}" if search else ""))
+    go_eval.save_sgf(records, folder, name, size, komi, f"rl step {step}" + (f" search {search}" if search else "")
+                     + (" symmetries" if cfg.eval_symmetries else ""))
     result = {"run": str(run_dir), "step": step, "opponent": name, "komi": komi, "greedy": greedy, "search": search,
               "symmetries": cfg.eval_symmetries,
               **go_eval.summary(records), "sgf": str(folder)}

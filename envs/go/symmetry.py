@@ -48,9 +48,14 @@ def original_action(action: torch.Tensor, g: torch.Tensor, size: int) -> torch.T
     return gather_index(size, action.device)[g].gather(1, action.view(-1, 1)).view(-1)
 
 
+@cache
+def _inverse(size: int) -> torch.Tensor:
+    return _table(size).argsort(1)
+
+
 def inverse_index(size: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """(8, N*N+1) int64: row g holds, for each original point p, the point of image g that shows it."""
-    return _table(size).argsort(1).to(device)
+    return _inverse(size).to(device)
 
 
 class Averaged(torch.nn.Module):
@@ -69,6 +74,6 @@ class Averaged(torch.nn.Module):
         M = obs.shape[0]
         g = torch.arange(COUNT, device=obs.device).repeat_interleave(M)  # image g of row b at g*M+b
         logits, value = self.net(transform(obs.repeat(COUNT, 1, 1, 1), g, self.size))
-        back = logits.float().log_softmax(1).gather(1, inverse_index(self.size, obs.device)[g])  # the real board's points
-        probs = back.exp().view(COUNT, M, -1).mean(0)
+        probs = logits.float().softmax(1).gather(1, inverse_index(self.size, obs.device)[g])  # on the real board's points
+        probs = probs.view(COUNT, M, -1).mean(0)
         return probs.clamp_min(1e-30).log(), value.float().view(COUNT, M).mean(0)
