@@ -186,10 +186,7 @@ def eval_(
     if greedy and not hasattr(cfg, "eval_greedy"):
         raise config_lib.ConfigError(f"--greedy: a {algo} run already acts greedily (its exploration is --epsilon)")
     cfg = dataclasses.replace(cfg, eval_greedy=True) if greedy else cfg
-    if symmetries and (envs.family(cfg.env) != "go" or algo not in ("ppo", "a2c", "reinforce") or cfg.encoder.name == "lstm"):
-        raise config_lib.ConfigError(f"--symmetries averages a board network over the 8 symmetries: Go runs of ppo, a2c or "
-                                     f"reinforce with a feed-forward encoder only, not a {algo} run on {cfg.env}")
-    cfg = dataclasses.replace(cfg, eval_symmetries=True) if symmetries else cfg
+    cfg = _with_symmetries(cfg, algo, symmetries)
     ckpt = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
     dev = pick_device(device)
     env = envs.make(cfg.env, min(episodes, 8), seed, **env_options(cfg))
@@ -215,6 +212,20 @@ def eval_(
     else:
         typer.echo(f"{cfg.env} step {ckpt.step:,}: {summary['mean']:.2f} ± {summary['std']:.2f} over {episodes} episodes "
                    f"(min {summary['min']:g}, max {summary['max']:g}, 95% CI [{summary['ci95_low']:.2f}, {summary['ci95_high']:.2f}])")
+
+
+def _with_symmetries(cfg, algo: str, symmetries: bool):
+    """`cfg` set to average its network over the board's 8 symmetries (--symmetries), or a ConfigError where that
+    does not apply: a Go run of a feed-forward policy-gradient network only."""
+    import envs
+    from agents.config import ConfigError
+
+    if not symmetries:
+        return cfg
+    if envs.family(cfg.env) != "go" or algo not in ("ppo", "a2c", "reinforce") or cfg.encoder.name == "lstm":
+        raise ConfigError(f"--symmetries averages a board network over the 8 symmetries: Go runs of ppo, a2c or "
+                          f"reinforce with a feed-forward encoder only, not a {algo} run on {cfg.env}")
+    return dataclasses.replace(cfg, eval_symmetries=True)
 
 
 def _go_match(run_dir: Path, cfg, step: int, policy, opponent: str, level: int, games: int, seed: int, as_json: bool,
@@ -489,6 +500,8 @@ def gtp_(
     seed: int = typer.Option(0, "--seed", help="Seed of the random policy."),
     agent: Optional[Path] = typer.Option(None, "--agent", help="A Go run folder (rl train ppo --env Go9): its policy plays."),
     search: int = typer.Option(0, "--search", min=0, help="With --agent: read N playouts ahead per move (PUCT tree search)."),
+    symmetries: bool = typer.Option(False, "--symmetries", help="With --agent: average its network over the board's 8 "
+                                    "symmetries at every position (8 forward passes a move; with --search, a playout)."),
 ):
     """Speak GTP v2 on stdin/stdout, for Go GUIs (Sabaki, GoGui) and engine matches.
 
@@ -500,12 +513,14 @@ def gtp_(
     Examples:
       rl gtp --size 9
       rl gtp --agent runs/Go9__ppo__1__20261124-101500 --search 64
+      rl gtp --agent runs/Go9__ppo__1__20261124-101500 --symmetries
       gogui-twogtp -black "rl gtp" -white "/usr/games/gnugo --mode gtp" -size 9
     """
     from envs.go import gtp, play
 
-    _search_needs_agent(search, agent)
-    gtp.serve(play.random_engine(size, komi, seed) if agent is None else _go_agent_engine(agent, komi, seed, search))
+    _needs_agent(search, symmetries, agent)
+    gtp.serve(play.random_engine(size, komi, seed) if agent is None
+              else _go_agent_engine(agent, komi, seed, search, symmetries))
 
 
 @app.command("play")
@@ -518,6 +533,8 @@ def play_(
     seed: int = typer.Option(0, "--seed", help="Seed of the engine's random policy."),
     agent: Optional[Path] = typer.Option(None, "--agent", help="A Go run folder: play against its policy (on its board size)."),
     search: int = typer.Option(0, "--search", min=0, help="With --agent: read N playouts ahead per move (PUCT tree search)."),
+    symmetries: bool = typer.Option(False, "--symmetries", help="With --agent: average its network over the board's 8 "
+                                    "symmetries at every position (8 forward passes a move; with --search, a playout)."),
 ):
     """Play Go against the engine in the terminal: type moves like D4, or pass, undo, resign.
 
@@ -526,6 +543,7 @@ def play_(
       rl play go --size 9
       rl play go --size 5 --colour white
       rl play go --agent runs/Go5__ppo__1__20261124-101500
+      rl play go --agent runs/Go9__ppo__1__20261124-101500 --symmetries
     """
     from agents.config import ConfigError
     from envs.go import game, play
@@ -534,21 +552,24 @@ def play_(
         raise ConfigError(f"unknown game {game_name!r}: the one game is go (rl play go --size 9)")
     if colour not in ("black", "white"):
         raise ConfigError(f"--colour {colour!r}: black or white")
-    _search_needs_agent(search, agent)
-    engine = play.random_engine(size, komi, seed) if agent is None else _go_agent_engine(agent, komi, seed, search)
+    _needs_agent(search, symmetries, agent)
+    engine = play.random_engine(size, komi, seed) if agent is None else _go_agent_engine(agent, komi, seed, search, symmetries)
     play.play_terminal(engine, game.BLACK if colour == "black" else game.WHITE)
 
 
-def _search_needs_agent(search: int, agent: Optional[Path]) -> None:
+def _needs_agent(search: int, symmetries: bool, agent: Optional[Path]) -> None:
     from agents.config import ConfigError
 
     if search and agent is None:
         raise ConfigError(f"--search {search} reads ahead with a trained network: add --agent RUN (a Go run folder)")
+    if symmetries and agent is None:
+        raise ConfigError("--symmetries averages a trained network: add --agent RUN (a Go run folder)")
 
 
-def _go_agent_engine(run_dir: Path, komi: Optional[float], seed: int, search: int = 0):
+def _go_agent_engine(run_dir: Path, komi: Optional[float], seed: int, search: int = 0, symmetries: bool = False):
     """A GTP engine playing a Go run's latest policy, most likely legal move first (no sampling), or with `search` > 0
-    the most visited move of a PUCT search of that many playouts (agents/go_search.py)."""
+    the most visited move of a PUCT search of that many playouts (agents/go_search.py); `symmetries` averages the
+    network over the board's 8 symmetries (envs/go/symmetry.Averaged)."""
     from dataclasses import replace
 
     import envs
@@ -563,6 +584,7 @@ def _go_agent_engine(run_dir: Path, komi: Optional[float], seed: int, search: in
     if envs.family(cfg.env) != "go" or algo not in ("ppo", "a2c", "reinforce"):
         raise config_lib.ConfigError(f"--agent {str(run_dir)!r} is a {algo} run on {cfg.env}, not a Go policy "
                                      f"(train one with: rl train ppo --env Go9)")
+    cfg = _with_symmetries(cfg, algo, symmetries)
     env = envs.make(cfg.env, 1, seed)
     device = pick_device("auto")
     ckpt = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))

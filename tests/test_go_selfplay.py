@@ -226,8 +226,30 @@ def test_self_play_run_saves_league_and_sgf_then_resumes(tmp_path):
     out = ok(CliRunner().invoke(app, ["gtp", "--agent", str(run_dir), "--search", "4"], input="genmove b\ngenmove w\nquit\n"))
     replies = [r.strip() for r in out.split("\n\n") if r.strip()]
     assert len(replies) == 3 and all(r.startswith("= ") for r in replies[:2]) and replies[2] == "="  # two moves, quit
+    _gtp_symmetries_are_equivariant(run_dir)
     out = ok(invoke(["watch", str(run_dir), "--text", "--device", "cpu"]))
     assert "game over" in out and "agent's likeliest" in out
+
+
+def _gtp_symmetries_are_equivariant(run_dir):
+    """`rl gtp --agent RUN --symmetries` answers a position turned by a quarter with its own answer turned the same
+    way (the plain network need not); `--symmetries` without --agent is one line and exit 2."""
+    letters = "ABCDE"  # 5x5 GTP columns; rows 1..5 from the bottom
+
+    def turn(vertex: str) -> str:  # a quarter turn of the board: (x, y) -> (y, 4 - x)
+        x, y = letters.index(vertex[0]), int(vertex[1:]) - 1
+        return f"{letters[y]}{5 - x}"
+
+    def genmove(stones: list[tuple[str, str]]) -> str:
+        commands = "".join(f"play {c} {v}\n" for c, v in stones) + "genmove b\nquit\n"
+        out = ok(CliRunner().invoke(app, ["gtp", "--agent", str(run_dir), "--symmetries"], input=commands))
+        return [r.strip() for r in out.split("\n\n") if r.strip()][len(stones)].removeprefix("= ")
+
+    stones = [("b", "B2"), ("w", "C4"), ("b", "D3"), ("w", "B4")]
+    move = genmove(stones)
+    assert move != "resign" and genmove([(c, turn(v)) for c, v in stones]) == (move if move == "pass" else turn(move))
+    bad = invoke(["gtp", "--symmetries"])
+    assert bad.exit_code == 2 and "add --agent" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
