@@ -36,6 +36,7 @@ class EncoderConfig:
     init: str = ""  # weights to start from: a .safetensors file of encoder weights or a run folder ("" = fresh)
     freeze: bool = False  # keep the encoder's weights (and batch-norm statistics) fixed during training
     norm: str = "none"  # mlp: none | batch | layer normalisation after each hidden layer
+    activation: str = "relu"  # mlp: relu | tanh after each hidden layer (tanh: SB3's MlpPolicy, CleanRL's classic-control agents)
     dropout: float = 0.0  # mlp, impala, lstm (between layers), transformer: dropout probability
     features_dim: int = 0  # nature_cnn, impala: width of the last layer; 0 = the paper's (512 Nature, 256 IMPALA)
     channels: tuple[int, ...] = (16, 32, 32)  # impala: channels of its three conv stacks (Espeholt et al. 2018)
@@ -470,7 +471,7 @@ def _coerce(v: Any, tp: Any, key: str, source: str) -> Any:
 
 _CHOICES = {"loss": ("mse", "huber"), "optimizer": ("adam", "rmsprop"),
             "encoder.name": ("auto", "mlp", "nature_cnn", "impala", "resnet_tower", "lstm", "transformer"),
-            "encoder.norm": ("none", "batch", "layer"), "encoder.positions": ("learned", "sinusoidal"),
+            "encoder.norm": ("none", "batch", "layer"), "encoder.activation": ("relu", "tanh"), "encoder.positions": ("learned", "sinusoidal"),
             "go.eval_opponents": ("random", "greedy", "gnugo"), "amp": ("none", "bf16"), "heads": ("linear", "alphazero"),
             "go.shaping_potential": ("stones", "captures"), "go.pass_rule": ("always", "end"), "replay_device": ("auto", "cpu", "cuda")}
 

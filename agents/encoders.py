@@ -49,19 +49,22 @@ def _need_image(name: str, obs_shape: tuple[int, ...], min_side: int = 1) -> Non
 
 
 # ---------------------------------------------------------------------------------------------- MLP, CNNs
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}  # encoder.activation (mlp)
+
+
 class MLP(nn.Module):
     """Fully connected body for vector observations (classic control, one-hot tabular states)."""
 
     def __init__(self, obs_shape: tuple[int, ...], hidden_sizes: tuple[int, ...] = (120, 84), norm: str = "none",
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, activation: str = "relu"):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(obs_shape)
-        for h in hidden_sizes:  # Linear [-> BatchNorm (Ioffe & Szegedy 2015) | LayerNorm (Ba et al. 2016)] -> ReLU [-> dropout]
+        for h in hidden_sizes:  # Linear [-> BatchNorm (Ioffe & Szegedy 2015) | LayerNorm (Ba et al. 2016)] -> ReLU | Tanh [-> dropout]
             layers.append(nn.Linear(width, h))
             if norm != "none":
                 layers.append(nn.BatchNorm1d(h) if norm == "batch" else nn.LayerNorm(h))
-            layers.append(nn.ReLU())
+            layers.append(ACTIVATIONS[activation]())
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))  # Srivastava et al. 2014
             width = h
@@ -331,7 +334,7 @@ class TransformerEncoder(nn.Module):
 
 # ---------------------------------------------------------------------------------------------- registry
 ENCODERS = {
-    "mlp": lambda shape, c: MLP(shape, c.hidden_sizes, c.norm, c.dropout),
+    "mlp": lambda shape, c: MLP(shape, c.hidden_sizes, c.norm, c.dropout, c.activation),
     "nature_cnn": lambda shape, c: NatureCNN(shape, c.features_dim or 512),
     "impala": lambda shape, c: ImpalaCNN(shape, c.channels, c.features_dim or 256, c.dropout),
     "resnet_tower": lambda shape, c: ResidualTower(shape, c.tower_channels, c.tower_blocks),

@@ -25,14 +25,14 @@ from agents import config as config_lib
 from agents.config import ConfigError, DQNConfig, PPOConfig
 from agents.run import Run
 
-SB3_TAGS = {  # SB3 logger key -> our tag (sign flip for SB3's entropy loss = -entropy)
+SB3_TAGS = {  # SB3 logger key -> (our tag, factor): SB3's entropy loss is -entropy, its value loss twice ours
     "time/fps": ("charts/SPS", 1.0),
     "rollout/exploration_rate": ("charts/epsilon", 1.0),
     "train/learning_rate": ("charts/learning_rate", 1.0),
     "train/loss": (None, 1.0),  # losses/td_loss for DQN; PPO's total loss has no tag of ours
     "train/policy_gradient_loss": ("losses/policy_loss", 1.0),  # PPO
     "train/policy_loss": ("losses/policy_loss", 1.0),  # A2C
-    "train/value_loss": ("losses/value_loss", 1.0),
+    "train/value_loss": ("losses/value_loss", 0.5),  # SB3's mean squared error; ours carries CleanRL's 0.5
     "train/entropy_loss": ("losses/entropy", -1.0),
     "train/approx_kl": ("losses/approx_kl", 1.0),
     "train/clip_fraction": ("losses/clipfrac", 1.0),
@@ -66,12 +66,16 @@ def make_sb3_env(config: Any, n_envs: int, seed: int):
 
 
 def _policy(config: Any, on_policy: bool) -> tuple[str, dict[str, Any]]:
-    """CnnPolicy (SB3's NatureCNN) for images, else MlpPolicy with our hidden sizes."""
+    """CnnPolicy (SB3's NatureCNN) for images, else MlpPolicy with our hidden sizes and activation (SB3's own
+    default would be tanh for PPO and A2C, ReLU for DQN, whatever our config says)."""
+    from agents.encoders import ACTIVATIONS
+
     name = config.encoder.name
     if name == "nature_cnn" or (name == "auto" and envs.family(config.env) == "atari"):
         return "CnnPolicy", {}
     sizes = list(config.encoder.hidden_sizes)
-    return "MlpPolicy", {"net_arch": dict(pi=sizes, vf=sizes) if on_policy else sizes}
+    return "MlpPolicy", {"net_arch": dict(pi=sizes, vf=sizes) if on_policy else sizes,
+                         "activation_fn": ACTIVATIONS[config.encoder.activation]}
 
 
 def sb3_model(algo: str, config: Any, env, device) -> tuple[Any, list[str]]:
@@ -113,7 +117,8 @@ def sb3_model(algo: str, config: Any, env, device) -> tuple[Any, list[str]]:
     else:
         policy_kwargs["optimizer_kwargs"] = dict(eps=config.adam_eps)
     common = dict(learning_rate=learning_rate, n_steps=config.num_steps, gamma=config.gamma, gae_lambda=config.gae_lambda,
-                  ent_coef=config.ent_coef, vf_coef=config.vf_coef, normalize_advantage=config.norm_adv,
+                  # SB3's value loss is the mean squared error, ours half of it (CleanRL): the same objective needs half vf_coef
+                  ent_coef=config.ent_coef, vf_coef=config.vf_coef / 2, normalize_advantage=config.norm_adv,
                   max_grad_norm=config.max_grad_norm if config.max_grad_norm > 0 else float("inf"),
                   policy_kwargs=policy_kwargs, seed=config.seed, device=device)
     if algo == "a2c":
@@ -138,10 +143,10 @@ def _our_tags_writer(run: Run, algo: str):
             scalars = {}
             for key, value in key_values.items():
                 if key in SB3_TAGS and isinstance(value, (int, float, np.floating, np.integer)):
-                    tag, sign = SB3_TAGS[key]
+                    tag, factor = SB3_TAGS[key]
                     tag = tag or ("losses/td_loss" if algo == "dqn" else None)
                     if tag:
-                        scalars[tag] = sign * float(value)
+                        scalars[tag] = factor * float(value)
             run.log(step, scalars)
 
         def close(self):

@@ -36,6 +36,7 @@ def test_set_parses_to_the_field_type():
     ("double_dqn=maybe", ["double_dqn", "bool"]),
     ("gamma=1.5", ["gamma", "[0, 1]"]),
     ("loss=hubr", ["loss", "huber"]),
+    ("encoder.activation=tan", ["encoder.activation", "tanh"]),
     ("batch_size", ["key=value"]),
 ])
 def test_bad_set_is_one_line_naming_key_and_nearest(item, words):

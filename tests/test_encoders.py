@@ -17,6 +17,7 @@ torch.set_num_threads(1)
 # (name, observation shape, options, expected output_dim or None when it depends on a layer width only)
 CASES = [
     ("mlp", (4,), {}, 84), ("mlp", (3, 5), {"norm": "batch", "dropout": 0.1}, 84), ("mlp", (6,), {"norm": "layer"}, 84),
+    ("mlp", (4,), {"hidden_sizes": (16, 8), "activation": "tanh"}, 8),
     ("nature_cnn", (4, 84, 84), {}, 512), ("nature_cnn", (1, 40, 50), {"features_dim": 64}, 64),
     ("impala", (4, 84, 84), {}, 256), ("impala", (1, 8, 8), {"channels": (8, 16)}, 256), ("impala", (3, 13, 21), {}, 256),
     ("resnet_tower", (3, 9, 9), {"tower_channels": 8, "tower_blocks": 2}, 8 * 9 * 9),
@@ -177,3 +178,11 @@ def test_encoders_match_on_cuda():
         encoder = make_encoder(name, shape, **options).eval()
         x = torch.rand(2, *shape)
         assert torch.allclose(encoder(x), encoder.cuda()(x.cuda()).cpu(), atol=1e-4), name
+
+
+@pytest.mark.parametrize("activation, kind", [("relu", torch.nn.ReLU), ("tanh", torch.nn.Tanh)])
+def test_mlp_activation_is_the_configured_one(activation, kind):
+    """encoder.activation: every hidden layer of the MLP is followed by that nonlinearity, and no other."""
+    encoder = make_encoder("mlp", (4,), (16, 8), activation=activation)
+    nonlinear = [m for m in encoder.modules() if isinstance(m, (torch.nn.ReLU, torch.nn.Tanh))]
+    assert len(nonlinear) == 2 and all(type(m) is kind for m in nonlinear)

@@ -57,6 +57,20 @@ def test_dqn_sb3_smoke_run_logs_our_tags(tmp_path):
     assert bad.exit_code == 2 and "Stable-Baselines3 run" in bad.stderr
 
 
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_policy_gradient_config_maps_onto_sb3(activation):
+    """SB3's MlpPolicy gets our widths and activation (its own default would be tanh whatever we say), and half our
+    vf_coef: SB3's value loss is the mean squared error, ours half of it, so the objectives are the same."""
+    cfg = config_lib.resolve("a2c", "CartPole-v1", "cartpole", overrides=[f"encoder.activation={activation}"])
+    env = make_sb3_env(cfg, cfg.num_envs, cfg.seed)
+    model, _ = sb3_model("a2c", cfg, env, torch.device("cpu"))
+    env.close()
+    layers = list(model.policy.mlp_extractor.policy_net)
+    assert [m.out_features for m in layers if isinstance(m, torch.nn.Linear)] == list(cfg.encoder.hidden_sizes)
+    assert all(isinstance(m, {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}[activation]) for m in layers[1::2])
+    assert model.vf_coef == cfg.vf_coef / 2 and model.n_steps == cfg.num_steps
+
+
 @pytest.mark.parametrize("algo, tag", [("ppo", "losses/clipfrac"), ("a2c", "losses/policy_loss")])
 def test_policy_gradient_sb3_smoke_runs(tmp_path, algo, tag):
     ok(invoke(sb3_args(tmp_path, algo, 1_024, num_envs=2, num_steps=64 if algo == "ppo" else 5)))
