@@ -256,7 +256,8 @@ def _go_match(run_dir: Path, cfg, step: int, policy, opponent: str, level: int, 
     if as_json:
         typer.echo(json.dumps(result))
     else:
-        label = (f" (search {search})" if search else " (greedy)" if greedy else "") + (" (8 symmetries)" if cfg.eval_symmetries else "")
+        parts = ([f"search {search}"] if search else ["greedy"] if greedy else []) + (["8 symmetries"] if cfg.eval_symmetries else [])
+        label = f" ({', '.join(parts)})" if parts else ""
         typer.echo(f"{cfg.env} step {step:,}{label} vs {name}: won {result['wins']:g}/{result['games']} ({result['win_rate']:.0%}; "
                    f"as Black {result['win_rate_black']:.0%}, as White {result['win_rate_white']:.0%}), "
                    f"Elo {result['elo']:+.0f} against it; SGF in {folder}")

@@ -217,6 +217,9 @@ def test_self_play_run_saves_league_and_sgf_then_resumes(tmp_path):
     assert "vs greedy: won" in out and "as Black" in out
     out = ok(invoke(["eval", str(run_dir), "--opponent", "random", "--episodes", "4", "--greedy", "--device", "cpu"]))
     assert "(greedy) vs random: won" in out and list((run_dir / "games").glob("eval_step_*_seed_0_greedy/random_*.sgf"))
+    out = ok(invoke(["eval", str(run_dir), "--opponent", "random", "--episodes", "4", "--greedy", "--symmetries", "--device", "cpu"]))
+    assert "(greedy, 8 symmetries) vs random: won" in out
+    assert len(list((run_dir / "games").glob("eval_step_*_seed_0_greedy_symmetries/random_*.sgf"))) == 4
     out = ok(invoke(["eval", str(run_dir), "--opponent", "random", "--episodes", "4", "--search", "4", "--device", "cpu"]))
     assert "(search 4) vs random: won" in out and len(list((run_dir / "games").glob("eval_step_*_seed_0_search4/random_*.sgf"))) == 4
     for args, needle in ((["eval", str(run_dir), "--search", "4"], "add --opponent"), (["gtp", "--search", "4"], "add --agent"),
