@@ -3,8 +3,10 @@
     python scripts/go_curves.py runs/Go5__ppo__1__* runs/Go5__ppo__2__* --label scratch --label pretrained \
         --out docs/go5_pretraining.png
 
-Each point is one evaluation round (go.eval_games games, colours alternating); the shaded band is the 95%
-Wilson interval of that round's win rate, so two curves whose bands overlap are not shown apart.
+Each point is one evaluation round (colours alternating); the shaded band is the 95% Wilson interval of that
+round's win rate, so two curves whose bands overlap are not shown apart. A round's number of games is counted from
+its SGFs (games/step_<step>/<opponent>_*.sgf), since a resumed run may have changed go.eval_games; where they are
+missing, the run's config.yaml value is used.
 """
 
 from __future__ import annotations
@@ -42,6 +44,13 @@ def win_rates(run: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
+def games_per_round(run: Path, opponent: str, steps: np.ndarray) -> np.ndarray:
+    """The number of games of each evaluation round against `opponent`: its SGFs, else config.yaml's go.eval_games."""
+    default = config_lib.load(run / "config.yaml")[1].go.eval_games
+    counted = [len(list((run / "games" / f"step_{step}").glob(f"{opponent}_*.sgf"))) for step in steps]
+    return np.array([n or default for n in counted])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
@@ -57,8 +66,7 @@ def main() -> None:
             if opponent not in curves[run]:
                 continue
             steps, rate = curves[run][opponent]
-            games = config_lib.load(run / "config.yaml")[1].go.eval_games
-            low, high = wilson(rate, games)
+            low, high = wilson(rate, games_per_round(run, opponent, steps))
             ax.plot(steps, rate, marker="o", ms=3, label=label)
             ax.fill_between(steps, low, high, alpha=0.2)
         ax.set_title(f"vs {opponent}")

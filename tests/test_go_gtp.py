@@ -234,3 +234,30 @@ def test_go_losses_script_finds_the_lost_games_and_the_passes_with_moves_left(tm
         "2/3 lost; 1 of them after a pass with other moves left; 1 of them stopped by the move cap (1/3 games in all)"]
     process = subprocess.run(script + [str(tmp_path), "--opponent", "greedy"], capture_output=True, text=True, cwd=ROOT)
     assert process.returncode == 2 and len(process.stderr.strip().splitlines()) == 1
+
+
+def test_go_curves_counts_each_rounds_games_from_its_sgfs(tmp_path):
+    """scripts/go_curves.py: a round's band width comes from the games it played (its SGFs), not from config.yaml's
+    go.eval_games, which a resumed run may have changed; a round without SGFs falls back to config.yaml."""
+    import importlib.util
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    spec = importlib.util.spec_from_file_location("go_curves", ROOT / "scripts" / "go_curves.py")
+    go_curves = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(go_curves)
+    (tmp_path / "config.yaml").write_text("algo: ppo\nenv: Go5\ngo:\n  eval_games: 40\n")
+    with SummaryWriter(str(tmp_path)) as writer:
+        for step, rate in ((100, 0.9), (200, 0.95), (300, 0.975)):
+            writer.add_scalar("go/win_rate/random", rate, step)
+    for step, games in ((100, 20), (200, 40)):
+        (tmp_path / "games" / f"step_{step}").mkdir(parents=True)
+        for i in range(games):
+            (tmp_path / "games" / f"step_{step}" / f"random_{i}.sgf").write_text("(;)")
+        (tmp_path / "games" / f"step_{step}" / "greedy_0.sgf").write_text("(;)")
+    steps, rates = go_curves.win_rates(tmp_path)["random"]
+    assert steps.tolist() == [100, 200, 300]
+    games = go_curves.games_per_round(tmp_path, "random", steps)
+    assert games.tolist() == [20, 40, 40]
+    low, high = go_curves.wilson(rates, games)
+    assert high[0] - low[0] > high[1] - low[1]  # 18/20 is known less well than 38/40
