@@ -100,6 +100,11 @@ def save_sgf(records: list[GameRecord], folder: Path, name: str, size: int, komi
     return paths
 
 
+def round_folder(run_dir: Path, step: int) -> Path:
+    """Where a training run's evaluation round at env step `step` keeps its games, one `<opponent>_<k>.sgf` each."""
+    return run_dir / "games" / f"step_{step}"
+
+
 def evaluate_go(run, policy: Policy, step: int) -> dict[str, dict[str, Any]]:
     """One round of matches for a training run at env step `step`: logs go/win_rate/* and go/elo/*, writes SGFs."""
     config = run.config
@@ -108,7 +113,7 @@ def evaluate_go(run, policy: Policy, step: int) -> dict[str, dict[str, Any]]:
     for name, kind, level in opponent_names(config):
         records = play_match(policy, size, config.go.komi, kind, config.go.eval_games, config.seed + 200_000 + step, level,
                              **offer_options(config))
-        save_sgf(records, run.dir / "games" / f"step_{step}", name, size, config.go.komi, f"rl step {step}")
+        save_sgf(records, round_folder(run.dir, step), name, size, config.go.komi, f"rl step {step}")
         results[name] = summary(records)
         run.log(step, {f"go/win_rate/{name}": results[name]["win_rate"], f"go/elo/{name}": results[name]["elo"]})
     return results

@@ -5,7 +5,7 @@
 
 Each point is one evaluation round (colours alternating); the shaded band is the 95% Wilson interval of that
 round's win rate, so two curves whose bands overlap are not shown apart. A round's number of games is counted from
-its SGFs (games/step_<step>/<opponent>_*.sgf), since a resumed run may have changed go.eval_games; where they are
+its SGFs (`agents.go_eval.round_folder`: games/step_<step>/<opponent>_<k>.sgf), since a resumed run may have changed go.eval_games; where they are
 missing, the run's config.yaml value is used.
 """
 
@@ -24,9 +24,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from agents import config as config_lib  # noqa: E402
+from agents.go_eval import round_folder  # noqa: E402
 
 
-def wilson(p: np.ndarray, n: int, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+def wilson(p: np.ndarray, n: int | np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
     """95% Wilson score interval of a binomial proportion p out of n games (draws counted half: approximate)."""
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
@@ -47,7 +48,7 @@ def win_rates(run: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def games_per_round(run: Path, opponent: str, steps: np.ndarray) -> np.ndarray:
     """The number of games of each evaluation round against `opponent`: its SGFs, else config.yaml's go.eval_games."""
     default = config_lib.load(run / "config.yaml")[1].go.eval_games
-    counted = [len(list((run / "games" / f"step_{step}").glob(f"{opponent}_*.sgf"))) for step in steps]
+    counted = [len(list(round_folder(run, int(step)).glob(f"{opponent}_*.sgf"))) for step in steps]
     return np.array([n or default for n in counted])
 
 

@@ -246,7 +246,7 @@ def test_go_curves_counts_each_rounds_games_from_its_sgfs(tmp_path):
     spec = importlib.util.spec_from_file_location("go_curves", ROOT / "scripts" / "go_curves.py")
     go_curves = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(go_curves)
-    (tmp_path / "config.yaml").write_text("algo: ppo\nenv: Go5\ngo:\n  eval_games: 40\n")
+    (tmp_path / "config.yaml").write_text("algo: ppo\nenv: Go5\ngo:\n  eval_games: 30\n")
     with SummaryWriter(str(tmp_path)) as writer:
         for step, rate in ((100, 0.9), (200, 0.95), (300, 0.975)):
             writer.add_scalar("go/win_rate/random", rate, step)
@@ -258,6 +258,6 @@ def test_go_curves_counts_each_rounds_games_from_its_sgfs(tmp_path):
     steps, rates = go_curves.win_rates(tmp_path)["random"]
     assert steps.tolist() == [100, 200, 300]
     games = go_curves.games_per_round(tmp_path, "random", steps)
-    assert games.tolist() == [20, 40, 40]
+    assert games.tolist() == [20, 40, 30]
     low, high = go_curves.wilson(rates, games)
     assert high[0] - low[0] > high[1] - low[1]  # 18/20 is known less well than 38/40
