@@ -12,6 +12,7 @@ import difflib
 import sys
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,109 +28,165 @@ class ConfigError(ValueError):
     """Bad configuration input; str(error) is one line meant for the user."""
 
 
+def option(default: Any, *, choices: tuple[str, ...] | None = None, low: float | None = None,
+           high: float | None = None, positive: bool = False, why: str = "") -> Any:
+    """A dataclass field with the checks `_check_values` applies to its value (to each item of a tuple): one of
+    `choices`, low <= v <= high, v > 0 when `positive`. `why` replaces the stock reason of a range error."""
+    checks = {"choices": choices, "low": low, "high": high, "positive": positive, "why": why}
+    return field(default=default, metadata=checks)
+
+
 @dataclass(frozen=True)
 class EncoderConfig:
     """The network body shared by every agent (agents/encoders.py)."""
 
-    name: str = "auto"  # auto: nature_cnn for image observations, mlp for vectors; see agents.encoders.ENCODERS
+    # auto: nature_cnn for image observations, mlp for vectors; see agents.encoders.ENCODERS
+    name: str = option("auto", choices=("auto", "mlp", "nature_cnn", "impala", "resnet_tower", "lstm", "transformer"))
     hidden_sizes: tuple[int, ...] = (120, 84)  # mlp: widths of the hidden layers
     init: str = ""  # weights to start from: a .safetensors file of encoder weights or a run folder ("" = fresh)
     freeze: bool = False  # keep the encoder's weights (and batch-norm statistics) fixed during training
-    norm: str = "none"  # mlp: none | batch | layer normalisation after each hidden layer
-    activation: str = "relu"  # mlp: relu | tanh after each hidden layer (tanh: SB3's MlpPolicy, CleanRL's classic-control agents)
-    dropout: float = 0.0  # mlp, impala, lstm (between layers), transformer: dropout probability
+    norm: str = option("none", choices=("none", "batch", "layer"))  # mlp: normalisation after each hidden layer
+    # mlp: after each hidden layer (tanh: SB3's MlpPolicy, CleanRL's classic-control agents)
+    activation: str = option("relu", choices=("relu", "tanh"))
+    dropout: float = option(0.0, low=0, high=1)  # mlp, impala, lstm (between layers), transformer: dropout probability
     features_dim: int = 0  # nature_cnn, impala: width of the last layer; 0 = the paper's (512 Nature, 256 IMPALA)
     channels: tuple[int, ...] = (16, 32, 32)  # impala: channels of its three conv stacks (Espeholt et al. 2018)
-    tower_channels: int = 64  # resnet_tower: channels of every residual block
-    tower_blocks: int = 6  # resnet_tower: number of residual blocks
-    lstm_hidden: int = 128  # lstm: hidden size
-    lstm_layers: int = 1  # lstm: stacked layers
+    tower_channels: int = option(64, positive=True)  # resnet_tower: channels of every residual block
+    tower_blocks: int = option(6, positive=True)  # resnet_tower: number of residual blocks
+    lstm_hidden: int = option(128, positive=True)  # lstm: hidden size
+    lstm_layers: int = option(1, positive=True)  # lstm: stacked layers
     obs_norm: bool = False  # lstm on vectors: normalize observations by their running mean and std (SB3's VecNormalize)
-    d_model: int = 64  # transformer: token width
-    num_heads: int = 4  # transformer: attention heads (must divide d_model)
-    num_layers: int = 2  # transformer: blocks
-    patch_size: int = 4  # transformer on images: square patches of this many pixels a side
-    positions: str = "learned"  # transformer: learned | sinusoidal position embeddings
+    d_model: int = option(64, positive=True)  # transformer: token width
+    num_heads: int = option(4, positive=True)  # transformer: attention heads (must divide d_model)
+    num_layers: int = option(2, positive=True)  # transformer: blocks
+    patch_size: int = option(4, positive=True)  # transformer on images: square patches of this many pixels a side
+    positions: str = option("learned", choices=("learned", "sinusoidal"))  # transformer: position embeddings
 
 
 @dataclass(frozen=True)
 class GoConfig:
-    """Go runs (Go5 ... Go19): self-play against a league of past versions (agents/league.py), the board's
-    symmetries as augmentation, and matches against fixed opponents at each evaluation (agents/go_eval.py).
+    """Go runs (Go5 ... Go19): self-play against a league of past versions (agents/go/league.py), the board's
+    symmetries as augmentation, and matches against fixed opponents at each evaluation (agents/go/matches.py).
     Ignored on every other env."""
 
-    komi: float = 7.5  # Chinese rules' komi, as OpenSpiel and Pgx use on every size; 24.5 (5x5) and 8.5 (7x7) are perfect-play komis
+    # Chinese rules' komi, as OpenSpiel and Pgx use on every size; 24.5 (5x5) and 8.5 (7x7) are perfect-play komis
+    komi: float = 7.5
     self_play: bool = True  # train against the league; false: against the env's random player, as Black
-    league_size: int = 16  # past versions kept; the first (near-random) one always stays
-    snapshot_frequency: int = 10  # PPO updates between additions of the current policy to the league
-    latest_prob: float = 0.5  # a new game's opponent is the newest version with this probability, else any member
-    anchor_prob: float = 0.0  # ... the first (initial, near-random) version with this probability (latest_prob + this <= 1)
-    shaping: float = 0.0  # potential-based reward shaping by the agent's stone lead (envs/go/env.py); returns stay +1/-1
-    shaping_potential: str = "stones"  # stones (lead on the board) | captures (lead in prisoners: no cost for passing)
-    score_reward: float = 0.0  # adds this * final margin / N^2 to each training game's +-1 result (envs/go/env.py)
-    eye_fill: bool = True  # false: the agent never fills its own one-point eyes (Monte-Carlo Go's rule), in training and play
-    pass_rule: str = "always"  # end: the agent may pass only when nothing else is offered, or to win after the opponent's pass
+    league_size: int = option(16, positive=True)  # past versions kept; the first (near-random) one always stays
+    snapshot_frequency: int = option(10, positive=True)  # PPO updates between additions of the current policy
+    # a new game's opponent is the newest version with this probability, else any member ...
+    latest_prob: float = option(0.5, low=0, high=1)
+    # ... the first (initial, near-random) version with this probability (latest_prob + this <= 1)
+    anchor_prob: float = option(0.0, low=0, high=1)
+    # potential-based reward shaping by the agent's stone lead (envs/go/env.py); returns stay +1/-1
+    shaping: float = 0.0
+    # stones: lead on the board; captures: lead in prisoners (no cost for passing)
+    shaping_potential: str = option("stones", choices=("stones", "captures"))
+    # adds this * final margin / N^2 to each training game's +-1 result (envs/go/env.py)
+    score_reward: float = option(0.0, low=0, why="it must be >= 0 (0: the game's result only)")
+    # false: the agent never fills its own one-point eyes (Monte-Carlo Go's rule), in training and play
+    eye_fill: bool = True
+    # end: the agent may pass only when nothing else is offered, or to win after the opponent's pass
+    pass_rule: str = option("always", choices=("always", "end"))
     symmetries: bool = True  # show each position under a random one of the board's 8 symmetries (envs/go/symmetry.py)
-    eval_opponents: tuple[str, ...] = ("random", "greedy", "gnugo")  # gnugo is skipped when GNU Go is not installed
-    gnugo_levels: tuple[int, ...] = (1,)  # GNU Go --level (1..10) of each gnugo opponent
-    eval_games: int = 20  # games per opponent at each evaluation, colours alternating; each saved as SGF
+    # gnugo is skipped when GNU Go is not installed
+    eval_opponents: tuple[str, ...] = option(("random", "greedy", "gnugo"), choices=("random", "greedy", "gnugo"))
+    # GNU Go --level of each gnugo opponent
+    gnugo_levels: tuple[int, ...] = option((1,), low=1, high=10, why="GNU Go's levels are 1..10")
+    eval_games: int = option(20, positive=True)  # games per opponent at each evaluation, colours alternating; SGF each
+
+    def _rules(self) -> None:
+        """Rules across fields, checked after each field alone."""
+        if self.latest_prob + self.anchor_prob > 1:
+            raise ConfigError(f"config keys 'go.latest_prob' ({self.latest_prob}) and 'go.anchor_prob' "
+                              f"({self.anchor_prob}) are the shares of two kinds of opponent and sum to more than 1: "
+                              "lower one of them")
 
 
 @dataclass(frozen=True)
-class DQNConfig:
+class RunFields:
+    """The fields every run shares, `rl train` and `rl supervised` alike."""
+
+    seed: int = 1
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    keep_checkpoints: int = option(2, positive=True)
+    runs_dir: str = "runs"
+    progress: bool = True  # rich progress bar on a terminal; plain lines otherwise
+    torch_threads: int = 0  # 0: torch's default
+
+    def _rules(self) -> None:
+        """Rules across fields, checked after each field alone; a subclass adds its own and calls this one."""
+
+
+@dataclass(frozen=True)
+class EnvRunFields(RunFields):
+    """The fields every run on an environment (`rl train`) shares. Counts are env steps summed over all envs."""
+
+    env: str = "CartPole-v1"
+    total_timesteps: int = option(500_000, positive=True)
+    gamma: float = option(0.99, low=0, high=1)  # discount of the return the agent maximises
+    clip_rewards: bool = False  # learn from sign(r) (Atari's Nature protocol); scores are always logged raw
+    terminal_on_life_loss: bool = False  # Atari: a lost life ends the learning target, the game goes on
+    # --- accelerator (agents/accel.py)
+    # bf16: autocast the forward passes of acting and the update; fp32 weights and optimizer
+    amp: str = option("none", choices=("none", "bf16"))
+    compile: bool = False  # torch.compile (default mode) the networks, in place
+    # --- evaluation, checkpoints
+    eval_frequency: int = 10_000  # env steps between evaluations; 0 disables them
+    eval_episodes: int = 10
+    video_frequency: int = 0  # every this many evaluations, one game to <run>/videos/step_<N>.mp4; 0: none
+    checkpoint_frequency: int = 50_000  # env steps between checkpoints; 0: only at the end and on Ctrl-C
+
+    def _rules(self) -> None:
+        if self.clip_rewards:
+            import envs  # here, not at the top: envs pulls in torch and gymnasium, which a config alone does not need
+
+            if envs.family(self.env) == "go":
+                raise ConfigError(f"config key 'clip_rewards' is true on {self.env}, where sign() would erase "
+                                  "go.score_reward and go.shaping (a game's result is already +-1): "
+                                  "set clip_rewards=false")
+        super()._rules()
+
+
+@dataclass(frozen=True)
+class DQNConfig(EnvRunFields):
     """Deep Q-Network (Mnih et al. 2015) with the usual extensions.
 
     Defaults are CleanRL's `dqn.py` (classic control); configs/dqn/atari.yaml holds the Nature/CleanRL
     Atari values. All counts are in environment steps summed over all envs ("global steps").
     """
 
-    env: str = "CartPole-v1"
-    seed: int = 1
-    total_timesteps: int = 500_000
-    num_envs: int = 1
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_envs: int = option(1, positive=True)
     # --- learning
-    learning_rate: float = 2.5e-4
+    learning_rate: float = option(2.5e-4, positive=True)
     adam_eps: float = 1e-8
-    buffer_size: int = 10_000
-    gamma: float = 0.99
-    tau: float = 1.0  # 1.0: hard copy every target_network_frequency steps; < 1: Polyak averaging at that period
-    target_network_frequency: int = 500
-    batch_size: int = 128
-    start_e: float = 1.0
-    end_e: float = 0.05
-    exploration_fraction: float = 0.5  # fraction of total_timesteps over which epsilon decays linearly
+    buffer_size: int = option(10_000, positive=True)
+    # 1.0: hard copy every target_network_frequency steps; < 1: Polyak averaging at that period
+    tau: float = option(1.0, low=0, high=1)
+    target_network_frequency: int = option(500, positive=True)
+    batch_size: int = option(128, positive=True)
+    start_e: float = option(1.0, low=0, high=1)
+    end_e: float = option(0.05, low=0, high=1)
+    exploration_fraction: float = option(0.5, low=0, high=1)  # of total_timesteps, over which epsilon decays linearly
     learning_starts: int = 10_000
-    train_frequency: int = 10  # one round of gradient_steps updates every this many env steps
-    gradient_steps: int = 1
-    n_step: int = 1  # n-step returns (Sutton 1988; Hessel et al. 2018)
+    train_frequency: int = option(10, positive=True)  # one round of gradient_steps updates every this many env steps
+    gradient_steps: int = option(1, positive=True)
+    n_step: int = option(1, positive=True)  # n-step returns (Sutton 1988; Hessel et al. 2018)
     double_dqn: bool = False  # van Hasselt et al. 2016: the online net picks, the target net evaluates
     dueling: bool = False  # Wang et al. 2016: V + A - mean(A)
-    loss: str = "mse"  # mse | huber (the Nature paper's error clipping is the Huber loss)
+    loss: str = option("mse", choices=("mse", "huber"))  # the Nature paper's error clipping is the Huber loss
     max_grad_norm: float = 0.0  # 0 disables gradient clipping
-    clip_rewards: bool = False  # learn from sign(r) (Nature protocol); scores are always logged raw
-    terminal_on_life_loss: bool = False  # Atari: a lost life ends the TD target, the game goes on
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    # --- accelerator (agents/accel.py)
-    amp: str = "none"  # none | bf16: autocast the forward passes of acting and the update; fp32 weights and optimizer
-    compile: bool = False  # torch.compile (default mode) the online and target networks, in place
-    replay_device: str = "auto"  # auto | cpu | cuda: auto = the training GPU when the frames fit (agents/replay.py)
+    # auto: the training GPU when the frames fit (agents/replay.py)
+    replay_device: str = option("auto", choices=("auto", "cpu", "cuda"))
     # --- evaluation, logging, checkpoints
-    eval_frequency: int = 10_000  # env steps between evaluations; 0 disables them
-    eval_episodes: int = 10
-    eval_epsilon: float = 0.05
-    video_frequency: int = 0  # every this many evaluations, one game to <run>/videos/step_<N>.mp4; 0: none
-    log_frequency: int = 100  # env steps between loss logs
-    checkpoint_frequency: int = 50_000  # env steps between checkpoints; 0: only at the end and on Ctrl-C
+    eval_epsilon: float = option(0.05, low=0, high=1)
+    log_frequency: int = option(100, positive=True)  # env steps between loss logs
     checkpoint_replay: bool = True  # store the replay in checkpoints so that --resume is exact
-    keep_checkpoints: int = 2
-    runs_dir: str = "runs"
-    progress: bool = True  # rich progress bar on a terminal; plain lines otherwise
-    torch_threads: int = 0  # 0: torch's default
 
 
 @dataclass(frozen=True)
-class PPOConfig:
+class PPOConfig(EnvRunFields):
     """Proximal Policy Optimization (Schulman et al. 2017) in CleanRL's `ppo.py` order and names.
 
     Defaults are CleanRL's classic-control values; configs/ppo/atari.yaml holds the CleanRL/rl-zoo Atari
@@ -137,51 +194,47 @@ class PPOConfig:
     over it in num_minibatches minibatches. All counts are global env steps (summed over envs).
     """
 
-    env: str = "CartPole-v1"
-    seed: int = 1
-    total_timesteps: int = 500_000
-    num_envs: int = 4
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_envs: int = option(4, positive=True)
     # --- learning
-    learning_rate: float = 2.5e-4
+    learning_rate: float = option(2.5e-4, positive=True)
     anneal_lr: bool = True  # linear decay of the learning rate to 0 over the run
-    optimizer: str = "adam"  # adam | rmsprop (A2C's, Mnih et al. 2016)
+    optimizer: str = option("adam", choices=("adam", "rmsprop"))  # rmsprop: A2C's (Mnih et al. 2016)
     adam_eps: float = 1e-5  # epsilon of Adam or RMSprop
-    rmsprop_alpha: float = 0.99  # RMSprop smoothing constant (rmsprop only)
-    num_steps: int = 128  # env steps per env per rollout
-    gamma: float = 0.99
-    gae_lambda: float = 0.95  # GAE (Schulman et al. 2016); 1.0 gives discounted returns minus the value
-    num_minibatches: int = 4
-    update_epochs: int = 4
+    rmsprop_alpha: float = option(0.99, low=0, high=1)  # RMSprop smoothing constant (rmsprop only)
+    num_steps: int = option(128, positive=True)  # env steps per env per rollout
+    # GAE (Schulman et al. 2016); 1.0 gives discounted returns minus the value
+    gae_lambda: float = option(0.95, low=0, high=1)
+    num_minibatches: int = option(4, positive=True)
+    update_epochs: int = option(4, positive=True)
     norm_adv: bool = True  # normalize advantages per minibatch
     clip_coef: float = 0.2  # surrogate clipping epsilon; 0 disables clipping (A2C)
-    anneal_clip: bool = False  # decay clip_coef linearly to 0 with the learning rate (the original paper's Atari setting)
+    anneal_clip: bool = False  # decay clip_coef linearly to 0 with the learning rate (the paper's Atari setting)
     clip_vloss: bool = True  # clip the value update around the rollout's values (CleanRL, baselines)
     ent_coef: float = 0.01
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5  # 0 disables gradient clipping
     target_kl: float = 0.0  # stop the epochs early once the approximate KL passes this; 0 disables
-    clip_rewards: bool = False  # learn from sign(r) (Atari); scores are always logged raw
-    terminal_on_life_loss: bool = False  # Atari: a lost life ends the advantage estimate, the game goes on
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
     shared_encoder: bool = False  # one encoder for policy and value (CleanRL's Atari agent); False: one each
-    heads: str = "linear"  # linear (one layer on the feature vector) | alphazero (AlphaGo Zero's conv heads; resnet_tower)
+    # linear: one layer on the feature vector; alphazero: AlphaGo Zero's conv heads (needs encoder resnet_tower)
+    heads: str = option("linear", choices=("linear", "alphazero"))
     go: GoConfig = field(default_factory=GoConfig)  # Go envs only
-    amp: str = "none"  # none | bf16: autocast the forward passes of acting and the update (agents/accel.py)
-    compile: bool = False  # torch.compile (default mode) the actor-critic, in place; not with encoder.name=lstm
-    # --- evaluation, logging, checkpoints
-    eval_frequency: int = 10_000  # env steps between evaluations; 0 disables them
-    eval_episodes: int = 10
-    eval_epsilon: float = 0.0  # probability of a uniformly random legal action; else the policy acts (see ppo.load_policy)
+    # --- evaluation, logging
+    # probability of a uniformly random legal action; else the policy acts (see ppo.load_policy)
+    eval_epsilon: float = option(0.0, low=0, high=1)
     eval_greedy: bool = False  # the policy acts by its most likely action instead of sampling
-    eval_symmetries: bool = False  # Go, at play time: the network averaged over the board's 8 symmetries (rl eval --symmetries)
-    video_frequency: int = 0  # every this many evaluations, one game to <run>/videos/step_<N>.mp4; 0: none
-    log_frequency: int = 1_000
-    checkpoint_frequency: int = 50_000
-    keep_checkpoints: int = 2
-    runs_dir: str = "runs"
-    progress: bool = True
-    torch_threads: int = 0
+    # Go, at play time: the network averaged over the board's 8 symmetries (rl eval --symmetries)
+    eval_symmetries: bool = False
+    log_frequency: int = option(1_000, positive=True)
+
+    def _rules(self) -> None:
+        if self.encoder.name == "lstm" and (self.amp != "none" or self.compile):
+            raise ConfigError("config keys 'amp' and 'compile' apply to feed-forward PPO: recurrent PPO "
+                              "(encoder.name=lstm) runs fp32 and eager; set amp=none compile=false")
+        if self.heads == "alphazero" and self.encoder.name != "resnet_tower":
+            raise ConfigError(f"config key 'heads' is 'alphazero', which reads the per-point features of "
+                              f"encoder.name=resnet_tower, not {self.encoder.name}: "
+                              "set heads=linear or encoder.name=resnet_tower")
+        super()._rules()
 
 
 @dataclass(frozen=True)
@@ -206,48 +259,38 @@ class A2CConfig(PPOConfig):
 
 
 @dataclass(frozen=True)
-class SupervisedConfig:
+class SupervisedConfig(RunFields):
     """`rl supervised MODEL --data DATASET` (agents/supervised.py): an encoder + a linear classifier trained on
     data that ships offline; its encoder weights then load into any agent through encoder.init."""
 
-    CHOICES: typing.ClassVar[dict[str, tuple[str, ...]]] = {
-        "data": ("digits", "digit_rows", "parity", "go"),
-        "optimizer": ("sgd", "adagrad", "rmsprop", "adam", "adamw"),
-        "schedule": ("constant", "cosine", "step", "linear")}
-
-    data: str = "digits"  # digits: 8x8 images (1, 8, 8); digit_rows: the same as 8 steps of 8 pixels; parity: bit strings;
+    # digits: 8x8 images (1, 8, 8); digit_rows: the same as 8 steps of 8 pixels; parity: bit strings;
     # go: GNU Go's moves in positions of the file data_path (scripts/gnugo_games.py)
-    seed: int = 1
-    device: str = "auto"
-    epochs: int = 30
-    batch_size: int = 64
+    data: str = option("digits", choices=("digits", "digit_rows", "parity", "go"))
+    epochs: int = option(30, positive=True)
+    batch_size: int = option(64, positive=True)
     # --- optimisation
-    optimizer: str = "adam"  # sgd | adagrad | rmsprop | adam | adamw
-    learning_rate: float = 1e-3
-    momentum: float = 0.9  # sgd, rmsprop
+    optimizer: str = option("adam", choices=("sgd", "adagrad", "rmsprop", "adam", "adamw"))
+    learning_rate: float = option(1e-3, positive=True)
+    momentum: float = option(0.9, low=0, high=1)  # sgd, rmsprop
     nesterov: bool = False  # sgd: Nesterov momentum (Sutskever et al. 2013)
     weight_decay: float = 0.0  # the optimizer's own: coupled L2 for sgd/adagrad/rmsprop/adam, decoupled for adamw
     l1: float = 0.0  # coefficient of the L1 penalty sum|w| on weight matrices (not biases or norms) added to the loss
     l2: float = 0.0  # coefficient of the L2 penalty sum w^2 on weight matrices added to the loss
     max_grad_norm: float = 0.0  # 0 disables gradient clipping
-    schedule: str = "constant"  # learning rate over the epochs: constant | cosine | step | linear (to 0)
-    step_size: int = 10  # step schedule: epochs between decays
+    # learning rate over the epochs (linear: to 0)
+    schedule: str = option("constant", choices=("constant", "cosine", "step", "linear"))
+    step_size: int = option(10, positive=True)  # step schedule: epochs between decays
     step_gamma: float = 0.1  # step schedule: decay factor
     # --- data
     shift: int = 0  # augmentation for digits: random shifts of up to this many pixels (0 = none)
-    val_fraction: float = 0.1  # of the training split, held out for early stopping
-    test_fraction: float = 0.2  # stratified test split
+    val_fraction: float = option(0.1, low=0, high=1)  # of the training split, held out for early stopping
+    test_fraction: float = option(0.2, low=0, high=1)  # stratified test split
     patience: int = 0  # early stopping: epochs without a better validation loss before stopping (0 = never stop)
-    sequence_length: int = 16  # parity: bits per sequence
-    num_samples: int = 4000  # parity: sequences generated
+    sequence_length: int = option(16, positive=True)  # parity: bits per sequence
+    num_samples: int = option(4000, positive=True)  # parity: sequences generated
     data_path: str = ""  # go: the .npz file of scripts/gnugo_games.py
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    # --- logging, checkpoints
+    # --- checkpoints
     checkpoint_frequency: int = 10  # epochs between checkpoints; 0: only at the end
-    keep_checkpoints: int = 2
-    runs_dir: str = "runs"
-    progress: bool = True
-    torch_threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -320,16 +363,16 @@ def resolve(
 
 
 def build(cls: type, values: dict[str, Any]) -> Any:
-    """Instantiate a (nested) config dataclass from already-checked values."""
-    kwargs = {}
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if f.name in values:
-            v = values[f.name]
-            kwargs[f.name] = build(hints[f.name], v) if dataclasses.is_dataclass(hints[f.name]) else v
-    config = cls(**kwargs)
+    """Instantiate a (nested) config dataclass from type-checked values, then check their ranges and rules."""
+    config = _instantiate(cls, values)
     _check_values(config)
     return config
+
+
+def _instantiate(cls: type, values: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    return cls(**{f.name: _instantiate(hints[f.name], values[f.name]) if dataclasses.is_dataclass(hints[f.name])
+                  else values[f.name] for f in dataclasses.fields(cls) if f.name in values})
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -469,55 +512,46 @@ def _coerce(v: Any, tp: Any, key: str, source: str) -> Any:
     raise ConfigError(f"config key {key!r} ({source}) expects {name}, got {v!r}")
 
 
-_CHOICES = {"loss": ("mse", "huber"), "optimizer": ("adam", "rmsprop"),
-            "encoder.name": ("auto", "mlp", "nature_cnn", "impala", "resnet_tower", "lstm", "transformer"),
-            "encoder.norm": ("none", "batch", "layer"), "encoder.activation": ("relu", "tanh"), "encoder.positions": ("learned", "sinusoidal"),
-            "go.eval_opponents": ("random", "greedy", "gnugo"), "amp": ("none", "bf16"), "heads": ("linear", "alphazero"),
-            "go.shaping_potential": ("stones", "captures"), "go.pass_rule": ("always", "end"), "replay_device": ("auto", "cpu", "cuda")}
+def _field_checks(cls: type, name: str) -> Mapping[str, Any]:
+    """What option() declared for field `name` of `cls`; a subclass that only changes the default keeps its base's."""
+    for klass in cls.__mro__:
+        f = vars(klass).get("__dataclass_fields__", {}).get(name)
+        if f is not None and f.metadata:
+            return f.metadata
+    return {}
+
+
+def _range_reason(checks: Mapping[str, Any]) -> str:
+    low, high = checks["low"], checks["high"]
+    if checks["why"]:
+        return checks["why"]
+    if checks["positive"]:
+        return "it must be positive"
+    if low is not None and high is not None:
+        return f"it must lie in [{low}, {high}]"
+    return f"it must be >= {low}" if low is not None else f"it must be <= {high}"
 
 
 def _check_values(config: Any, prefix: str = "") -> None:
-    """Range checks that types alone cannot express, each naming the key."""
-    choices = {**_CHOICES, **{f"{prefix}{k}": v for k, v in getattr(config, "CHOICES", {}).items()}}  # a class's own win
-    if isinstance(config, PPOConfig) and config.encoder.name == "lstm" and (config.amp != "none" or config.compile):
-        raise ConfigError("config keys 'amp' and 'compile' apply to feed-forward PPO: recurrent PPO (encoder.name=lstm) "
-                          "runs fp32 and eager; set amp=none compile=false")
-    if isinstance(config, PPOConfig) and config.heads == "alphazero" and config.encoder.name != "resnet_tower":
-        raise ConfigError(f"config key 'heads' is 'alphazero', which reads the per-point features of encoder.name=resnet_tower, "
-                          f"not {config.encoder.name}: set heads=linear or encoder.name=resnet_tower")
-    if getattr(config, "clip_rewards", False) and getattr(config, "env", None):
-        import envs  # here, not at the top: envs pulls in torch and gymnasium, which a config alone does not need
-
-        if envs.family(config.env) == "go":
-            raise ConfigError(f"config key 'clip_rewards' is true on {config.env}, where sign() would erase go.score_reward "
-                              f"and go.shaping (a game's result is already +-1): set clip_rewards=false")
+    """Check each field's value against what option() declared for it, nested groups too, then the class's rules."""
     for f in dataclasses.fields(config):
         key, v = f"{prefix}{f.name}", getattr(config, f.name)
         if dataclasses.is_dataclass(v):
             _check_values(v, f"{key}.")
-        elif key in choices and isinstance(v, tuple):
-            for item in v:
-                if item not in choices[key]:
-                    raise ConfigError(f"config key {key!r} holds {item!r}: {_nearest(item, choices[key])}")
-        elif key == "go.gnugo_levels" and any(not 1 <= level <= 10 for level in v):
-            raise ConfigError(f"config key {key!r} is {list(v)}: GNU Go's levels are 1..10")
-        elif key in choices and v not in choices[key]:
-            raise ConfigError(f"config key {key!r} is {v!r}: {_nearest(v, choices[key])}")
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            if key in ("gamma", "tau", "start_e", "end_e", "exploration_fraction", "eval_epsilon", "gae_lambda", "rmsprop_alpha",
-                       "encoder.dropout", "momentum", "val_fraction", "test_fraction", "go.latest_prob", "go.anchor_prob") and not 0 <= v <= 1:
-                raise ConfigError(f"config key {key!r} is {v}: it must lie in [0, 1]")
-            positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_frequency", "n_step",
-                        "gradient_steps", "target_network_frequency", "learning_rate", "log_frequency", "keep_checkpoints",
-                        "num_steps", "num_minibatches", "update_epochs", "epochs", "step_size", "sequence_length",
-                        "num_samples", "encoder.tower_channels", "encoder.tower_blocks", "encoder.lstm_hidden",
-                        "encoder.lstm_layers", "encoder.d_model", "encoder.num_heads", "encoder.num_layers", "encoder.patch_size",
-                        "go.league_size", "go.snapshot_frequency", "go.eval_games")
-            if key in positive and v <= 0:
-                raise ConfigError(f"config key {key!r} is {v}: it must be positive")
-            if key == "go.score_reward" and v < 0:
-                raise ConfigError(f"config key {key!r} is {v}: it must be >= 0 (0: the game's result only)")
-    go = getattr(config, "go", None)  # after the loop, which has checked each key alone
-    if isinstance(go, GoConfig) and go.latest_prob + go.anchor_prob > 1:
-        raise ConfigError(f"config keys 'go.latest_prob' ({go.latest_prob}) and 'go.anchor_prob' ({go.anchor_prob}) "
-                          f"are the shares of two kinds of opponent and sum to more than 1: lower one of them")
+            continue
+        checks = _field_checks(type(config), f.name)
+        if not checks:
+            continue
+        items = v if isinstance(v, tuple) else (v,)
+        choices, low, high = checks["choices"], checks["low"], checks["high"]
+        for item in items if choices is not None else ():
+            if item not in choices:
+                held = f"holds {item!r}" if isinstance(v, tuple) else f"is {v!r}"
+                raise ConfigError(f"config key {key!r} {held}: {_nearest(item, choices)}")
+        if any((checks["positive"] and x <= 0) or (low is not None and x < low) or (high is not None and x > high)
+               for x in items):
+            shown = list(v) if isinstance(v, tuple) else v
+            raise ConfigError(f"config key {key!r} is {shown}: {_range_reason(checks)}")
+    rules = getattr(config, "_rules", None)
+    if rules is not None:
+        rules()

@@ -1,11 +1,12 @@
 """Config layering, typing and the one-line errors users see."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from agents import config as config_lib
-from agents.config import ConfigError, DQNConfig
+from agents.config import ConfigError, DQNConfig, PPOConfig, SupervisedConfig
 
 
 def test_defaults_then_family_file_then_file_then_flags_then_set(tmp_path: Path):
@@ -73,3 +74,101 @@ def test_every_shipped_yaml_resolves():
             continue
         cfg = config_lib.resolve(path.parent.name, "CartPole-v1", path.stem)
         assert cfg.total_timesteps > 0, path
+
+
+def _default(f: dataclasses.Field):
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def _declared(cls: type, prefix: str = ""):
+    """(key, checks, default) of each field that option() declared, in nested groups too. A field a subclass
+    redeclares with a new default only (A2CConfig.learning_rate) keeps the checks of its base's field."""
+    for f in dataclasses.fields(cls):
+        default = _default(f)
+        if dataclasses.is_dataclass(default):
+            yield from _declared(type(default), f"{prefix}{f.name}.")
+            continue
+        own = [vars(k)["__dataclass_fields__"][f.name].metadata for k in cls.__mro__
+               if f.name in vars(k).get("__dataclass_fields__", {})]
+        checks = next((m for m in own if m), None)
+        if checks:
+            yield f"{prefix}{f.name}", checks, default
+
+
+def _bad_values(checks, default) -> list:
+    """One value outside each declared check, shaped like the field (a tuple for tuple fields)."""
+    item = default[0] if isinstance(default, tuple) else default
+    bad = [checks["choices"][0] + "x"] if checks["choices"] else []
+    bad += [type(item)(0)] if checks["positive"] else []
+    bad += [type(item)(checks["low"] - 1)] if checks["low"] is not None else []
+    bad += [type(item)(checks["high"] + 1)] if checks["high"] is not None else []
+    return [(b,) if isinstance(default, tuple) else b for b in bad]
+
+
+def test_every_declared_choice_and_range_is_enforced():
+    checked: dict[str, set[str]] = {}
+    for algo, cls in config_lib.ALGOS.items():
+        for key, checks, default in _declared(cls):
+            for bad in _bad_values(checks, default):
+                *groups, name = key.split(".")
+                values = {name: bad}
+                for group in reversed(groups):
+                    values = {group: values}
+                with pytest.raises(ConfigError) as e:
+                    config_lib.build(cls, values)
+                msg = str(e.value)
+                item = bad[0] if isinstance(bad, tuple) else bad
+                assert msg.startswith(f"config key {key!r} ") and str(item) in msg, (algo, msg)
+                assert "\n" not in msg
+                checked.setdefault(algo, set()).add(key)
+    assert {"loss", "replay_device", "amp", "gamma", "total_timesteps", "keep_checkpoints", "encoder.name",
+            "encoder.dropout"} <= checked["dqn"]
+    assert {"optimizer", "heads", "go.eval_opponents", "go.gnugo_levels", "go.score_reward",
+            "go.anchor_prob"} <= checked["ppo"]
+    assert {"learning_rate", "num_envs", "gae_lambda"} <= checked["a2c"] & checked["reinforce"]  # redeclared defaults
+    assert {"data", "optimizer", "schedule", "momentum", "epochs"} <= checked["supervised"]
+
+
+def test_a_redeclared_default_keeps_the_base_fields_checks():
+    with pytest.raises(ConfigError, match="'learning_rate' is 0: it must be positive"):
+        config_lib.build(config_lib.A2CConfig, {"learning_rate": 0})
+    with pytest.raises(ConfigError, match=r"'gae_lambda' is 2: it must lie in \[0, 1\]"):
+        config_lib.build(config_lib.ReinforceConfig, {"gae_lambda": 2})
+
+
+def test_choices_belong_to_the_field_not_to_its_name():
+    assert config_lib.build(SupervisedConfig, {"optimizer": "sgd"}).optimizer == "sgd"
+    with pytest.raises(ConfigError, match="'optimizer' is 'sgd': valid: adam, rmsprop"):
+        config_lib.build(PPOConfig, {"optimizer": "sgd"})
+
+
+def test_shared_run_fields_are_declared_once():
+    run = {f.name: f for f in dataclasses.fields(config_lib.RunFields)}
+    env_run = {f.name: f for f in dataclasses.fields(config_lib.EnvRunFields)}
+    assert set(run) < set(env_run) and "env" not in run
+    for algo, cls in config_lib.ALGOS.items():
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        shared = env_run if algo in config_lib.TRAIN_ALGOS else run
+        assert all(fields[name] is f for name, f in shared.items()), algo  # the base's Field, never redeclared
+
+    def common(classes) -> set[str]:
+        """Names that all `classes` have, with one default."""
+        defaults = [{f.name: _default(f) for f in dataclasses.fields(c)} for c in classes]
+        return {k for k, v in defaults[0].items() if all(k in d and d[k] == v for d in defaults)}
+
+    # and what they all repeat with one default is in the base, not copied into each class
+    assert common(config_lib.ALGOS.values()) == set(run)
+    assert common(config_lib.ALGOS[a] for a in config_lib.TRAIN_ALGOS) == set(env_run)
+
+
+@pytest.mark.parametrize("algo, env, overrides, match", [
+    ("ppo", "CartPole-v1", ["encoder.name=lstm", "amp=bf16"], "encoder.name=lstm"),
+    ("reinforce", "CartPole-v1", ["encoder.name=lstm", "compile=true"], "encoder.name=lstm"),
+    ("a2c", "CartPole-v1", ["heads=alphazero"], "heads.*resnet_tower"),
+    ("dqn", "Go5", ["clip_rewards=true"], "'clip_rewards' is true on Go5"),
+    ("ppo", "Go9", ["go.latest_prob=0.6", "go.anchor_prob=0.5"], "'go.latest_prob' .0.6. and 'go.anchor_prob' .0.5."),
+])
+def test_cross_field_rules_hold_for_the_class_and_its_subclasses(algo, env, overrides, match):
+    assert config_lib.resolve(algo, env, "none")  # the defaults pass the rules
+    with pytest.raises(ConfigError, match=match):
+        config_lib.resolve(algo, env, "none", overrides=overrides)
