@@ -19,11 +19,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Reinforcement-learning agents: train, evaluate, watch and compare; plan exactly; play Go.\n\n"
                        "Example: rl train dqn --env Pong")
 
-ALGO_HELP = {"dqn": "Deep Q-Network (Nature 2015) with double, dueling, n-step options; replay stores each frame once",
-             "ppo": "Proximal Policy Optimization (2017), CleanRL's recipe: clipped objective, GAE, minibatch epochs",
-             "a2c": "Advantage actor-critic (2016): PPO's loop with one RMSprop step per short rollout, no clipping",
-             "reinforce": "REINFORCE with a learned baseline (Williams 1992): Monte-Carlo returns, one step per rollout"}
-
 
 def _user_errors(fn):
     """Turn the project's input errors into one line on stderr and exit code 2."""
@@ -75,59 +70,14 @@ def train(
       rl train ppo --env Pong --nproc 4   (= torchrun --standalone --nproc_per_node 4 -m agents.cli train ppo --env Pong)
     Ctrl-C saves a checkpoint and stops; --resume continues the same curves.
     """
-    import shutil
+    from agents import distributed, launch
 
-    import envs
-    from agents import checkpoint, config as config_lib, distributed, run as run_lib
-    from agents.config import ConfigError
-
-    if algo == "supervised":
-        raise ConfigError("supervised training has its own command: rl supervised MODEL --data DATASET (see rl supervised --help)")
-    config_lib.algo_config_class(algo)
-    if impl not in ("ours", "sb3"):
-        raise ConfigError(f"--impl {impl!r}: use ours or sb3")
-    if (nproc > 1 or distributed.launched()) and (algo not in ("ppo", "a2c", "reinforce") or impl != "ours"):
-        raise ConfigError(f"data-parallel training (--nproc, torchrun) runs ppo, a2c and reinforce (--impl ours), not {algo} --impl {impl}")
+    launch.check(algo, impl, nproc, resume)
     if nproc > 1:
         raise typer.Exit(distributed.relaunch(nproc))
-    distributed.init()
-    main = distributed.is_main()
-    if impl == "sb3" and resume is not None:
-        raise ConfigError("--resume works with --impl ours only (SB3 runs save SB3's model, not our checkpoints)")
     flags = {"total_timesteps": steps, "seed": seed, "device": device, "num_envs": num_envs}
-    base = None
-    if resume is not None:
-        if not (resume / "config.yaml").exists():
-            raise ConfigError(f"--resume {str(resume)!r} is not a run folder (no config.yaml in it)")
-        saved_algo, saved = config_lib.load(resume / "config.yaml")
-        if saved_algo != algo:
-            raise ConfigError(f"--resume {str(resume)!r} is a {saved_algo} run, not {algo}: use rl train {saved_algo} --resume ...")
-        if env is not None and envs.canonical_name(env) != envs.canonical_name(saved.env):
-            raise ConfigError(f"--resume {str(resume)!r} trained on {saved.env}, not {env}: drop --env")
-        base, env = config_lib.to_dict(saved), saved.env
-    if env is None:
-        raise ConfigError("--env is required: e.g. rl train dqn --env Pong (`rl envs` lists them)")
-    canonical = envs.canonical_name(env)
-    cfg = config_lib.resolve(algo, canonical, envs.family(canonical), config, flags, set_, base=base)
-    run = run_lib.start(algo if impl == "ours" else f"{algo}-sb3", cfg, envs.short_name(canonical), resume)
-    try:
-        if impl == "sb3":
-            from agents import sb3
-
-            summary = sb3.train(algo, cfg, run)
-        else:
-            summary = _algo_module(algo).train(cfg, run)
-    except (ConfigError, checkpoint.CheckpointError):
-        run.close()
-        # Input found bad only once the env or the network exists (encoder.init of another shape): a new run
-        # folder that holds no checkpoint yet is removed, so the error leaves nothing behind.
-        if resume is None and main and not any(run.checkpoint_dir.glob("step_*")):
-            shutil.rmtree(run.dir, ignore_errors=True)
-        raise
-    finally:
-        run.close()
-        distributed.close()
-    if not main:
+    run, summary = launch.train(algo, env, flags, config, set_, resume, impl)
+    if not distributed.is_main():
         return
     last_eval = f", last eval return {summary['evals'][-1][1]:.2f}" if summary["evals"] else ""
     typer.echo(f"{'finished' if summary['finished'] else 'stopped'} at step {summary['step']:,} "
@@ -165,102 +115,28 @@ def eval_(
       rl eval runs/Go9__ppo__1__20261124-101500 --opponent random --episodes 400 --search 64
       rl eval runs/Go9__ppo__1__20261124-101500 --opponent random --episodes 400 --greedy --symmetries
     """
-    import envs
-    from agents import checkpoint, config as config_lib
-    from agents.evaluate import run_episodes, summarize
-    from agents.league import env_options
-    from agents.run import pick_device
+    from agents.eval_run import evaluate_run
 
-    if not (run_dir / "config.yaml").exists():
-        raise checkpoint.CheckpointError(f"{str(run_dir)!r} is not a run folder (no config.yaml in it)")
-    algo, cfg = config_lib.load(run_dir / "config.yaml")
-    if algo == "supervised":
-        raise checkpoint.CheckpointError(f"{str(run_dir)!r} is a supervised run, not an agent: its test accuracy is in metrics.json")
-    if opponent is not None and (envs.family(cfg.env) != "go" or opponent not in ("random", "greedy", "gnugo")):
-        raise config_lib.ConfigError(f"--opponent {opponent!r}: Go runs only, one of random, greedy, gnugo"
-                                     f"{'' if envs.family(cfg.env) == 'go' else f' ({cfg.env} is not Go)'}")
-    if search and opponent is None:
-        raise config_lib.ConfigError(f"--search {search} plays Go matches: add --opponent random, greedy or gnugo")
-    if search and greedy:
-        raise config_lib.ConfigError("--search plays the most visited move: drop --greedy")
-    if greedy and not hasattr(cfg, "eval_greedy"):
-        raise config_lib.ConfigError(f"--greedy: a {algo} run already acts greedily (its exploration is --epsilon)")
-    cfg = dataclasses.replace(cfg, eval_greedy=True) if greedy else cfg
-    cfg = _with_symmetries(cfg, algo, symmetries)
-    ckpt = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
-    dev = pick_device(device)
-    env = envs.make(cfg.env, min(episodes, 8), seed, **env_options(cfg))
-    eps = cfg.eval_epsilon if epsilon is None else epsilon
-    try:
-        if search:
-            from agents.ppo import load_search
-
-            policy = load_search(cfg, ckpt, env, dev, search)
-        else:
-            policy = _algo_module(algo).load_policy(cfg, ckpt, env, dev, eps, seed)
-    except RuntimeError:  # load_state_dict: tensors missing, unexpected or of another shape than config.yaml's network
-        env.close()
-        raise checkpoint.CheckpointError(f"checkpoint {str(ckpt.path)!r} does not fit the network in "
-                                         f"{str(run_dir / 'config.yaml')!r}: missing or mis-shaped tensors") from None
-    if opponent is not None:
-        env.close()
-        return _go_match(run_dir, cfg, ckpt.step, policy, opponent, level, episodes, seed, as_json, search)
-    summary = {"run": str(run_dir), "step": ckpt.step, "epsilon": eps, **summarize(run_episodes(env, policy, episodes, seed))}
-    env.close()
-    if as_json:
-        typer.echo(json.dumps(summary))
-    else:
-        typer.echo(f"{cfg.env} step {ckpt.step:,}: {summary['mean']:.2f} ± {summary['std']:.2f} over {episodes} episodes "
-                   f"(min {summary['min']:g}, max {summary['max']:g}, 95% CI [{summary['ci95_low']:.2f}, {summary['ci95_high']:.2f}])")
-
-
-def _with_symmetries(cfg, algo: str, symmetries: bool):
-    """`cfg` set to average its network over the board's 8 symmetries (--symmetries), or a ConfigError where that
-    does not apply: a Go run of a feed-forward policy-gradient network only."""
-    import envs
-    from agents.config import ConfigError
-
-    if not symmetries:
-        return cfg
-    if envs.family(cfg.env) != "go" or algo not in ("ppo", "a2c", "reinforce") or cfg.encoder.name == "lstm":
-        raise ConfigError(f"--symmetries averages a board network over the 8 symmetries: Go runs of ppo, a2c or "
-                          f"reinforce with a feed-forward encoder only, not a {algo} run on {cfg.env}")
-    return dataclasses.replace(cfg, eval_symmetries=True)
-
-
-def _go_match(run_dir: Path, cfg, step: int, policy, opponent: str, level: int, games: int, seed: int, as_json: bool,
-              search: int = 0) -> None:
-    """`rl eval RUN --opponent ...` on a Go run: the match, its SGFs, one summary line (or JSON)."""
-    from agents import go_eval
-    from agents.config import ConfigError
-    from agents.league import offer_options
-
-    if opponent == "gnugo" and not go_eval.gnugo_available():
-        raise ConfigError("--opponent gnugo: GNU Go is not installed (apt-get install gnugo); random and greedy need nothing")
-    name = f"gnugo_l{level}" if opponent == "gnugo" else opponent
-    from envs.go.game import default_komi
-
-    size = int(cfg.env[2:])
-    komi = cfg.go.komi if hasattr(cfg, "go") else default_komi(size)
-    # a search batches its trees' network calls over the games played at once (GNU Go: one process per game)
-    num_envs = (16 if opponent == "gnugo" else 64) if search else 8
-    records = go_eval.play_match(policy, size, komi, opponent, games, seed, level, num_envs, **offer_options(cfg))
-    greedy = getattr(cfg, "eval_greedy", False) and not search
-    how = (f"_search{search}" if search else "_greedy" if greedy else "") + ("_symmetries" if cfg.eval_symmetries else "")
-    folder = run_dir / "games" / f"eval_step_{step}_seed_{seed}{how}"
-    go_eval.save_sgf(records, folder, name, size, komi, f"rl step {step}" + (f" search {search}" if search else "")
-                     + (" symmetries" if cfg.eval_symmetries else ""))
-    result = {"run": str(run_dir), "step": step, "opponent": name, "komi": komi, "greedy": greedy, "search": search,
-              "symmetries": cfg.eval_symmetries,
-              **go_eval.summary(records), "sgf": str(folder)}
+    result = evaluate_run(run_dir, episodes, epsilon, seed, device, opponent, level, greedy, search, symmetries)
     if as_json:
         typer.echo(json.dumps(result))
-    else:
-        parts = ([f"search {search}"] if search else ["greedy"] if greedy else []) + (["8 symmetries"] if cfg.eval_symmetries else [])
+    elif opponent is not None:
+        parts = ([f"search {search}"] if search else ["greedy"] if result["greedy"] else []) + (
+            ["8 symmetries"] if result["symmetries"] else [])
         label = f" ({', '.join(parts)})" if parts else ""
-        typer.echo(f"{cfg.env} step {step:,}{label} vs {name}: won {result['wins']:g}/{result['games']} ({result['win_rate']:.0%}; "
-                   f"as Black {result['win_rate_black']:.0%}, as White {result['win_rate_white']:.0%}), "
-                   f"Elo {result['elo']:+.0f} against it; SGF in {folder}")
+        typer.echo(f"{_env_of(run_dir)} step {result['step']:,}{label} vs {result['opponent']}: won {result['wins']:g}/"
+                   f"{result['games']} ({result['win_rate']:.0%}; as Black {result['win_rate_black']:.0%}, as White "
+                   f"{result['win_rate_white']:.0%}), Elo {result['elo']:+.0f} against it; SGF in {result['sgf']}")
+    else:
+        typer.echo(f"{_env_of(run_dir)} step {result['step']:,}: {result['mean']:.2f} ± {result['std']:.2f} over {episodes} "
+                   f"episodes (min {result['min']:g}, max {result['max']:g}, 95% CI [{result['ci95_low']:.2f}, "
+                   f"{result['ci95_high']:.2f}])")
+
+
+def _env_of(run_dir: Path) -> str:
+    from agents import registry
+
+    return registry.open_run(run_dir, None).config.env
 
 
 @app.command()
@@ -286,20 +162,11 @@ def supervised(
     Options: optimizer (sgd, adagrad, rmsprop, adam, adamw), momentum, nesterov, l1, l2, weight_decay,
     encoder.dropout, encoder.norm (mlp), shift, patience (early stopping), schedule (cosine, step, linear).
     """
-    from agents import config as config_lib, distributed, run as run_lib
+    from agents import distributed, launch
 
     flags = {"data": data, "epochs": epochs, "seed": seed, "device": device, "encoder": {"name": model}}
-    cfg = config_lib.resolve("supervised", None, data, config, flags, set_)
-    _algo_module("supervised").check(cfg)
-    distributed.init()  # under torchrun: data-parallel over its ranks
-    main = distributed.is_main()
-    run = run_lib.start("supervised", cfg, f"{cfg.data}-{cfg.encoder.name}", total=cfg.epochs)
-    try:
-        summary = _algo_module("supervised").train(cfg, run)
-    finally:
-        run.close()
-        distributed.close()
-    if not main:
+    run, summary = launch.supervised(flags, config, set_)
+    if not distributed.is_main():
         return
     typer.echo(f"test accuracy {summary['test_accuracy']:.2%} after {summary['epochs']} epochs ({summary['seconds']:.1f} s); "
                f"run folder: {run.dir}")
@@ -331,7 +198,8 @@ def watch(
       rl watch runs/Go9__ppo__1__20261124-101500 --text
     Atari shows the full-colour screen of the very game the agent plays on its 84x84 input.
     """
-    from agents.watch import has_display, watch as watch_run
+    from agents.watch import has_display
+    from agents.watch_run import watch as watch_run
 
     path, frames = watch_run(run_dir, episodes, video, fps, step, overlay, epsilon, seed, device, text)
     if path is not None:
@@ -428,8 +296,10 @@ def algos():
     Example:
       rl algos
     """
-    for name, desc in ALGO_HELP.items():
-        typer.echo(f"{name:<8} {desc}")
+    from agents.registry import ALGORITHMS
+
+    for name, entry in ALGORITHMS.items():
+        typer.echo(f"{name:<8} {entry.summary}")
 
 
 @app.command()
@@ -450,29 +320,10 @@ def plan(
       rl plan policy-iteration --env JacksCarRental
       rl plan modified-policy-iteration --mdp my_mdp.npz --gamma 0.95 --json
     """
-    import difflib
-
     from agents import planning
-    from agents.config import ConfigError
     from envs import tabular
 
-    if method not in planning.METHODS:
-        near = difflib.get_close_matches(method, planning.METHODS, n=1, cutoff=0.3)
-        hint = f": did you mean {near[0]}?" if near else ""
-        raise ConfigError(f"unknown planning method {method!r}{hint} (methods: {', '.join(planning.METHODS)})")
-    if (env is None) == (mdp is None):
-        raise ConfigError("give exactly one of --env ENV or --mdp FILE.npz: e.g. rl plan value-iteration --env FrozenLake-v1")
-    model = tabular.make_mdp(env) if env is not None else tabular.load_npz(mdp)
-    gamma = model.gamma if gamma is None else gamma
-    if not 0 < gamma <= 1:
-        raise ConfigError(f"--gamma {gamma} is outside (0, 1]: e.g. --gamma 0.99")
-    if plot is not None and model.grid is None:
-        raise ConfigError(f"--plot draws grid worlds; {model.name} has no grid (try --env FrozenLake-v1 or GridWorld)")
-    P, R = model.planning_tensors()
-    try:
-        solution = planning.solve(method, P, R, gamma)
-    except (ValueError, RuntimeError, _linalg_error()) as e:  # gamma 1 on an MDP some policy never leaves
-        raise ConfigError(f"{method} at gamma {gamma} failed on {model.name}: {str(e).splitlines()[0]}") from None
+    model, solution, gamma = planning.plan(method, env, mdp, gamma, plot)
     V, Q, policy = solution.V.numpy(), solution.Q.numpy(), solution.policy.numpy()
     if plot is not None:
         tabular.plot(model, V, policy, plot, f"{model.name}: {method}, gamma {gamma:g}")
@@ -485,12 +336,6 @@ def plan(
     typer.echo(tabular.table(model, V, policy))
     if plot is not None:
         typer.echo(f"plot: {plot}")
-
-
-def _linalg_error():
-    import torch
-
-    return torch.linalg.LinAlgError
 
 
 @app.command("gtp")
@@ -517,11 +362,10 @@ def gtp_(
       rl gtp --agent runs/Go9__ppo__1__20261124-101500 --symmetries
       gogui-twogtp -black "rl gtp" -white "/usr/games/gnugo --mode gtp" -size 9
     """
-    from envs.go import gtp, play
+    from agents.go.engine import engine
+    from envs.go import gtp
 
-    _needs_agent(search, symmetries, agent)
-    gtp.serve(play.random_engine(size, komi, seed) if agent is None
-              else _go_agent_engine(agent, komi, seed, search, symmetries))
+    gtp.serve(engine(size, komi, seed, agent, search, symmetries))
 
 
 @app.command("play")
@@ -547,63 +391,14 @@ def play_(
       rl play go --agent runs/Go9__ppo__1__20261124-101500 --symmetries
     """
     from agents.config import ConfigError
+    from agents.go.engine import engine
     from envs.go import game, play
 
     if game_name != "go":
         raise ConfigError(f"unknown game {game_name!r}: the one game is go (rl play go --size 9)")
     if colour not in ("black", "white"):
         raise ConfigError(f"--colour {colour!r}: black or white")
-    _needs_agent(search, symmetries, agent)
-    engine = play.random_engine(size, komi, seed) if agent is None else _go_agent_engine(agent, komi, seed, search, symmetries)
-    play.play_terminal(engine, game.BLACK if colour == "black" else game.WHITE)
-
-
-def _needs_agent(search: int, symmetries: bool, agent: Optional[Path]) -> None:
-    from agents.config import ConfigError
-
-    if search and agent is None:
-        raise ConfigError(f"--search {search} reads ahead with a trained network: add --agent RUN (a Go run folder)")
-    if symmetries and agent is None:
-        raise ConfigError("--symmetries averages a trained network: add --agent RUN (a Go run folder)")
-
-
-def _go_agent_engine(run_dir: Path, komi: Optional[float], seed: int, search: int = 0, symmetries: bool = False):
-    """A GTP engine playing a Go run's latest policy, most likely legal move first (no sampling), or with `search` > 0
-    the most visited move of a PUCT search of that many playouts (agents/go_search.py); `symmetries` averages the
-    network over the board's 8 symmetries (envs/go/symmetry.Averaged)."""
-    from dataclasses import replace
-
-    import envs
-    from agents import checkpoint, config as config_lib
-    from agents.league import offer_options
-    from agents.run import pick_device
-    from envs.go import play
-
-    if not (run_dir / "config.yaml").exists():
-        raise checkpoint.CheckpointError(f"--agent {str(run_dir)!r} is not a run folder (no config.yaml in it)")
-    algo, cfg = config_lib.load(run_dir / "config.yaml")
-    if envs.family(cfg.env) != "go" or algo not in ("ppo", "a2c", "reinforce"):
-        raise config_lib.ConfigError(f"--agent {str(run_dir)!r} is a {algo} run on {cfg.env}, not a Go policy "
-                                     f"(train one with: rl train ppo --env Go9)")
-    cfg = _with_symmetries(cfg, algo, symmetries)
-    env = envs.make(cfg.env, 1, seed)
-    device = pick_device("auto")
-    ckpt = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
-    if search:
-        from agents.ppo import load_search
-
-        searcher = load_search(cfg, ckpt, env, device, search)
-    policy = _algo_module(algo).load_policy(replace(cfg, eval_greedy=True), ckpt, env, device, 0.0, seed)
-    if komi is None and hasattr(cfg, "go"):
-        komi = cfg.go.komi  # the komi it trained under, unless --komi (or GTP's komi command) says otherwise
-    return play.agent_engine(env.size, komi, lambda obs, legal: policy(obs, action_mask=legal), env.history, f"rl-{algo}",
-                             search=searcher if search else None, **offer_options(cfg))
-
-
-def _algo_module(algo: str):
-    import importlib
-
-    return importlib.import_module(f"agents.{algo}")
+    play.play_terminal(engine(size, komi, seed, agent, search, symmetries), game.BLACK if colour == "black" else game.WHITE)
 
 
 def main() -> None:  # `python -m agents.cli`

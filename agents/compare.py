@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from agents.run import run_folder
+
 NOT_THE_EXPERIMENT = ("seed", "runs_dir", "device", "progress", "torch_threads")
 GRID_POINTS = 200
 
@@ -51,10 +53,7 @@ def read_scalars(run_dir: Path, tag: str) -> tuple[np.ndarray, np.ndarray]:
 
 def experiment(run_dir: Path) -> dict:
     """The run's config.yaml without the keys that do not change the experiment."""
-    path = Path(run_dir) / "config.yaml"
-    if not path.exists():
-        raise CompareError(f"{str(run_dir)!r} is not a run folder (no config.yaml in it)")
-    config = yaml.safe_load(path.read_text()) or {}
+    config = yaml.safe_load((run_folder(run_dir) / "config.yaml").read_text()) or {}
     return {k: v for k, v in config.items() if k not in NOT_THE_EXPERIMENT}
 
 

@@ -13,7 +13,6 @@ for a Nature-CNN update has not been measured on a GPU yet.
 from __future__ import annotations
 
 import time
-from collections import deque
 from dataclasses import replace
 from typing import Any
 
@@ -28,9 +27,9 @@ from agents.accel import autocast, compile_in_place
 from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import DQNConfig
 from agents.encoders import encoder_from_config, freeze_batch_norm_stats
-from agents.evaluate import evaluation_round
+from agents.eval_round import evaluation_round
 from agents.replay import FrameReplay, ReplaySample, replay_device
-from agents.run import Run
+from agents.run import Clock, Counters, Run, crossed, finish, restoring
 from envs.episodes import EpisodeStats
 
 
@@ -155,43 +154,34 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
     act_rng = torch.Generator().manual_seed(config.seed)  # exploration
     sample_rng = torch.Generator().manual_seed(config.seed + 1)  # replay sampling (indices are drawn on the host)
 
-    global_step, num_updates = 0, 0
-    recent_returns: deque[float] = deque(maxlen=20)
-    evals: list[tuple[int, float]] = []
-    if run.resume_from is not None:  # restore everything that shapes the future of the run
-        ckpt = run.resume_from
-        try:
+    counters = Counters.restored(run.resume_from)
+    if (ckpt := run.resume_from) is not None:  # restore everything that shapes the future of the run
+        with restoring(ckpt):  # weights of another network, or a broken replay file: one error line
             q_network.load_state_dict(checkpoint.unprefixed("q", ckpt.tensors))
             target_network.load_state_dict(checkpoint.unprefixed("target", ckpt.tensors))
             optimizer.load_state_dict(ckpt.optimizer)
             if (ckpt.path / "replay").exists():
                 replay = FrameReplay.load(ckpt.path / "replay", storage, device)
-        except (RuntimeError, ValueError, KeyError) as e:  # weights of another network, or a broken replay file
-            raise checkpoint.CheckpointError(f"checkpoint {str(ckpt.path)!r} does not fit this config: {str(e).splitlines()[0]}") from None
-        global_step, num_updates = ckpt.step, ckpt.state["num_updates"]
-        recent_returns.extend(ckpt.state["recent_returns"])
-        evals = [tuple(e) for e in ckpt.state["evals"]]
         torch.set_rng_state(rng_from_json(ckpt.state["rng"]["torch"]))
         act_rng.set_state(rng_from_json(ckpt.state["rng"]["act"]))
         sample_rng.set_state(rng_from_json(ckpt.state["rng"]["sample"]))
 
     def save_checkpoint() -> None:
         tensors = {**checkpoint.prefixed("q", q_network.state_dict()), **checkpoint.prefixed("target", target_network.state_dict())}
-        state = {"num_updates": num_updates, "recent_returns": list(recent_returns), "evals": evals,
-                 "rng": {"torch": rng_to_json(torch.get_rng_state()), "act": rng_to_json(act_rng.get_state()),
+        state = {**counters.state(), "rng": {"torch": rng_to_json(torch.get_rng_state()), "act": rng_to_json(act_rng.get_state()),
                          "sample": rng_to_json(sample_rng.get_state())}}
-        checkpoint.save(run.checkpoint_dir, global_step, tensors, optimizer, state,
+        checkpoint.save(run.checkpoint_dir, counters.step, tensors, optimizer, state,
                         replay if config.checkpoint_replay else None, config.keep_checkpoints)
 
     def evaluate() -> float:
         def policy(o: np.ndarray) -> np.ndarray:
             return epsilon_greedy(q_network, torch.from_numpy(o).to(device), config.eval_epsilon, n_actions, eval_rng)
 
-        eval_rng = torch.Generator().manual_seed(config.seed + global_step)
-        return evaluation_round(run, eval_env, policy, q_values(q_network, device), global_step, evals)
+        eval_rng = torch.Generator().manual_seed(config.seed + counters.step)
+        return evaluation_round(run, eval_env, policy, q_values(q_network, device), counters.step, counters.evals)
 
     # Envs restart at each (re)start; the seed depends on the step so a resumed run is reproducible.
-    obs, _ = env.reset(seed=config.seed + global_step)
+    obs, _ = env.reset(seed=config.seed + counters.step)
     # Each obs crosses to the device once: acting reads it there, and so does a replay that lives there.
     obs_device = torch.from_numpy(obs).to(device)
     replay.add_first(newest_frame(obs_device if replay.device == device else obs, env.frame_stack))
@@ -200,23 +190,21 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
     fill_needed = min(config.learning_starts, config.buffer_size)
     td_losses: list[torch.Tensor] = []
     q_means: list[torch.Tensor] = []
-    start_step, start_time = global_step, time.time()
-    next_progress = start_time
+    clock = Clock(counters.step)
     epsilon = config.start_e
     learn_start: tuple[int, float] | None = None  # (step, time) of the first update in this process
 
-    while global_step < config.total_timesteps and not run.stop_requested:
+    while counters.step < config.total_timesteps and not run.stop_requested:
         # 1. act (epsilon-greedy on the device) and step every env once
-        epsilon = linear_schedule(config.start_e, config.end_e, config.exploration_fraction * config.total_timesteps, global_step)
+        epsilon = linear_schedule(config.start_e, config.end_e, config.exploration_fraction * config.total_timesteps, counters.step)
         actions = epsilon_greedy(q_network, obs_device, epsilon, n_actions, act_rng)
         next_obs, reward, terminated, truncated, info = env.step(actions)
         next_obs_device = torch.from_numpy(next_obs).to(device)
-        prev_step, global_step = global_step, global_step + config.num_envs
+        prev_step = counters.step
+        counters.step += config.num_envs
 
         # 2. log whole-game raw scores (a life loss is not an episode end)
-        for episodic_return, episodic_length in episodes.update(reward, terminated, truncated):
-            recent_returns.append(episodic_return)
-            run.log(global_step, {"charts/episodic_return": episodic_return, "charts/episodic_length": episodic_length})
+        counters.log_games(run, episodes.update(reward, terminated, truncated))
 
         # 3. store: learning reward clipped, a life loss terminal for the TD target only (Nature protocol)
         r_learn = np.sign(reward) if config.clip_rewards else reward
@@ -227,50 +215,39 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
         obs_device = next_obs_device
 
         # 4. learn: gradient_steps updates every train_frequency env steps (counted over all envs)
-        if global_step > config.learning_starts and len(replay) >= fill_needed:
+        if counters.step > config.learning_starts and len(replay) >= fill_needed:
             learn_start = learn_start or (prev_step, time.time())
-            for _ in range((global_step // config.train_frequency - prev_step // config.train_frequency) * config.gradient_steps):
+            for _ in range((counters.step // config.train_frequency - prev_step // config.train_frequency) * config.gradient_steps):
                 loss, q_mean = update(q_network, target_network, optimizer, replay.sample(config.batch_size, sample_rng), config)
-                num_updates += 1
+                counters.updates += 1
                 td_losses.append(loss)
                 q_means.append(q_mean)
 
             # 5. target network: hard copy (tau = 1) or Polyak averaging, every target_network_frequency steps
-            if global_step // config.target_network_frequency > prev_step // config.target_network_frequency:
+            if crossed(counters.step, prev_step, config.target_network_frequency):
                 with torch.no_grad():
                     torch._foreach_lerp_(list(target_network.parameters()), list(q_network.parameters()), config.tau)
 
         # 6. logs, progress, evaluation, checkpoints (counters crossing a multiple, so num_envs > 1 works)
-        if global_step // config.log_frequency > prev_step // config.log_frequency:
-            sps = (global_step - start_step) / max(time.time() - start_time, 1e-9)
-            scalars = {"charts/SPS": sps, "charts/epsilon": epsilon, "charts/learning_rate": config.learning_rate}
+        if crossed(counters.step, prev_step, config.log_frequency):
+            scalars = {"charts/SPS": clock.sps(counters.step), "charts/epsilon": epsilon, "charts/learning_rate": config.learning_rate}
             if td_losses:  # one device sync per log, not per update
                 scalars["losses/td_loss"] = torch.stack(td_losses).mean().item()
                 scalars["losses/q_values"] = torch.stack(q_means).mean().item()
                 td_losses.clear(), q_means.clear()
-            run.log(global_step, scalars)
-        if (now := time.time()) >= next_progress:  # the bar moves twice a second whatever the log cadence
-            next_progress = now + 0.5
-            run.progress(global_step, config.total_timesteps, (global_step - start_step) / max(now - start_time, 1e-9),
-                         np.mean(recent_returns) if recent_returns else None)
-        if config.eval_frequency and global_step // config.eval_frequency > prev_step // config.eval_frequency:
+            run.log(counters.step, scalars)
+        clock.progress(run, counters, config.total_timesteps)
+        if crossed(counters.step, prev_step, config.eval_frequency):
             evaluate()
-        if config.checkpoint_frequency and global_step // config.checkpoint_frequency > prev_step // config.checkpoint_frequency:
+        if crossed(counters.step, prev_step, config.checkpoint_frequency):
             save_checkpoint()
 
-    end_time = time.time()  # throughput excludes the final evaluation and checkpoint
-    summary = {"sps": (global_step - start_step) / max(end_time - start_time, 1e-9),
-               # steps/s once learning runs (what the benchmark compares; warm-up steps are cheaper)
-               "train_sps": (global_step - learn_start[0]) / max(end_time - learn_start[1], 1e-9) if learn_start else None}
-    finished = global_step >= config.total_timesteps
-    if finished and config.eval_frequency and (not evals or evals[-1][0] != global_step):
-        evaluate()
-    save_checkpoint()
-    env.close()
-    if eval_env is not None:
-        eval_env.close()
-    return {**summary, "step": global_step, "finished": finished, "num_updates": num_updates, "evals": evals,
-            "recent_return": float(np.mean(recent_returns)) if recent_returns else None}
+    end_time = time.time()
+    summary = finish(counters, clock, config.total_timesteps, evaluate if eval_env is not None else None, save_checkpoint,
+                     (env, eval_env))
+    # steps/s once learning runs (what the benchmark compares; warm-up steps are cheaper)
+    summary["train_sps"] = (counters.step - learn_start[0]) / max(end_time - learn_start[1], 1e-9) if learn_start else None
+    return summary
 
 
 def q_values(q_network: nn.Module, device: torch.device):

@@ -48,31 +48,6 @@ def run_episodes(env, policy: Policy, episodes: int, seed: int) -> list[float]:
     return scores
 
 
-def evaluation_round(run, eval_env, policy: Policy, scores, step: int, evals: list[tuple[int, float]]) -> float:
-    """One evaluation of a training run at env step `step`: `eval_episodes` whole games scored raw, their mean
-    appended to `evals` and logged as eval/episodic_return, beside eval/optimal_return on tabular envs (the
-    planner's optimum on the same scale), one game to videos/ every `video_frequency` rounds, and on Go the matches
-    against fixed opponents of agents/go_eval.py."""
-    from agents.watch import training_video
-    from envs import family
-    from envs.tabular import optimal_return
-
-    config = run.config
-    mean = summarize(run_episodes(eval_env, policy, config.eval_episodes, seed=config.seed + 100_000 + step))["mean"]
-    evals.append((step, mean))
-    optimal = optimal_return(config.env)  # None outside FrozenLake, Taxi, CliffWalking
-    run.log(step, {"eval/episodic_return": mean} | ({"eval/optimal_return": optimal} if optimal is not None else {}))
-    training_video(run, len(evals), step, policy, scores)
-    line = f"eval at step {step:,}: return {mean:.2f} over {config.eval_episodes} episodes"
-    if hasattr(config, "go") and family(config.env) == "go":
-        from agents.go_eval import evaluate_go
-
-        results = evaluate_go(run, policy, step)  # go/win_rate/<opponent>, go/elo/<opponent>, SGF files
-        line += "; won " + ", ".join(f"{r['wins']:g}/{r['games']} vs {name}" for name, r in results.items())
-    run.say(line)
-    return mean
-
-
 def summarize(scores: list[float]) -> dict[str, float]:
     """Mean, standard deviation, min, max and a 95% normal-approximation interval of the mean."""
     x = np.asarray(scores, dtype=np.float64)

@@ -30,6 +30,8 @@ from typing import NamedTuple
 
 import torch
 
+from envs import tabular
+
 Tensor = torch.Tensor
 
 
@@ -346,3 +348,51 @@ def solve(method: str, P: Tensor, R: Tensor, gamma: float, epsilon: float = 1e-6
     if method == "policy-iteration":
         return policy_iteration(P, R, gamma)
     return METHODS[method](P, R, gamma, epsilon=epsilon)
+
+
+def optimal_return(env_name: str) -> float | None:
+    """The best expected undiscounted return from the start distribution within the env's time limit
+    (`max_episode_steps`), on the scale of `eval/episodic_return`; None for a non-tabular env.
+
+    Finite-horizon backward induction with gamma 1 and horizon = max_episode_steps (Puterman Sec. 4.5),
+    since logged returns are undiscounted sums cut at the time limit. Without a time limit
+    (CliffWalking-v1) it is the undiscounted optimum of value iteration at gamma 1. Agents evaluate
+    with a little exploration (eval_epsilon), so their returns sit somewhat below it."""
+    if env_name not in tabular.TOY_TEXT:
+        return None
+    import gymnasium as gym
+
+    mdp = tabular.from_gymnasium(env_name)
+    P, R = mdp.planning_tensors()
+    horizon = gym.spec(env_name).max_episode_steps
+    if horizon is None:
+        V = value_iteration(P, R, 1.0, epsilon=1e-9, stop="sup").V
+    else:
+        V, _ = finite_horizon(P, R, horizon)
+    return float(mdp.start @ V)
+
+
+def plan(method: str, env: str | None, mdp_file=None, gamma: float | None = None, plot=None):
+    """`rl plan`: solve the MDP `env` names (or the user's .npz `mdp_file`) with `method` at `gamma` (default: the
+    MDP's own). Returns (model, solution, gamma); bad input is one ConfigError line."""
+    import difflib
+
+    from agents.config import ConfigError
+
+    if method not in METHODS:
+        near = difflib.get_close_matches(method, METHODS, n=1, cutoff=0.3)
+        hint = f": did you mean {near[0]}?" if near else ""
+        raise ConfigError(f"unknown planning method {method!r}{hint} (methods: {', '.join(METHODS)})")
+    if (env is None) == (mdp_file is None):
+        raise ConfigError("give exactly one of --env ENV or --mdp FILE.npz: e.g. rl plan value-iteration --env FrozenLake-v1")
+    model = tabular.make_mdp(env) if env is not None else tabular.load_npz(mdp_file)
+    gamma = model.gamma if gamma is None else gamma
+    if not 0 < gamma <= 1:
+        raise ConfigError(f"--gamma {gamma} is outside (0, 1]: e.g. --gamma 0.99")
+    if plot is not None and model.grid is None:
+        raise ConfigError(f"--plot draws grid worlds; {model.name} has no grid (try --env FrozenLake-v1 or GridWorld)")
+    P, R = model.planning_tensors()
+    try:
+        return model, solve(method, P, R, gamma), gamma
+    except (ValueError, RuntimeError, torch.linalg.LinAlgError) as e:  # gamma 1 on an MDP some policy never leaves
+        raise ConfigError(f"{method} at gamma {gamma} failed on {model.name}: {str(e).splitlines()[0]}") from None

@@ -7,8 +7,9 @@ one minibatch of a short rollout without clipping (agents/a2c.py): the ratio is 
 the surrogate's gradient is the policy gradient A * grad log pi.
 
 Rollouts, GAE and the masking of autoreset steps live in agents/rollout.py; action masks
-(`info["action_mask"]`) enter every policy through `rollout.masked_logits`. With `encoder.name=lstm`,
-train, load_policy and action_scores hand over to the recurrent sibling agents/ppo_lstm.py.
+(`info["action_mask"]`) enter every policy through `rollout.masked_logits`; the losses and schedules are
+agents/pg.py's, shared with the recurrent sibling agents/ppo_lstm.py (agents/registry.py picks it for
+encoder.name=lstm). An env family's own needs (Go's league and matches) come in through agents/hooks.py.
 
 Data-parallel over K ranks (torchrun, agents/distributed.py): each rank steps its own num_envs envs
 (seeds offset by rank * num_envs), so one iteration collects K x num_envs x num_steps transitions and
@@ -19,9 +20,6 @@ is the step one process takes on their union. Rank 0 logs, evaluates and checkpo
 
 from __future__ import annotations
 
-import math
-import time
-from collections import deque
 from dataclasses import replace
 from typing import Any
 
@@ -30,36 +28,19 @@ import torch
 from torch import nn
 
 import envs
-from agents import checkpoint, distributed
+from agents import checkpoint, distributed, hooks
 from agents.accel import autocast, compile_in_place
 from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import ConfigError, PPOConfig
 from agents.encoders import encoder_from_config, freeze, freeze_batch_norm_stats, load_encoder
-from agents.evaluate import evaluation_round
-from agents.league import League, env_options
+from agents.eval_round import evaluation_round
+from agents.pg import action_mask_of, anneal, logprob_and_entropy, make_optimizer, nhwc, orthogonal_init, ppo_loss, store_rewards
 from agents.rollout import Rollout, gae, make_rollout, masked_logits, sample_actions
-from agents.run import Run
+from agents.run import Clock, Counters, Run, crossed, finish, restoring
 from envs.episodes import EpisodeStats
 
 
 # ---------------------------------------------------------------------------------------------- network
-class BoardHead(nn.Module):
-    """AlphaGo Zero's heads (Silver et al. 2017, Methods) on a tower's per-point features (B, C, H, W): a 1x1
-    convolution to `filters` planes -> batch norm -> ReLU -> linear to `out` (the policy: 2 planes, N*N+1 logits),
-    or -> linear to `hidden` -> ReLU -> linear to `out` (the value: 1 plane, 256 hidden, 1 output). The 1x1
-    convolution keeps each point's own features, so the linear layer reads 2*N*N numbers instead of C*N*N."""
-
-    def __init__(self, spatial_shape: tuple[int, int, int], filters: int, out: int, hidden: int = 0):
-        super().__init__()
-        channels, height, width = spatial_shape
-        self.conv, self.bn = nn.Conv2d(channels, filters, 1, bias=False), nn.BatchNorm2d(filters)
-        inputs = filters * height * width
-        self.fc = nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, out)) if hidden else nn.Linear(inputs, out)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.relu(self.bn(self.conv(h))).flatten(1))
-
-
 class ActorCritic(nn.Module):
     """Policy logits and state value. One encoder shared by both heads (CleanRL's Atari agent), or one
     each (its classic-control agent: the value's gradients then never reach the policy's features).
@@ -74,6 +55,8 @@ class ActorCritic(nn.Module):
         self.encoder = actor_encoder
         self.critic_encoder = critic_encoder  # None: shared
         if self.spatial:
+            from agents.go.heads import BoardHead
+
             if not hasattr(actor_encoder, "forward_spatial"):
                 raise ConfigError("heads=alphazero reads per-point features: it needs encoder.name=resnet_tower (or heads=linear)")
             self.actor = BoardHead(actor_encoder.spatial_shape, 2, n_actions)
@@ -86,7 +69,7 @@ class ActorCritic(nn.Module):
         return encoder.forward_spatial(obs) if self.spatial else encoder(obs)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        obs = _nhwc(obs)
+        obs = nhwc(obs)
         with autocast(self.amp, obs.device.type):
             h = self._features(self.encoder, obs)  # (B, features) or (B, C, H, W)
             h_critic = h if self.critic_encoder is None else self._features(self.critic_encoder, obs)
@@ -94,36 +77,14 @@ class ActorCritic(nn.Module):
         return logits.float(), value.float()
 
     def logits(self, obs: torch.Tensor) -> torch.Tensor:
-        """The policy's logits alone (B, A): league opponents (agents/league.py) need no value."""
-        return self.actor(self._features(self.encoder, _nhwc(obs)))
+        """The policy's logits alone (B, A): league opponents (agents/go/league.py) need no value."""
+        return self.actor(self._features(self.encoder, nhwc(obs)))
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        obs = _nhwc(obs)
+        obs = nhwc(obs)
         with autocast(self.amp, obs.device.type):
             value = self.critic(self._features(self.critic_encoder or self.encoder, obs)).squeeze(1)
         return value.float()
-
-
-def _nhwc(obs: torch.Tensor) -> torch.Tensor:
-    """Images (B, C, H, W) laid out channels-last, as the convolutions' weights are (see make_agent)."""
-    return obs.contiguous(memory_format=torch.channels_last) if obs.dim() == 4 else obs
-
-
-def orthogonal_init(net: ActorCritic) -> ActorCritic:
-    """CleanRL's layer_init: orthogonal weights with gain sqrt(2) in the bodies, 0.01 on the policy head
-    (near-uniform first policy) and 1 on the value head, biases 0 (Andrychowicz et al. 2021, sec. 3.2)."""
-    for module in net.modules():
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
-            nn.init.orthogonal_(module.weight, math.sqrt(2))
-            if module.bias is not None:  # convolutions followed by batch norm have none
-                nn.init.zeros_(module.bias)
-    nn.init.orthogonal_(_last_linear(net.actor).weight, 0.01)
-    nn.init.orthogonal_(_last_linear(net.critic).weight, 1.0)
-    return net
-
-
-def _last_linear(head: nn.Module) -> nn.Linear:
-    return [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
 
 
 def make_agent(config: PPOConfig, obs_shape: tuple[int, ...], n_actions: int, load_init: bool = True) -> ActorCritic:
@@ -132,6 +93,8 @@ def make_agent(config: PPOConfig, obs_shape: tuple[int, ...], n_actions: int, lo
     weights replace them anyway. Convolutions get channels-last weights: oneDNN's CPU kernels then run in
     NHWC, ~30% faster a PPO minibatch step on the Nature CNN here (scripts/bench_ppo.py). config.amp and
     config.compile as in agents/accel.py (compiled in place: the state_dict is the eager one's)."""
+    if config.encoder.name == "lstm":
+        raise ConfigError("encoder.name=lstm is recurrent PPO (agents/ppo_lstm.py, which agents/registry.py picks for it)")
     encoder = lambda: encoder_from_config(replace(config.encoder, init="", freeze=False), obs_shape)  # noqa: E731
     agent = orthogonal_init(ActorCritic(encoder(), None if config.shared_encoder else encoder(), n_actions, config.amp,
                                         config.heads))
@@ -145,64 +108,7 @@ def make_agent(config: PPOConfig, obs_shape: tuple[int, ...], n_actions: int, lo
     return compile_in_place(agent, config.compile)
 
 
-def make_optimizer(agent: nn.Module, config: PPOConfig) -> torch.optim.Optimizer:
-    """Adam (PPO) or RMSprop (A2C, Mnih et al. 2016); foreach kernels, one pass over all parameters."""
-    if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(agent.parameters(), lr=config.learning_rate, alpha=config.rmsprop_alpha,
-                                   eps=config.adam_eps, foreach=True)
-    return torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=config.adam_eps, fused=True)
-
-
 # ---------------------------------------------------------------------------------------------- maths
-def logprob_and_entropy(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """log pi(a|s) and H(pi(.|s)) = -sum_a p log p (masked actions contribute 0 * -1e9 = 0).
-    Shapes: logits (B, A), actions (B,) -> (B,), (B,)."""
-    logp = torch.log_softmax(logits, dim=1)  # (B, A)
-    return logp.gather(1, actions.unsqueeze(1)).squeeze(1), -(logp.exp() * logp).sum(1)
-
-
-def ppo_loss(new_logprob: torch.Tensor, old_logprob: torch.Tensor, advantages: torch.Tensor, entropy: torch.Tensor,
-             new_value: torch.Tensor, old_value: torch.Tensor, returns: torch.Tensor, clip_coef: float,
-             clip_vloss: bool, ent_coef: float, vf_coef: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """L = L_clip - ent_coef * H + vf_coef * L_V (Schulman et al. 2017, eq. 7 and 9), as minimized.
-
-    L_clip = mean(max(-A r, -A clip(r, 1 - eps, 1 + eps))) with r = pi/pi_old; eps = clip_coef, and
-    clip_coef = 0 means no clipping (A2C: -A r, whose gradient at r = 1 is -A grad log pi).
-    L_V = 0.5 mean((V - R)^2), or with clip_vloss the max of that and the error of the old value moved
-    at most clip_coef (CleanRL, OpenAI baselines). Also returns detached statistics: approx_kl is
-    Schulman's unbiased estimator mean((r - 1) - log r), clipfrac the share of ratios outside 1 +- eps.
-    Shapes: every argument (B,) -> scalar loss.
-    """
-    log_ratio = new_logprob - old_logprob
-    ratio = log_ratio.exp()
-    if clip_coef > 0:
-        policy_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)).mean()
-    else:
-        policy_loss = (-advantages * ratio).mean()
-    value_loss = (new_value - returns) ** 2
-    if clip_vloss and clip_coef > 0:
-        clipped = old_value + (new_value - old_value).clamp(-clip_coef, clip_coef)
-        value_loss = torch.max(value_loss, (clipped - returns) ** 2)
-    value_loss = 0.5 * value_loss.mean()
-    entropy_mean = entropy.mean()
-    loss = policy_loss - ent_coef * entropy_mean + vf_coef * value_loss
-    with torch.no_grad():
-        stats = {"losses/policy_loss": policy_loss.detach(), "losses/value_loss": value_loss.detach(),
-                 "losses/entropy": entropy_mean.detach(), "losses/approx_kl": ((ratio - 1) - log_ratio).mean(),
-                 "losses/clipfrac": ((ratio - 1).abs() > clip_coef).float().mean() if clip_coef > 0 else torch.zeros(())}
-    return loss, stats
-
-
-def anneal(config: PPOConfig, optimizer: torch.optim.Optimizer, global_step: int) -> tuple[float, float]:
-    """The learning rate (set in `optimizer`) and clip range at `global_step`: linear to 0 over the run when
-    anneal_lr / anneal_clip (CleanRL; the original paper's Atari schedule), else constant."""
-    frac = 1.0 - global_step / config.total_timesteps
-    lr = config.learning_rate * frac if config.anneal_lr else config.learning_rate
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    return lr, config.clip_coef * frac if config.anneal_clip else config.clip_coef
-
-
 def update(agent: ActorCritic, optimizer: torch.optim.Optimizer, rollout: Rollout, advantages: torch.Tensor,
            returns: torch.Tensor, config: PPOConfig, clip_coef: float, generator: torch.Generator) -> dict[str, float]:
     """update_epochs passes over the rollout's valid transitions in num_minibatches shuffled minibatches;
@@ -238,29 +144,15 @@ def update(agent: ActorCritic, optimizer: torch.optim.Optimizer, rollout: Rollou
     return out
 
 
-def action_mask_of(info: dict[str, Any], device: torch.device) -> torch.Tensor | None:
-    """The env's legal actions (N, A) bool, when it has any illegal ones (contract: info["action_mask"])."""
-    mask = info.get("action_mask")
-    return None if mask is None else torch.as_tensor(np.asarray(mask, dtype=bool), device=device)
-
-
 # ---------------------------------------------------------------------------------------------- training
 def train(config: PPOConfig, run: Run) -> dict[str, Any]:
-    if config.encoder.name == "lstm":
-        from agents import ppo_lstm
-
-        if distributed.world_size() > 1:
-            raise ConfigError("recurrent PPO (encoder.name=lstm) runs in one process: drop torchrun / --nproc")
-        return ppo_lstm.train(config, run)
     device = run.device
     world, env_seed = distributed.world_size(), config.seed + distributed.rank() * config.num_envs
-    # Go with go.self_play: the opponents are past versions of this agent (agents/league.py), colours alternate
-    go_self_play = envs.family(config.env) == "go" and config.go.self_play
-    league = League(config.num_envs, config.go.league_size, config.go.latest_prob, env_seed, device,
-                    config.go.anchor_prob) if go_self_play else None
-    env = envs.make(config.env, config.num_envs, env_seed, **env_options(config, training=True, league=league, device=device))
-    evaluating = config.eval_frequency and distributed.is_main()
-    eval_env = envs.make(config.env, min(config.eval_episodes, 8), config.seed + 100_000, **env_options(config)) if evaluating else None
+    # the env family's own needs (Go: the run's komi, a league of past versions to play, matches at evaluation)
+    family = hooks.for_config(config, config.num_envs, env_seed, device)
+    env = envs.make(config.env, config.num_envs, env_seed, **family.env_options(training=True))
+    evaluating = config.eval_frequency > 0 and distributed.is_main()
+    eval_env = envs.make(config.env, min(config.eval_episodes, 8), config.seed + 100_000, **family.env_options()) if evaluating else None
     obs_shape = env.single_observation_space.shape
     n_actions = int(env.single_action_space.n)
     obs_dtype = torch.uint8 if env.single_observation_space.dtype == np.uint8 else torch.float32
@@ -271,59 +163,43 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
     optimizer = make_optimizer(agent, config)
     rng = torch.Generator().manual_seed(env_seed)  # action sampling and minibatch order
 
-    global_step, num_updates = 0, 0
-    recent_returns: deque[float] = deque(maxlen=20)
-    evals: list[tuple[int, float]] = []
-    if run.resume_from is not None:
-        ckpt = run.resume_from
-        try:
+    counters = Counters.restored(run.resume_from)
+    if (ckpt := run.resume_from) is not None:
+        with restoring(ckpt):
             agent.load_state_dict(checkpoint.unprefixed("agent", ckpt.tensors))
             optimizer.load_state_dict(ckpt.optimizer)
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise checkpoint.CheckpointError(f"checkpoint {str(ckpt.path)!r} does not fit this config: {str(e).splitlines()[0]}") from None
-        global_step, num_updates = ckpt.step, ckpt.state["num_updates"]
-        recent_returns.extend(ckpt.state["recent_returns"])
-        evals = [tuple(e) for e in ckpt.state["evals"]]
         rngs = ckpt.state.get("rngs", [ckpt.state["rng"]])  # one per rank; a different K: rank 0's, then reseeded
         if len(rngs) == world:
             rng.set_state(rng_from_json(rngs[distributed.rank()]))
         else:
-            rng.manual_seed(env_seed + global_step)
-        if league is not None and "league" in ckpt.state:
-            league.load(agent, ckpt.tensors, ckpt.state["league"])
-    if league is not None and not league.members:
-        league.add(agent, num_updates)  # the first opponent: the initial policy
+            rng.manual_seed(env_seed + counters.step)
+    family.start(agent, None if ckpt is None else ckpt.state, None if ckpt is None else ckpt.tensors, counters.updates)
     learner = distributed.wrap(agent, device)  # the forward pass that trains; `agent` acts, evaluates and is saved
 
     def save_checkpoint() -> None:
         rngs = distributed.all_gather_object(rng_to_json(rng.get_state()))
-        state = {"num_updates": num_updates, "recent_returns": list(recent_returns), "evals": evals, "rng": rngs[0]}
-        if world > 1:
-            state["rngs"] = rngs
-        tensors = checkpoint.prefixed("agent", agent.state_dict())
-        if league is not None:
-            state["league"] = league.state()
-            tensors |= league.tensors()
+        family_state, family_tensors = family.checkpoint()
+        state = {**counters.state(), "rng": rngs[0], **({"rngs": rngs} if world > 1 else {}), **family_state}
         if distributed.is_main():
-            checkpoint.save(run.checkpoint_dir, global_step, tensors, optimizer, state, None, config.keep_checkpoints)
+            checkpoint.save(run.checkpoint_dir, counters.step, checkpoint.prefixed("agent", agent.state_dict()) | family_tensors,
+                            optimizer, state, None, config.keep_checkpoints)
 
     def evaluate() -> float:
-        policy = make_policy(agent, device, config.eval_epsilon, config.eval_greedy, config.seed + global_step)
-        return evaluation_round(run, eval_env, policy, probabilities(agent, device), global_step, evals)
+        policy = make_policy(agent, device, config.eval_epsilon, config.eval_greedy, config.seed + counters.step)
+        return evaluation_round(run, eval_env, policy, probabilities(agent, device), counters.step, counters.evals)
 
     # Envs restart at each (re)start, seeded by the step, so a resumed run is reproducible.
-    next_obs_np, info = env.reset(seed=env_seed + global_step)
+    next_obs_np, info = env.reset(seed=env_seed + counters.step)
     next_obs = torch.as_tensor(next_obs_np, device=device)
     next_mask = action_mask_of(info, device)
     rollout = make_rollout(config.num_steps, config.num_envs, obs_shape, obs_dtype, n_actions, next_mask is not None, device)
     next_valid = torch.ones(config.num_envs, dtype=torch.bool, device=device)  # False: the next step is an autoreset
     episodes = EpisodeStats(config.num_envs)
-    start_step, start_time = global_step, time.time()
-    next_progress = start_time
+    clock = Clock(counters.step)
 
-    while global_step < config.total_timesteps and not distributed.any_rank(run.stop_requested):
+    while counters.step < config.total_timesteps and not distributed.any_rank(run.stop_requested):
         # 1. anneal the learning rate (and the clip range) linearly to 0 over the run (CleanRL)
-        lr, clip_coef = anneal(config, optimizer, global_step)
+        lr, clip_coef = anneal(config, optimizer, counters.step)
 
         # 2. collect num_steps x num_envs transitions with the current policy
         for t in range(config.num_steps):
@@ -336,16 +212,9 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
                 action, logprob = sample_actions(masked_logits(logits, next_mask), rng)
             rollout.actions[t], rollout.logprobs[t], rollout.values[t] = action, logprob, value
             next_obs_np, reward, terminated, truncated, info = env.step(action.cpu().numpy())
-            global_step += config.num_envs * world
-            for episodic_return, episodic_length in episodes.update(reward, terminated, truncated):
-                recent_returns.append(episodic_return)
-                run.log(global_step, {"charts/episodic_return": episodic_return, "charts/episodic_length": episodic_length})
-            # learning signal: clipped rewards, a lost life terminal for the advantage only (Nature protocol)
-            r_learn = np.sign(reward) if config.clip_rewards else reward
-            done_learn = terminated | (info["life_lost"] & config.terminal_on_life_loss)
-            rollout.rewards[t] = torch.as_tensor(r_learn, device=device)
-            rollout.terminated[t] = torch.as_tensor(done_learn, device=device)
-            rollout.episode_end[t] = torch.as_tensor(done_learn | truncated, device=device)
+            counters.step += config.num_envs * world
+            counters.log_games(run, episodes.update(reward, terminated, truncated))
+            store_rewards(rollout, t, reward, terminated, truncated, info, config)
             next_valid = torch.as_tensor(~(terminated | truncated), device=device)
             next_obs = torch.as_tensor(next_obs_np, device=device)
             next_mask = action_mask_of(info, device)
@@ -359,36 +228,21 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
 
         # 4. optimize the policy and value network
         stats = update(learner, optimizer, rollout, advantages, returns, config, clip_coef, rng)
-        num_updates += 1
-        if league is not None and num_updates % config.go.snapshot_frequency == 0:
-            league.add(agent, num_updates)
-            stats["go/league_size"] = len(league.members)
-        prev_step = global_step - batch_size
+        counters.updates += 1
+        stats |= family.after_update(agent, counters.updates)
+        prev_step = counters.step - batch_size
 
         # 5. logs, progress, evaluation, checkpoints (counters crossing a multiple of their frequency)
-        if global_step // config.log_frequency > prev_step // config.log_frequency:
-            sps = (global_step - start_step) / max(time.time() - start_time, 1e-9)
-            run.log(global_step, {**stats, "charts/SPS": sps, "charts/learning_rate": lr, "charts/clip_coef": clip_coef})
-        if (now := time.time()) >= next_progress:
-            next_progress = now + 0.5
-            run.progress(global_step, config.total_timesteps, (global_step - start_step) / max(now - start_time, 1e-9),
-                         np.mean(recent_returns) if recent_returns else None)
-        if evaluating and global_step // config.eval_frequency > prev_step // config.eval_frequency:
+        if crossed(counters.step, prev_step, config.log_frequency):
+            run.log(counters.step, {**stats, "charts/SPS": clock.sps(counters.step), "charts/learning_rate": lr,
+                                    "charts/clip_coef": clip_coef})
+        clock.progress(run, counters, config.total_timesteps)
+        if evaluating and crossed(counters.step, prev_step, config.eval_frequency):
             evaluate()
-        if config.checkpoint_frequency and global_step // config.checkpoint_frequency > prev_step // config.checkpoint_frequency:
+        if crossed(counters.step, prev_step, config.checkpoint_frequency):
             save_checkpoint()
 
-    end_time = time.time()  # throughput excludes the final evaluation and checkpoint
-    summary = {"sps": (global_step - start_step) / max(end_time - start_time, 1e-9)}
-    finished = global_step >= config.total_timesteps
-    if finished and evaluating and (not evals or evals[-1][0] != global_step):
-        evaluate()
-    save_checkpoint()
-    env.close()
-    if eval_env is not None:
-        eval_env.close()
-    return {**summary, "train_sps": summary["sps"], "step": global_step, "finished": finished, "num_updates": num_updates,
-            "evals": evals, "recent_return": float(np.mean(recent_returns)) if recent_returns else None}
+    return finish(counters, clock, config.total_timesteps, evaluate if evaluating else None, save_checkpoint, (env, eval_env))
 
 
 # ---------------------------------------------------------------------------------------------- acting
@@ -412,43 +266,24 @@ def make_policy(agent: ActorCritic, device: torch.device, epsilon: float, greedy
     return policy
 
 
-def _load_agent(config: PPOConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device) -> ActorCritic:
+def load_network(config: PPOConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device) -> nn.Module:
+    """The saved actor-critic in eval mode, as it plays (the env family may wrap it: Go's 8-symmetry average when
+    config.eval_symmetries). Also what a Go search reads (agents/go/search.py)."""
     config = replace(config, compile=False)  # a few evaluation games do not repay compiling
     agent = make_agent(config, env.single_observation_space.shape, int(env.single_action_space.n), load_init=False).to(device)
     agent.load_state_dict(checkpoint.unprefixed("agent", ckpt.tensors))
-    if config.eval_symmetries:  # Go: read every position on its 8 images and average (envs/go/symmetry.py)
-        from envs.go.symmetry import Averaged
-
-        return Averaged(agent.eval(), int(config.env[2:]))
-    return agent.eval()
+    return hooks.for_config(config).playing_network(agent.eval(), env, config)
 
 
 def load_policy(config: PPOConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device, epsilon: float, seed: int):
     """The saved policy for `rl eval`: it samples from pi(.|s) (config.eval_greedy: its argmax), and
     `epsilon` > 0 mixes in uniformly random legal actions, as for DQN. Default eval_epsilon is 0."""
-    if config.encoder.name == "lstm":
-        from agents import ppo_lstm
-        return ppo_lstm.load_policy(config, ckpt, env, device, epsilon, seed)
-    return make_policy(_load_agent(config, ckpt, env, device), device, epsilon, config.eval_greedy, seed)
-
-
-def load_search(config: PPOConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device, playouts: int):
-    """Go: the saved network read through a PUCT tree search of `playouts` per move (agents/go_search.py), for
-    `rl eval / gtp / play --search N`: called as search(state, boards, offered) -> moves."""
-    from agents.go_search import for_run
-
-    if config.encoder.name == "lstm":
-        raise ConfigError("--search evaluates positions out of order: it needs a feed-forward encoder, not lstm")
-    return for_run(_load_agent(config, ckpt, env, device), config, playouts, device)
+    return make_policy(load_network(config, ckpt, env, device), device, epsilon, config.eval_greedy, seed)
 
 
 def action_scores(config: PPOConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device):
     """numpy obs (N, ...) -> action probabilities pi(.|s) (N, A), for overlays in `rl watch`."""
-    if config.encoder.name == "lstm":
-        from agents import ppo_lstm
-
-        return ppo_lstm.action_scores(config, ckpt, env, device)
-    return probabilities(_load_agent(config, ckpt, env, device), device)
+    return probabilities(load_network(config, ckpt, env, device), device)
 
 
 def probabilities(agent: ActorCritic, device: torch.device):

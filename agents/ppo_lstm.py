@@ -1,7 +1,7 @@
 """Recurrent PPO: agents/ppo.py with an LSTM between the body and the heads (CleanRL's `ppo_atari_lstm.py`).
 
-Selected by config: `rl train ppo --env CartPoleNoVel-v1 --set encoder.name=lstm` (ppo.train, ppo.load_policy
-and ppo.action_scores hand over here when the encoder is recurrent). What changes against ppo.py:
+Selected by config: `rl train ppo --env CartPoleNoVel-v1 --set encoder.name=lstm` (agents/registry.py picks this
+module for a recurrent encoder). What changes against ppo.py:
 - the network: images go through a Nature CNN first, vectors straight into the LSTM (encoder.lstm_hidden,
   encoder.lstm_layers); one LSTM feeds both heads (CleanRL's recurrent agent) with shared_encoder true, else
   the value has its own (rl-zoo's recurrent PPO); encoder.hidden_sizes are ReLU layers after the LSTM;
@@ -14,13 +14,11 @@ and ppo.action_scores hand over here when the encoder is recurrent). What change
   from there (truncated backpropagation through time over num_steps steps), with minibatches made of whole
   envs, not of shuffled time steps, so every sequence stays in order (num_minibatches <= num_envs). The replay
   runs the pieces between episode starts as one padded nn.LSTM batch (LSTMEncoder.forward_sequence), not step by step.
-The loss, sampling, GAE, masks and optimizer are ppo.py's and rollout.py's own functions.
+The loss, sampling, GAE, masks and optimizer are agents/pg.py's and agents/rollout.py's, as for ppo.py.
 """
 
 from __future__ import annotations
 
-import time
-from collections import deque
 from typing import Any
 
 import numpy as np
@@ -28,14 +26,14 @@ import torch
 from torch import nn
 
 import envs
-from agents import checkpoint
+from agents import checkpoint, distributed
 from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import ConfigError, PPOConfig
 from agents.encoders import MLP, LSTMEncoder, make_encoder
-from agents.evaluate import evaluation_round
-from agents.ppo import _nhwc, action_mask_of, anneal, logprob_and_entropy, make_optimizer, orthogonal_init, ppo_loss, sample_actions
-from agents.rollout import Rollout, gae, make_rollout, masked_logits
-from agents.run import Run
+from agents.eval_round import evaluation_round
+from agents.pg import action_mask_of, anneal, logprob_and_entropy, make_optimizer, nhwc, orthogonal_init, ppo_loss, store_rewards
+from agents.rollout import Rollout, gae, make_rollout, masked_logits, sample_actions
+from agents.run import Clock, Counters, Run, crossed, finish, restoring
 from envs.episodes import EpisodeStats
 
 State = tuple[torch.Tensor, torch.Tensor]  # LSTM (h, c), each (layers, N, hidden)
@@ -101,7 +99,7 @@ class RecurrentActorCritic(nn.Module):
         x = obs.flatten(0, 1)  # (T*N, *obs_shape)
         if self.obs_norm is not None:
             x = self.obs_norm(x)
-        features = (x.float() if self.body is None else self.body(_nhwc(x))).view(T, N, -1)  # (T, N, F)
+        features = (x.float() if self.body is None else self.body(nhwc(x))).view(T, N, -1)  # (T, N, F)
         layers = self.lstm.state_shape[0]
         h, pi_state = self.lstm.forward_sequence(features, (state[0][:layers], state[1][:layers]), episode_starts, final_state)  # (T, N, H)
         if self.critic_lstm is None:
@@ -169,6 +167,8 @@ def update(agent: RecurrentActorCritic, optimizer: torch.optim.Optimizer, rollou
 
 # ---------------------------------------------------------------------------------------------- training
 def train(config: PPOConfig, run: Run) -> dict[str, Any]:
+    if distributed.world_size() > 1:
+        raise ConfigError("recurrent PPO (encoder.name=lstm) runs in one process: drop torchrun / --nproc")
     if config.num_minibatches > config.num_envs:
         raise ConfigError(f"recurrent PPO makes minibatches of whole envs: num_minibatches {config.num_minibatches} "
                           f"must be <= num_envs {config.num_envs} (e.g. --set num_minibatches={config.num_envs})")
@@ -185,34 +185,24 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
     optimizer = make_optimizer(agent, config)
     rng = torch.Generator().manual_seed(config.seed)  # action sampling and minibatch order
 
-    global_step, num_updates = 0, 0
-    recent_returns: deque[float] = deque(maxlen=20)
-    evals: list[tuple[int, float]] = []
-    if run.resume_from is not None:
-        ckpt = run.resume_from
-        try:
+    counters = Counters.restored(run.resume_from)
+    if (ckpt := run.resume_from) is not None:
+        with restoring(ckpt):
             agent.load_state_dict(checkpoint.unprefixed("agent", ckpt.tensors))
             optimizer.load_state_dict(ckpt.optimizer)
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise checkpoint.CheckpointError(f"checkpoint {str(ckpt.path)!r} does not fit this config: {str(e).splitlines()[0]}") from None
-        global_step, num_updates = ckpt.step, ckpt.state["num_updates"]
-        recent_returns.extend(ckpt.state["recent_returns"])
-        evals = [tuple(e) for e in ckpt.state["evals"]]
         rng.set_state(rng_from_json(ckpt.state["rng"]))
 
     def save_checkpoint() -> None:
-        state = {"num_updates": num_updates, "recent_returns": list(recent_returns), "evals": evals,
-                 "rng": rng_to_json(rng.get_state())}
-        checkpoint.save(run.checkpoint_dir, global_step, checkpoint.prefixed("agent", agent.state_dict()), optimizer,
-                        state, None, config.keep_checkpoints)
+        checkpoint.save(run.checkpoint_dir, counters.step, checkpoint.prefixed("agent", agent.state_dict()), optimizer,
+                        {**counters.state(), "rng": rng_to_json(rng.get_state())}, None, config.keep_checkpoints)
 
     def evaluate() -> float:
-        policy = make_policy(agent, device, config.eval_epsilon, config.eval_greedy, config.seed + global_step)
+        policy = make_policy(agent, device, config.eval_epsilon, config.eval_greedy, config.seed + counters.step)
         scores = _stateful(agent, device, lambda logits, mask: torch.softmax(logits, 1))  # its own memory, in step
-        return evaluation_round(run, eval_env, policy, scores, global_step, evals)
+        return evaluation_round(run, eval_env, policy, scores, counters.step, counters.evals)
 
     # Envs restart at each (re)start, seeded by the step, and so does the LSTM's memory (it is not checkpointed).
-    next_obs_np, info = env.reset(seed=config.seed + global_step)
+    next_obs_np, info = env.reset(seed=config.seed + counters.step)
     next_obs = torch.as_tensor(next_obs_np, device=device)
     next_mask = action_mask_of(info, device)
     rollout = make_rollout(config.num_steps, config.num_envs, obs_shape, obs_dtype, n_actions, next_mask is not None, device)
@@ -221,13 +211,12 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
     next_start = torch.ones(config.num_envs, dtype=torch.bool, device=device)  # True: the next obs starts an episode
     next_state = agent.initial_state(config.num_envs, device)
     episodes = EpisodeStats(config.num_envs)
-    start_step, start_time = global_step, time.time()
-    next_progress = start_time
+    clock = Clock(counters.step)
 
-    while global_step < config.total_timesteps and not run.stop_requested:
+    while counters.step < config.total_timesteps and not run.stop_requested:
         initial_state = (next_state[0].clone(), next_state[1].clone())  # where the update replays this rollout from
         # 1. anneal the learning rate (and the clip range) linearly to 0 over the run (CleanRL)
-        lr, clip_coef = anneal(config, optimizer, global_step)
+        lr, clip_coef = anneal(config, optimizer, counters.step)
 
         # 2. collect num_steps x num_envs transitions with the current policy, carrying the LSTM state
         for t in range(config.num_steps):
@@ -239,15 +228,9 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
                 action, logprob = sample_actions(masked_logits(logits[0], next_mask), rng)
             rollout.actions[t], rollout.logprobs[t], rollout.values[t] = action, logprob, value[0]
             next_obs_np, reward, terminated, truncated, info = env.step(action.cpu().numpy())
-            global_step += config.num_envs
-            for episodic_return, episodic_length in episodes.update(reward, terminated, truncated):
-                recent_returns.append(episodic_return)
-                run.log(global_step, {"charts/episodic_return": episodic_return, "charts/episodic_length": episodic_length})
-            r_learn = np.sign(reward) if config.clip_rewards else reward
-            done_learn = terminated | (info["life_lost"] & config.terminal_on_life_loss)
-            rollout.rewards[t] = torch.as_tensor(r_learn, device=device)
-            rollout.terminated[t] = torch.as_tensor(done_learn, device=device)
-            rollout.episode_end[t] = torch.as_tensor(done_learn | truncated, device=device)
+            counters.step += config.num_envs
+            counters.log_games(run, episodes.update(reward, terminated, truncated))
+            store_rewards(rollout, t, reward, terminated, truncated, info, config)
             next_start = ~next_valid  # this step was an autoreset: the obs it returned is a reset obs
             next_valid = torch.as_tensor(~(terminated | truncated), device=device)
             next_obs = torch.as_tensor(next_obs_np, device=device)
@@ -264,33 +247,21 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
         stats = update(agent, optimizer, rollout, starts, initial_state, advantages, returns, config, clip_coef, rng)
         if agent.obs_norm is not None:  # after the update, which replayed the rollout as acting normalized it
             agent.obs_norm.update(rollout.obs.flatten(0, 1))
-        num_updates += 1
-        prev_step = global_step - batch_size
+        counters.updates += 1
+        prev_step = counters.step - batch_size
 
         # 5. logs, progress, evaluation, checkpoints (counters crossing a multiple of their frequency)
-        if global_step // config.log_frequency > prev_step // config.log_frequency:
-            sps = (global_step - start_step) / max(time.time() - start_time, 1e-9)
-            run.log(global_step, {**stats, "charts/SPS": sps, "charts/learning_rate": lr, "charts/clip_coef": clip_coef})
-        if (now := time.time()) >= next_progress:
-            next_progress = now + 0.5
-            run.progress(global_step, config.total_timesteps, (global_step - start_step) / max(now - start_time, 1e-9),
-                         np.mean(recent_returns) if recent_returns else None)
-        if config.eval_frequency and global_step // config.eval_frequency > prev_step // config.eval_frequency:
+        if crossed(counters.step, prev_step, config.log_frequency):
+            run.log(counters.step, {**stats, "charts/SPS": clock.sps(counters.step), "charts/learning_rate": lr,
+                                    "charts/clip_coef": clip_coef})
+        clock.progress(run, counters, config.total_timesteps)
+        if crossed(counters.step, prev_step, config.eval_frequency):
             evaluate()
-        if config.checkpoint_frequency and global_step // config.checkpoint_frequency > prev_step // config.checkpoint_frequency:
+        if crossed(counters.step, prev_step, config.checkpoint_frequency):
             save_checkpoint()
 
-    end_time = time.time()  # throughput excludes the final evaluation and checkpoint
-    summary = {"sps": (global_step - start_step) / max(end_time - start_time, 1e-9)}
-    finished = global_step >= config.total_timesteps
-    if finished and config.eval_frequency and (not evals or evals[-1][0] != global_step):
-        evaluate()
-    save_checkpoint()
-    env.close()
-    if eval_env is not None:
-        eval_env.close()
-    return {**summary, "train_sps": summary["sps"], "step": global_step, "finished": finished, "num_updates": num_updates,
-            "evals": evals, "recent_return": float(np.mean(recent_returns)) if recent_returns else None}
+    return finish(counters, clock, config.total_timesteps, evaluate if eval_env is not None else None, save_checkpoint,
+                  (env, eval_env))
 
 
 # ---------------------------------------------------------------------------------------------- acting

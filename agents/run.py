@@ -1,7 +1,10 @@
 """What every training run shares: its folder, seeding, device, TensorBoard writer, progress and Ctrl-C.
 
-An algorithm file calls `start(...)`, then logs with `run.log(...)`, reports progress with
-`run.progress(...)` and checks `run.stop_requested` once per iteration.
+An algorithm file calls `start(...)`, then logs with `run.log(...)` and checks `run.stop_requested` once per
+iteration. The loop's bookkeeping is shared as small pieces every loop calls: `Counters` (what a checkpoint
+restores), `crossed` (did this iteration pass a multiple of a cadence), `Clock` (throughput and the progress bar),
+`restoring` (a checkpoint that does not fit the network is a user error) and `finish` (the last evaluation and
+checkpoint, the summary).
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ import random
 import signal
 import sys
 import time
+from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -34,6 +39,15 @@ def pick_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise ConfigError(f"config key 'device' is {name!r}: use auto, cpu or cuda") from None
+
+
+def run_folder(path: Path, option: str = "") -> Path:
+    """`path` if it is a run folder (it holds config.yaml), else one error line naming it (and the option given)."""
+    path = Path(path)
+    if not (path / "config.yaml").exists():
+        raise checkpoint.CheckpointError(f"{option + ' ' if option else ''}{str(path)!r} is not a run folder "
+                                         "(no config.yaml in it)")
+    return path
 
 
 def seed_everything(seed: int) -> None:
@@ -183,3 +197,88 @@ def _write_hparams(writer: SummaryWriter, config: Any) -> None:
     metrics = {"charts/episodic_return": 0.0, "eval/episodic_return": 0.0}
     for summary in hparams(flat, metrics):
         writer.file_writer.add_summary(summary)
+
+
+# ---------------------------------------------------------------------------------------------- loop bookkeeping
+@dataclass
+class Counters:
+    """What every training loop counts and a checkpoint restores: env steps over all envs and ranks, updates, the
+    last 20 games' raw scores (the progress bar's return) and the evaluation history (step, mean return)."""
+
+    step: int = 0
+    updates: int = 0
+    recent_returns: deque = field(default_factory=lambda: deque(maxlen=20))
+    evals: list = field(default_factory=list)
+
+    @classmethod
+    def restored(cls, ckpt: checkpoint.Checkpoint | None) -> "Counters":
+        """Fresh counters, or those of a resumed run's checkpoint."""
+        if ckpt is None:
+            return cls()
+        counters = cls(step=ckpt.step, updates=ckpt.state["num_updates"], evals=[tuple(e) for e in ckpt.state["evals"]])
+        counters.recent_returns.extend(ckpt.state["recent_returns"])
+        return counters
+
+    def state(self) -> dict[str, Any]:
+        """The counters' part of a checkpoint's state.json (the step is the checkpoint's own)."""
+        return {"num_updates": self.updates, "recent_returns": list(self.recent_returns), "evals": self.evals}
+
+    def log_games(self, run: Run, finished: Iterable[tuple[float, int]]) -> None:
+        """Log each game that ended this step (raw score, length) at the current step."""
+        for episodic_return, episodic_length in finished:
+            self.recent_returns.append(episodic_return)
+            run.log(self.step, {"charts/episodic_return": episodic_return, "charts/episodic_length": episodic_length})
+
+    def recent_return(self) -> float | None:
+        return float(np.mean(self.recent_returns)) if self.recent_returns else None
+
+
+def crossed(step: int, prev_step: int, frequency: int) -> bool:
+    """Did the counter pass a multiple of `frequency` going from prev_step to step (0: never)? Counting crossings,
+    not `step % frequency == 0`, keeps every cadence whatever number of envs the step advances by."""
+    return frequency > 0 and step // frequency > prev_step // frequency
+
+
+class Clock:
+    """Throughput since this process started (a resumed run counts from its checkpoint), and the progress bar moved
+    twice a second whatever the log cadence."""
+
+    def __init__(self, step: int):
+        self.start_step, self.start_time = step, time.time()
+        self._next_progress = self.start_time
+
+    def sps(self, step: int, now: float | None = None) -> float:
+        return (step - self.start_step) / max((time.time() if now is None else now) - self.start_time, 1e-9)
+
+    def progress(self, run: Run, counters: Counters, total: int) -> None:
+        if (now := time.time()) >= self._next_progress:
+            self._next_progress = now + 0.5
+            run.progress(counters.step, total, self.sps(counters.step, now), counters.recent_return())
+
+
+@contextmanager
+def restoring(ckpt: checkpoint.Checkpoint) -> Iterator[None]:
+    """Load a checkpoint's weights (and replay) inside this: weights of another network, or a broken file, become one
+    CheckpointError line instead of a traceback."""
+    try:
+        yield
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise checkpoint.CheckpointError(f"checkpoint {str(ckpt.path)!r} does not fit this config: "
+                                         f"{str(e).splitlines()[0]}") from None
+
+
+def finish(counters: Counters, clock: Clock, total: int, evaluate: Callable[[], Any] | None, save: Callable[[], None],
+           closing: Iterable[Any]) -> dict[str, Any]:
+    """End of a training loop (done, or stopped by Ctrl-C): the throughput (without the final evaluation and
+    checkpoint), a last evaluation when the run is done and none was made at this step, the final checkpoint, the
+    envs closed. Returns the summary every `train` returns."""
+    sps = clock.sps(counters.step)
+    finished = counters.step >= total
+    if finished and evaluate is not None and (not counters.evals or counters.evals[-1][0] != counters.step):
+        evaluate()
+    save()
+    for env in closing:
+        if env is not None:
+            env.close()
+    return {"sps": sps, "train_sps": sps, "step": counters.step, "finished": finished, "num_updates": counters.updates,
+            "evals": counters.evals, "recent_return": counters.recent_return()}

@@ -37,7 +37,7 @@ from agents import checkpoint, distributed
 from agents.config import ConfigError, SupervisedConfig
 from agents.encoders import encoder_from_config, save_encoder
 from agents.rollout import masked_logits
-from agents.run import Run
+from agents.run import Run, run_folder
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -310,9 +310,7 @@ def load_classifier(run_dir: Path, device: torch.device) -> tuple[SupervisedConf
     """The encoder + linear head of a supervised run's latest checkpoint, in eval mode on `device`."""
     from agents import config as config_lib
 
-    if not (Path(run_dir) / "config.yaml").exists():
-        raise checkpoint.CheckpointError(f"{str(run_dir)!r} is not a run folder (no config.yaml in it)")
-    algo, config = config_lib.load(Path(run_dir) / "config.yaml")
+    algo, config = config_lib.load(run_folder(run_dir) / "config.yaml")
     if algo != "supervised":
         raise checkpoint.CheckpointError(f"{str(run_dir)!r} is a {algo} run, not a supervised one (rl supervised MODEL --data go)")
     ckpt = checkpoint.load(checkpoint.latest(Path(run_dir) / "checkpoints"))

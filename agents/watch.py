@@ -24,7 +24,7 @@ import numpy as np
 
 import envs
 from agents.evaluate import Policy, act
-from agents.league import env_options
+from agents import hooks
 
 Scores = Callable[[np.ndarray], np.ndarray]  # obs (N, ...) -> action values or probabilities (N, A)
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -232,24 +232,6 @@ def record_episode(env_name: str, policy: Policy, path: Path, seed: int, scores:
         env.close()
 
 
-def open_run(run_dir: Path, step: int | None = None):
-    """(algo, config, checkpoint) of a run folder: its latest checkpoint, or checkpoints/step_<step>."""
-    from agents import checkpoint, config as config_lib
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").exists():
-        raise checkpoint.CheckpointError(f"{str(run_dir)!r} is not a run folder (no config.yaml in it)")
-    algo, cfg = config_lib.load(run_dir / "config.yaml")
-    if step is None:
-        return algo, cfg, checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
-    path = run_dir / "checkpoints" / f"step_{step}"
-    if not (path / "state.json").exists():
-        have = sorted(int(p.name[5:]) for p in (run_dir / "checkpoints").glob("step_*") if p.name[5:].isdigit())
-        raise checkpoint.CheckpointError(f"no checkpoint at step {step} in {str(run_dir)!r}: "
-                                         f"{'available: ' + ', '.join(map(str, have)) if have else 'it has none'}")
-    return algo, cfg, checkpoint.load(path)
-
-
 def free_path(path: Path) -> Path:
     """`path`, or path-1, path-2, ... when it exists: a video is never overwritten."""
     candidate, i = path, 0
@@ -288,46 +270,6 @@ def play_text(env, policy: Policy, episodes: int, seed: int, scores: Scores | No
     return shown
 
 
-def watch(run_dir: Path, episodes: int = 1, video: Path | None = None, fps: float = 30, step: int | None = None,
-          overlay: bool = True, epsilon: float | None = None, seed: int = 0, device: str = "auto",
-          text: bool | None = None) -> tuple[Path | None, int]:
-    """Play a run's agent: in a window when a display exists and `video` is None, else to a video file
-    (default: <run>/videos/watch_step_<N>.mp4). Go boards go to the terminal as text when `text` is True, or by
-    default when there is neither a display nor a `video`. Returns (video path or None, frames or moves shown)."""
-    import importlib
-
-    from agents import checkpoint
-    from agents.run import pick_device
-
-    if video is not None and Path(video).suffix.lower() not in VIDEO_SUFFIXES:
-        raise VideoError(f"--video {str(video)!r} must end in .mp4 or .gif")
-    algo, cfg, ckpt = open_run(run_dir, step)
-    module = importlib.import_module(f"agents.{algo}")
-    dev = pick_device(device)
-    env = make_viewable(cfg.env, seed, **env_options(cfg))
-    if text is None:
-        text = envs.family(cfg.env) == "go" and video is None and not has_display()
-    if text and envs.family(cfg.env) != "go":
-        raise VideoError(f"--text shows Go boards; {cfg.env} is shown in a window or a video")
-    try:
-        eps = cfg.eval_epsilon if epsilon is None else epsilon
-        try:
-            policy = module.load_policy(cfg, ckpt, env, dev, eps, seed)
-            scores = module.action_scores(cfg, ckpt, env, dev) if overlay and hasattr(module, "action_scores") else None
-        except RuntimeError:  # load_state_dict: the checkpoint's tensors do not fit config.yaml's network
-            raise checkpoint.CheckpointError(f"checkpoint {str(ckpt.path)!r} does not fit the network in "
-                                             f"{str(Path(run_dir) / 'config.yaml')!r}") from None
-        if text:
-            return None, play_text(env, policy, episodes, seed, scores)
-        frames = play(env, policy, episodes, seed, scores, overlay)
-        if video is None and has_display():
-            return None, show_window(frames, fps, f"{cfg.env} {algo} step {ckpt.step}")
-        path = Path(video) if video is not None else free_path(Path(run_dir) / "videos" / f"watch_step_{ckpt.step}.mp4")
-        return path, write_video(frames, path, fps)
-    finally:
-        env.close()
-
-
 def training_video(run, eval_round: int, step: int, policy: Policy, scores: Scores | None = None) -> Path | None:
     """After evaluation round `eval_round` (1-based): every `video_frequency`-th round, one game of `policy`
     to <run>/videos/step_<step>.mp4. Any algorithm calls this from its evaluation. Returns the path or None."""
@@ -335,5 +277,6 @@ def training_video(run, eval_round: int, step: int, policy: Policy, scores: Scor
     if every <= 0 or eval_round % every:
         return None
     path = free_path(run.dir / "videos" / f"step_{step}.mp4")
-    record_episode(run.config.env, policy, path, seed=run.config.seed + step, scores=scores, **env_options(run.config))
+    record_episode(run.config.env, policy, path, seed=run.config.seed + step, scores=scores,
+                   **hooks.for_config(run.config).env_options())
     return path

@@ -112,30 +112,6 @@ def from_gymnasium(env_id: str, **kwargs) -> TabularMDP:
 
 
 @cache
-def optimal_return(env_name: str) -> float | None:
-    """The best expected undiscounted return from the start distribution within the env's time limit
-    (`max_episode_steps`), on the scale of `eval/episodic_return`; None for a non-tabular env.
-
-    Finite-horizon backward induction with gamma 1 and horizon = max_episode_steps (Puterman Sec. 4.5),
-    since logged returns are undiscounted sums cut at the time limit. Without a time limit
-    (CliffWalking-v1) it is the undiscounted optimum of value iteration at gamma 1. Agents evaluate
-    with a little exploration (eval_epsilon), so their returns sit somewhat below it."""
-    if env_name not in TOY_TEXT:
-        return None
-    import gymnasium as gym
-
-    from agents import planning
-
-    mdp = from_gymnasium(env_name)
-    P, R = mdp.planning_tensors()
-    horizon = gym.spec(env_name).max_episode_steps
-    if horizon is None:
-        V = planning.value_iteration(P, R, 1.0, epsilon=1e-9, stop="sup").V
-    else:
-        V, _ = planning.finite_horizon(P, R, horizon)
-    return float(mdp.start @ V)
-
-
 # ---------------------------------------------------------------------------------------------- .npz files
 def save_npz(mdp: TabularMDP, path: str | Path) -> None:
     """Write the ARCHITECTURE.md contract: P (A, S, S), R (S, A), terminal (S,)."""

@@ -5,7 +5,7 @@
 
 Each point is one evaluation round (colours alternating); the shaded band is the 95% Wilson interval of that
 round's win rate, so two curves whose bands overlap are not shown apart. A round's number of games is counted from
-its SGFs (`agents.go_eval.round_folder`: games/step_<step>/<opponent>_<k>.sgf), since a resumed run may have changed go.eval_games; where they are
+its SGFs (`agents.go.matches.round_folder`: games/step_<step>/<opponent>_<k>.sgf), since a resumed run may have changed go.eval_games; where they are
 missing, the run's config.yaml value is used.
 """
 
@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from agents import config as config_lib  # noqa: E402
-from agents.go_eval import round_folder  # noqa: E402
+from agents.go.matches import round_folder  # noqa: E402
 
 
 def wilson(p: np.ndarray, n: int | np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 from agents import dqn  # noqa: E402
 from agents.compare import compare  # noqa: E402
-from agents.watch import make_viewable, open_run, play, write_video  # noqa: E402
+from agents.registry import open_run  # noqa: E402
+from agents.watch import make_viewable, play, write_video  # noqa: E402
 
 
 def train(runs_dir: Path, impl: str, seed: int, steps: int, budget: int | None) -> Path | None:
@@ -51,7 +52,8 @@ def gif(run_dir: Path, out: Path, seed: int, max_steps: int, scale: float) -> in
     """One greedy game of the run's agent with the Q-value overlay, shrunk by `scale`."""
     from PIL import Image
 
-    _, cfg, ckpt = open_run(run_dir)
+    opened = open_run(run_dir)
+    cfg, ckpt = opened.config, opened.checkpoint
     env = make_viewable(cfg.env, seed)
     device = torch.device("cpu")
     policy = dqn.load_policy(cfg, ckpt, env, device, 0.0, seed)

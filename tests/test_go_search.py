@@ -1,4 +1,4 @@
-"""agents/go_search.py: PUCT tree search over a network's policy and value, checked with hand-made networks whose
+"""agents/go/search.py: PUCT tree search over a network's policy and value, checked with hand-made networks whose
 policy points the wrong way, so that only reading ahead (exact results of finished games, the value's sign at each
 level, the stone lead that shaping adds) finds the right move."""
 
@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from agents.config import ConfigError, resolve
-from agents.go_eval import play_match
-from agents.go_search import Search, for_run
+from agents.go.matches import play_match
+from agents.go.search import Search, for_run
 from envs.go import game
 from envs.go.env import offered_moves
 

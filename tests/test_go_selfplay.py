@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from agents import go_eval
+from agents.go import matches as go_eval
 from agents.config import ConfigError, resolve
-from agents.league import League
+from agents.go.league import League
 from typer.testing import CliRunner
 
 from agents.cli import app

@@ -8,7 +8,8 @@ import torch
 from gymnasium import spaces
 
 from agents import checkpoint, config as config_lib, ppo, run as run_lib
-from agents.ppo import logprob_and_entropy, ppo_loss, sample_actions
+from agents.pg import logprob_and_entropy, ppo_loss
+from agents.rollout import sample_actions
 from agents.rollout import masked_logits
 from conftest import invoke, ok, only_run, scalars
 

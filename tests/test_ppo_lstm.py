@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import envs
-from agents import checkpoint, config as config_lib, ppo, ppo_lstm, run as run_lib
+from agents import checkpoint, config as config_lib, ppo, ppo_lstm, registry, run as run_lib
 from agents.encoders import LSTMEncoder
 from agents.evaluate import run_episodes
 from conftest import invoke, ok, only_run, scalars
@@ -25,7 +25,7 @@ def _train(tmp_path, steps=144, extra=()):
                              overrides=[*TINY, f"total_timesteps={steps}", f"runs_dir={tmp_path}", *extra])
     run = run_lib.start("ppo", cfg, "CartPoleNoVel-v1")
     try:
-        return cfg, run.dir, ppo.train(cfg, run)
+        return cfg, run.dir, ppo_lstm.train(cfg, run)
     finally:
         run.close()
 
@@ -93,8 +93,8 @@ def test_save_load_gives_identical_action_probabilities_over_a_sequence(tmp_path
     trained = made[0]
     ckpt = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
     env = envs.make("CartPoleNoVel-v1", 2, 0)
-    scores = ppo.action_scores(cfg, ckpt, env, torch.device("cpu"))
-    greedy = ppo.load_policy(cfg.__class__(**{**cfg.__dict__, "eval_greedy": True}), ckpt, env, torch.device("cpu"), 0.0, 0)
+    scores = ppo_lstm.action_scores(cfg, ckpt, env, torch.device("cpu"))
+    greedy = ppo_lstm.load_policy(cfg.__class__(**{**cfg.__dict__, "eval_greedy": True}), ckpt, env, torch.device("cpu"), 0.0, 0)
     obs, _ = env.reset(seed=3)
     state, seen, starts, ended = trained.initial_state(2), [], np.ones(2, dtype=bool), np.zeros(2, dtype=bool)
     for _ in range(40):  # random actions: episodes end and restart within the sequence
@@ -232,7 +232,7 @@ def _train_novel(job: tuple[str, int]) -> dict:
     cfg = config_lib.resolve("ppo", "CartPoleNoVel-v1", "cartpolenovel", overrides=overrides)
     run = run_lib.start("ppo", cfg, "CartPoleNoVel-v1")
     try:
-        return ppo.train(cfg, run)
+        return registry.implementation("ppo", cfg).train(cfg, run)
     finally:
         run.close()
 

@@ -17,10 +17,10 @@ torch.set_num_threads(1)
 
 def test_frozenlake_optimal_success_within_the_step_limit_matches_gymnasium():
     """gymnasium's registry: the optimal policy reaches the goal with p ~0.74 (4x4) and ~0.91 (8x8)."""
-    assert tb.optimal_return("FrozenLake-v1") == pytest.approx(0.74, abs=0.01)
-    assert tb.optimal_return("FrozenLake8x8-v1") == pytest.approx(0.91, abs=0.01)
-    assert tb.optimal_return("CliffWalking-v1") == -13.0  # 13 steps along the cliff edge, -1 each
-    assert tb.optimal_return("CartPole-v1") is None
+    assert pl.optimal_return("FrozenLake-v1") == pytest.approx(0.74, abs=0.01)
+    assert pl.optimal_return("FrozenLake8x8-v1") == pytest.approx(0.91, abs=0.01)
+    assert pl.optimal_return("CliffWalking-v1") == -13.0  # 13 steps along the cliff edge, -1 each
+    assert pl.optimal_return("CartPole-v1") is None
 
 
 @pytest.mark.parametrize("env_id", ["Taxi-v4", "CliffWalking-v1"])
@@ -44,7 +44,7 @@ def test_deterministic_toy_text_values_match_rollouts_in_the_real_env(env_id):
             if terminated:
                 break
         assert terminated and total == pytest.approx(V[s0].item()), (env_id, s0)
-    assert float(mdp.start @ V) == pytest.approx(tb.optimal_return(env_id))
+    assert float(mdp.start @ V) == pytest.approx(pl.optimal_return(env_id))
 
 
 def test_taxi_dropoffs_go_to_the_appended_end_state():
@@ -171,7 +171,7 @@ def test_dqn_logs_optimal_return_beside_eval_return_on_frozenlake(tmp_path):
     ok(invoke(args))
     logged = scalars(only_run(tmp_path))
     assert [s for s, _ in logged["eval/optimal_return"]] == [s for s, _ in logged["eval/episodic_return"]] == [200, 400]
-    assert all(v == pytest.approx(tb.optimal_return("FrozenLake-v1")) for _, v in logged["eval/optimal_return"])
+    assert all(v == pytest.approx(pl.optimal_return("FrozenLake-v1")) for _, v in logged["eval/optimal_return"])
 
 
 def test_no_optimal_return_for_non_tabular_envs(tiny_run):

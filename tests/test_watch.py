@@ -9,7 +9,8 @@ import torch
 import envs
 from agents import checkpoint, config as config_lib, dqn
 from agents.evaluate import run_episodes
-from agents.watch import Lockstep, make_viewable, watch, write_video
+from agents.watch import Lockstep, make_viewable, write_video
+from agents.watch_run import watch
 from conftest import invoke, ok, only_run, train_args
 
 

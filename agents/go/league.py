@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch import nn
 
-import envs
 from agents.checkpoint import prefixed, rng_from_json, rng_to_json, unprefixed
 from agents.rollout import masked_logits, sample_actions
 
@@ -106,27 +105,3 @@ class League:
             self.assigned = np.asarray(state["assigned"], dtype=np.int64)
         self.games = [int(g) for g in state["games"]]
         self.generator.set_state(rng_from_json(state["rng"]))
-
-
-def offer_options(config) -> dict[str, Any]:
-    """The moves a run's agent is offered on Go (`envs.go.env.offered_moves`): its go.eye_fill and go.pass_rule, wherever it
-    plays (training, evaluation, GTP); the plain rules' defaults for a config without a go section."""
-    go = getattr(config, "go", None)
-    return {"eye_fill": go.eye_fill if go else True, "pass_rule": go.pass_rule if go else "always"}
-
-
-def env_options(config, training: bool = False, league: League | None = None,
-                device: torch.device | None = None) -> dict[str, Any]:
-    """`envs.make` options for a run's env: Go is played at the run's komi; a Go training env also runs its batched
-    rules on the learner's `device` (a GPU: the games never leave it but for the observations handed to the agent),
-    shows random symmetries (go.symmetries), shapes rewards (go.shaping) and, given a league, plays it with colours alternating. {} off Go."""
-    if envs.family(config.env) != "go" or not hasattr(config, "go"):
-        return {}
-    options: dict[str, Any] = {"komi": config.go.komi, **offer_options(config)}
-    if training:
-        options |= {"augment": config.go.symmetries, "shaping": config.go.shaping, "shaping_potential": config.go.shaping_potential,
-                    "score_reward": config.go.score_reward,
-                    **({"device": device} if device is not None else {})}
-    if league is not None:
-        options |= {"opponent": league, "agent_colour": "alternate"}
-    return options

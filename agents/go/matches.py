@@ -1,6 +1,6 @@
 """Go matches against fixed opponents: win rates, an Elo estimate, and every game saved as SGF.
 
-At each evaluation of a Go run (agents/evaluate.py's `evaluation_round`), the policy plays `go.eval_games`
+At each evaluation of a Go run (agents/eval_round.py, through agents/go/hooks.py), the policy plays `go.eval_games`
 games against each of `go.eval_opponents`: the random player, a greedy capturer (envs/go/env.py) and GNU Go
 at each of `go.gnugo_levels` (Chinese rules, positional superko, the run's komi) when it is installed.
 Colours alternate game by game, so neither side's advantage (komi, the first move) is counted for the agent.
@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 
 from agents.evaluate import Policy, act
-from agents.go_search import Search
-from agents.league import offer_options
+from agents.go.search import Search
 from envs.go import game, gtp, sgf
 from envs.go.env import GameRecord, GoEnv
 
@@ -49,8 +48,8 @@ def elo(wins: float, games: int) -> float:
 def play_match(policy: Policy | Search, size: int, komi: float, opponent: str, games: int, seed: int, level: int = 1,
                num_envs: int = 8, eye_fill: bool = True, pass_rule: str = "always") -> list[GameRecord]:
     """`games` whole games of `policy` against `opponent`, colours alternating; the finished games in order.
-    eye_fill and pass_rule: the moves the policy is offered (as its run trained: league.offer_options).
-    A `Search` (agents/go_search.py) as the policy reads the env's games themselves: rules state and last boards."""
+    eye_fill and pass_rule: the moves the policy is offered (as its run trained: hooks.offer_options).
+    A `Search` (agents/go/search.py) as the policy reads the env's games themselves: rules state and last boards."""
     num_envs = min(num_envs, games)
     env = GoEnv(size, num_envs, seed, opponent=opponent, agent_colour="alternate", komi=komi, gnugo_level=level, record=True,
                 eye_fill=eye_fill, pass_rule=pass_rule)
@@ -103,17 +102,3 @@ def save_sgf(records: list[GameRecord], folder: Path, name: str, size: int, komi
 def round_folder(run_dir: Path, step: int) -> Path:
     """Where a training run's evaluation round at env step `step` keeps its games, one `<opponent>_<k>.sgf` each."""
     return run_dir / "games" / f"step_{step}"
-
-
-def evaluate_go(run, policy: Policy, step: int) -> dict[str, dict[str, Any]]:
-    """One round of matches for a training run at env step `step`: logs go/win_rate/* and go/elo/*, writes SGFs."""
-    config = run.config
-    size = int(config.env[2:])
-    results = {}
-    for name, kind, level in opponent_names(config):
-        records = play_match(policy, size, config.go.komi, kind, config.go.eval_games, config.seed + 200_000 + step, level,
-                             **offer_options(config))
-        save_sgf(records, round_folder(run.dir, step), name, size, config.go.komi, f"rl step {step}")
-        results[name] = summary(records)
-        run.log(step, {f"go/win_rate/{name}": results[name]["win_rate"], f"go/elo/{name}": results[name]["elo"]})
-    return results

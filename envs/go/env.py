@@ -5,7 +5,7 @@ Two modes:
   to move (`info["to_play"]`, +1 black / -1 white, says whose move the returned obs asks for).
   The reward is for the player who just moved: +1 win, -1 loss, 0 draw, at the end of the game.
 - against an opponent: `"random"`, `"greedy"` (captures the most stones it can, else random), `"gnugo"`
-  (GNU Go over GTP at `gnugo_level`), or any `Opponent` object (agents/league.py: past versions of the
+  (GNU Go over GTP at `gnugo_level`), or any `Opponent` object (agents/go/league.py: past versions of the
   agent, for self-play). The agent plays `agent_colour` ("black", "white", or "alternate": env i starts
   as Black if i is even and changes colour at each new game); each step is the agent's move followed by
   the opponent's reply; rewards are from the agent's view.
@@ -118,7 +118,7 @@ def greedy_policy(state: game.GoState, generator: torch.Generator | None = None)
 
 
 class Opponent(Protocol):
-    """A policy the env asks for the opponent's replies (agents/league.py: past versions of the agent)."""
+    """A policy the env asks for the opponent's replies (agents/go/league.py: past versions of the agent)."""
 
     def new_games(self, rows: np.ndarray) -> None:
         """Games start in envs `rows` (int indices): choose who plays them."""

@@ -92,7 +92,7 @@ def agent_engine(size: int, komi: float | None, act, history: int, name: str = "
                  pass_rule: str = "always", search=None) -> gtp.Engine:
     """An engine whose moves come from a trained agent: `act(obs (1, 2k+1, N, N), legal (1, N*N+1)) -> (1,)`,
     shown the observation and offered the moves GoEnv would (eye_fill and pass_rule as the agent trained, at the
-    engine's komi), built from the engine's own record of the game. With `search` (agents/go_search.Search),
+    engine's komi), built from the engine's own record of the game. With `search` (agents/go/search.Search),
     search(state, boards (1, k, N*N), legal) chooses instead, reading ahead from the engine's position at its komi."""
     from envs.go.env import observation_planes, offered_moves
 

@@ -1,0 +1,94 @@
+"""A trained Go run at play time: `rl eval --opponent` matches, and the GTP engine of `rl gtp` / `rl play go`."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import envs
+from agents import registry
+from agents.config import ConfigError
+from agents.go import matches
+from agents.go.hooks import GoHooks, offer_options
+
+
+def with_symmetries(config, algo: str):
+    """`config` set to average its network over the board's 8 symmetries (--symmetries), or a ConfigError where that
+    does not apply: a Go run of a feed-forward policy-gradient network only."""
+    if envs.family(config.env) != "go" or algo not in ("ppo", "a2c", "reinforce") or config.encoder.name == "lstm":
+        raise ConfigError(f"--symmetries averages a board network over the 8 symmetries: Go runs of ppo, a2c or "
+                          f"reinforce with a feed-forward encoder only, not a {algo} run on {config.env}")
+    return dataclasses.replace(config, eval_symmetries=True)
+
+
+def searcher(opened: registry.OpenRun, env, device, playouts: int):
+    """The run's network read through a PUCT search of `playouts` per move (agents/go/search.py)."""
+    from agents.go.search import for_run
+
+    algorithm = opened.algorithm
+    if not hasattr(algorithm, "load_network"):
+        raise ConfigError("--search evaluates positions out of order: it needs a feed-forward encoder, not lstm")
+    return for_run(algorithm.load_network(opened.config, opened.checkpoint, env, device), opened.config, playouts, device)
+
+
+def match(opened: registry.OpenRun, device, opponent: str, level: int, games: int, seed: int, search: int = 0) -> dict[str, Any]:
+    """`rl eval RUN --opponent ...`: `games` games against the opponent, colours alternating, saved as SGFs under
+    <run>/games/eval_step_<N>_seed_<S>[_search<K>|_greedy][_symmetries]/; returns the result."""
+    if opponent == "gnugo" and not matches.gnugo_available():
+        raise ConfigError("--opponent gnugo: GNU Go is not installed (apt-get install gnugo); random and greedy need nothing")
+    cfg, step = opened.config, opened.checkpoint.step
+    env = envs.make(cfg.env, 1, seed, **GoHooks(cfg).env_options())
+    try:
+        player = searcher(opened, env, device, search) if search else registry.load_policy(opened, env, device, cfg.eval_epsilon, seed)
+        size, komi = env.size, cfg.go.komi
+    finally:
+        env.close()
+    name = f"gnugo_l{level}" if opponent == "gnugo" else opponent
+    # a search batches its trees' network calls over the games played at once (GNU Go: one process per game)
+    num_envs = (16 if opponent == "gnugo" else 64) if search else 8
+    records = matches.play_match(player, size, komi, opponent, games, seed, level, num_envs, **offer_options(cfg))
+    greedy = cfg.eval_greedy and not search
+    how = (f"_search{search}" if search else "_greedy" if greedy else "") + ("_symmetries" if cfg.eval_symmetries else "")
+    folder = opened.dir / "games" / f"eval_step_{step}_seed_{seed}{how}"
+    matches.save_sgf(records, folder, name, size, komi, f"rl step {step}" + (f" search {search}" if search else "")
+                     + (" symmetries" if cfg.eval_symmetries else ""))
+    return {"run": str(opened.dir), "step": step, "opponent": name, "komi": komi, "greedy": greedy, "search": search,
+            "symmetries": cfg.eval_symmetries, **matches.summary(records), "sgf": str(folder)}
+
+
+def engine(size: int, komi: float | None, seed: int, agent: Path | None, search: int = 0, symmetries: bool = False):
+    """The engine of `rl gtp` / `rl play go`: the --agent run's policy, else a random player that fills none of its
+    own eyes; --search and --symmetries need an --agent."""
+    from envs.go import play
+
+    if search and agent is None:
+        raise ConfigError(f"--search {search} reads ahead with a trained network: add --agent RUN (a Go run folder)")
+    if symmetries and agent is None:
+        raise ConfigError("--symmetries averages a trained network: add --agent RUN (a Go run folder)")
+    return play.random_engine(size, komi, seed) if agent is None else agent_engine(agent, komi, seed, search, symmetries)
+
+
+def agent_engine(run_dir: Path, komi: float | None, seed: int, search: int = 0, symmetries: bool = False):
+    """A GTP engine playing a Go run's latest policy, most likely legal move first (no sampling), or with `search` > 0
+    the most visited move of a PUCT search of that many playouts; `symmetries` averages the network over the board's
+    8 symmetries."""
+    from agents.run import pick_device
+    from envs.go import play
+
+    opened = registry.open_run(run_dir, None, "--agent")
+    cfg = opened.config
+    if envs.family(cfg.env) != "go" or opened.algo not in ("ppo", "a2c", "reinforce"):
+        raise ConfigError(f"--agent {str(run_dir)!r} is a {opened.algo} run on {cfg.env}, not a Go policy "
+                          f"(train one with: rl train ppo --env Go9)")
+    cfg = with_symmetries(cfg, opened.algo) if symmetries else cfg
+    opened = registry.open_run(run_dir, "latest", "--agent")
+    opened = dataclasses.replace(opened, config=dataclasses.replace(cfg, eval_greedy=True))
+    env = envs.make(cfg.env, 1, seed)
+    device = pick_device("auto")
+    player = searcher(opened, env, device, search) if search else None
+    policy = registry.load_policy(opened, env, device, 0.0, seed)
+    if komi is None:
+        komi = cfg.go.komi  # the komi it trained under, unless --komi (or GTP's komi command) says otherwise
+    return play.agent_engine(env.size, komi, lambda obs, legal: policy(obs, action_mask=legal), env.history,
+                             f"rl-{opened.algo}", search=player, **offer_options(cfg))

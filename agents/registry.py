@@ -1,0 +1,147 @@
+"""Algorithm name -> its implementation, and `open_run`: the one way to open a run folder for use.
+
+An algorithm is a module with `train(config, run)`, `load_policy(config, ckpt, env, device, epsilon, seed)` and
+`action_scores(config, ckpt, env, device)` (the `Algorithm` protocol), and a config class. A2C and REINFORCE are
+PPO's loop with other defaults; a recurrent encoder (encoder.name=lstm) picks recurrent PPO (agents/ppo_lstm.py)
+here, where the algorithm is chosen, so no algorithm hands over to another.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from agents import checkpoint, config as config_lib
+from agents.run import run_folder
+from agents.config import ConfigError
+
+
+class Algorithm(Protocol):
+    def train(self, config: Any, run: Any) -> dict[str, Any]: ...
+
+    def load_policy(self, config: Any, ckpt: checkpoint.Checkpoint, env: Any, device: Any, epsilon: float, seed: int): ...
+
+    def action_scores(self, config: Any, ckpt: checkpoint.Checkpoint, env: Any, device: Any): ...
+
+
+def _dqn() -> Algorithm:
+    from agents import dqn
+
+    return dqn
+
+
+def _ppo() -> Algorithm:
+    from agents import ppo
+
+    return ppo
+
+
+def _a2c() -> Algorithm:
+    from agents import a2c
+
+    return a2c
+
+
+def _reinforce() -> Algorithm:
+    from agents import reinforce
+
+    return reinforce
+
+
+def _ppo_lstm() -> Algorithm:
+    from agents import ppo_lstm
+
+    return ppo_lstm
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    summary: str  # one line for `rl algos`
+    config_class: type
+    module: Callable[[], Algorithm]  # imported on use: a config alone needs no torch
+    recurrent: Callable[[], Algorithm] | None = None  # the implementation for encoder.name=lstm, where there is one
+
+    def implementation(self, config: Any) -> Algorithm:
+        if self.recurrent is not None and config.encoder.name == "lstm":
+            return self.recurrent()
+        return self.module()
+
+
+ALGORITHMS: dict[str, Entry] = {e.name: e for e in (
+    Entry("dqn", "Deep Q-Network (Nature 2015) with double, dueling, n-step options; replay stores each frame once",
+          config_lib.DQNConfig, _dqn),
+    Entry("ppo", "Proximal Policy Optimization (2017), CleanRL's recipe: clipped objective, GAE, minibatch epochs",
+          config_lib.PPOConfig, _ppo, _ppo_lstm),
+    Entry("a2c", "Advantage actor-critic (2016): PPO's loop with one RMSprop step per short rollout, no clipping",
+          config_lib.A2CConfig, _a2c, _ppo_lstm),
+    Entry("reinforce", "REINFORCE with a learned baseline (Williams 1992): Monte-Carlo returns, one step per rollout",
+          config_lib.ReinforceConfig, _reinforce, _ppo_lstm),
+)}
+
+
+def entry(name: str) -> Entry:
+    """The algorithm `rl train NAME` names, or a ConfigError with the nearest name."""
+    if name == "supervised":
+        raise ConfigError("supervised training has its own command: rl supervised MODEL --data DATASET "
+                          "(see rl supervised --help)")
+    if name not in ALGORITHMS:
+        close = difflib.get_close_matches(name, list(ALGORITHMS), n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(sorted(ALGORITHMS))}"
+        raise ConfigError(f"unknown algorithm {name!r}: {hint} (`rl algos` lists them)")
+    return ALGORITHMS[name]
+
+
+def implementation(algo: str, config: Any) -> Algorithm:
+    """The module that trains and plays `algo` with this config."""
+    return entry(algo).implementation(config)
+
+
+@dataclass
+class OpenRun:
+    """A run folder opened for use: its algorithm, resolved config and (unless asked for none) a checkpoint."""
+
+    dir: Path
+    algo: str
+    config: Any
+    checkpoint: checkpoint.Checkpoint | None
+
+    @property
+    def algorithm(self) -> Algorithm:
+        if self.algo == "supervised":
+            raise checkpoint.CheckpointError(f"{str(self.dir)!r} is a supervised run, not an agent: its test accuracy "
+                                             "is in metrics.json")
+        return implementation(self.algo, self.config)
+
+
+def open_run(path: Path, step: int | str | None = "latest", option: str = "") -> OpenRun:
+    """The one way eval, watch, gtp, play and --resume open a run: its config.yaml, and its latest checkpoint
+    ("latest"), checkpoints/step_<step> (an int) or none (None). Every problem is one CheckpointError or
+    ConfigError line; `option` names the command-line option the path came from."""
+    run_dir = run_folder(path, option)
+    algo, config = config_lib.load(run_dir / "config.yaml")
+    folder = run_dir / "checkpoints"
+    if step is None:
+        return OpenRun(run_dir, algo, config, None)
+    if step == "latest":
+        return OpenRun(run_dir, algo, config, checkpoint.load(checkpoint.latest(folder)))
+    path = folder / f"step_{step}"
+    if not (path / "state.json").exists():
+        have = sorted(int(p.name[5:]) for p in folder.glob("step_*") if p.name[5:].isdigit())
+        raise checkpoint.CheckpointError(f"no checkpoint at step {step} in {str(run_dir)!r}: "
+                                         f"{'available: ' + ', '.join(map(str, have)) if have else 'it has none'}")
+    return OpenRun(run_dir, algo, config, checkpoint.load(path))
+
+
+def load_policy(opened: OpenRun, env, device, epsilon: float, seed: int, scores: bool = False):
+    """The run's policy (and, with `scores`, its action scores for overlays) on `env`; a checkpoint whose tensors do
+    not fit config.yaml's network is one CheckpointError line."""
+    algorithm = opened.algorithm
+    try:
+        policy = algorithm.load_policy(opened.config, opened.checkpoint, env, device, epsilon, seed)
+        return (policy, algorithm.action_scores(opened.config, opened.checkpoint, env, device)) if scores else policy
+    except RuntimeError:  # load_state_dict: tensors missing, unexpected or of another shape than config.yaml's network
+        raise checkpoint.CheckpointError(f"checkpoint {str(opened.checkpoint.path)!r} does not fit the network in "
+                                         f"{str(opened.dir / 'config.yaml')!r}: missing or mis-shaped tensors") from None
