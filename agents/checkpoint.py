@@ -42,8 +42,12 @@ def versions() -> dict[str, str]:
     import gymnasium
     import numpy
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-            "gymnasium": gymnasium.__version__}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "gymnasium": gymnasium.__version__,
+    }
 
 
 def prefixed(prefix: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -53,7 +57,7 @@ def prefixed(prefix: str, state_dict: dict[str, torch.Tensor]) -> dict[str, torc
 
 def unprefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The state_dict of the network saved under `prefix` (inverse of `prefixed`)."""
-    return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(f"{prefix}.")}
+    return {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(f"{prefix}.")}
 
 
 def rng_to_json(state: torch.Tensor) -> str:

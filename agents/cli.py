@@ -6,7 +6,6 @@ line on stderr naming the problem and the nearest valid choice, and exits with c
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import sys
@@ -15,9 +14,13 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Reinforcement-learning agents: train, evaluate, watch and compare; plan exactly; play Go.\n\n"
-                       "Example: rl train dqn --env Pong")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Reinforcement-learning agents: train, evaluate, watch and compare; plan exactly; play Go.\n\n"
+    "Example: rl train dqn --env Pong",
+)
 
 
 def _user_errors(fn):
@@ -45,16 +48,27 @@ def _user_errors(fn):
 @_user_errors
 def train(
     algo: str = typer.Argument(..., help="Algorithm: dqn, ppo, a2c, reinforce (see `rl algos`)."),
-    env: Optional[str] = typer.Option(None, "--env", help="Environment: Pong, ALE/Pong-v5, CartPole-v1, ... (see `rl envs`)."),
+    env: Optional[str] = typer.Option(
+        None, "--env", help="Environment: Pong, ALE/Pong-v5, CartPole-v1, ... (see `rl envs`)."
+    ),
     steps: Optional[int] = typer.Option(None, "--steps", help="Total env steps over all envs (total_timesteps)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda."),
     num_envs: Optional[int] = typer.Option(None, "--num-envs", help="Environments stepped together."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of overrides."),
-    set_: list[str] = typer.Option([], "--set", help="Override one key: --set learning_rate=1e-4 (repeatable; nested: encoder.name=mlp)."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override one key: --set learning_rate=1e-4 (repeatable; nested: encoder.name=mlp)."
+    ),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Run folder to continue from its latest checkpoint."),
-    impl: str = typer.Option("ours", "--impl", help="ours | sb3: Stable-Baselines3's agent with this config, logged into our run layout."),
-    nproc: int = typer.Option(1, "--nproc", min=1, help="Data-parallel processes on this machine (PPO family): runs this command under torchrun."),
+    impl: str = typer.Option(
+        "ours", "--impl", help="ours | sb3: Stable-Baselines3's agent with this config, logged into our run layout."
+    ),
+    nproc: int = typer.Option(
+        1,
+        "--nproc",
+        min=1,
+        help="Data-parallel processes on this machine (PPO family): runs this command under torchrun.",
+    ),
 ):
     """Train an agent; writes runs/<env>__<algo>__<seed>__<time>/ (config, TensorBoard, checkpoints).
 
@@ -67,7 +81,8 @@ def train(
       rl train ppo --env Pong
       rl train a2c --env CartPole-v1
       rl train dqn --env CartPole-v1 --impl sb3   (SB3's DQN, same hyperparameters and tags)
-      rl train ppo --env Pong --nproc 4   (= torchrun --standalone --nproc_per_node 4 -m agents.cli train ppo --env Pong)
+      rl train ppo --env Pong --nproc 4
+        (= torchrun --standalone --nproc_per_node 4 -m agents.cli train ppo --env Pong)
     Ctrl-C saves a checkpoint and stops; --resume continues the same curves.
     """
     from agents import distributed, launch
@@ -80,8 +95,10 @@ def train(
     if not distributed.is_main():
         return
     last_eval = f", last eval return {summary['evals'][-1][1]:.2f}" if summary["evals"] else ""
-    typer.echo(f"{'finished' if summary['finished'] else 'stopped'} at step {summary['step']:,} "
-               f"({summary['sps']:,.0f} SPS{last_eval}); run folder: {run.dir}")
+    typer.echo(
+        f"{'finished' if summary['finished'] else 'stopped'} at step {summary['step']:,} "
+        f"({summary['sps']:,.0f} SPS{last_eval}); run folder: {run.dir}"
+    )
     if not summary["finished"] and impl == "ours":
         typer.echo(f"continue with: rl train {algo} --resume {run.dir}")
 
@@ -91,17 +108,31 @@ def train(
 def eval_(
     run_dir: Path = typer.Argument(..., help="A run folder (runs/...)."),
     episodes: int = typer.Option(10, "--episodes", min=1, help="Number of whole games."),
-    epsilon: Optional[float] = typer.Option(None, "--epsilon", help="Exploration during evaluation (default: the run's eval_epsilon)."),
+    epsilon: Optional[float] = typer.Option(
+        None, "--epsilon", help="Exploration during evaluation (default: the run's eval_epsilon)."
+    ),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-    opponent: Optional[str] = typer.Option(None, "--opponent", help="Go runs: play random, greedy or gnugo, colours alternating; SGFs to <run>/games/."),
+    opponent: Optional[str] = typer.Option(
+        None, "--opponent", help="Go runs: play random, greedy or gnugo, colours alternating; SGFs to <run>/games/."
+    ),
     level: int = typer.Option(1, "--level", min=1, max=10, help="GNU Go's level with --opponent gnugo."),
-    greedy: bool = typer.Option(False, "--greedy", help="Policy-gradient runs: play the most likely action instead of sampling."),
-    search: int = typer.Option(0, "--search", min=0, help="Go runs with --opponent: read N playouts ahead per move "
-                               "(PUCT tree search over the policy and value heads); 0 plays the policy alone."),
-    symmetries: bool = typer.Option(False, "--symmetries", help="Go runs: average the network over the board's 8 "
-                                    "symmetries at every position (8 forward passes a move)."),
+    greedy: bool = typer.Option(
+        False, "--greedy", help="Policy-gradient runs: play the most likely action instead of sampling."
+    ),
+    search: int = typer.Option(
+        0,
+        "--search",
+        min=0,
+        help="Go runs with --opponent: read N playouts ahead per move "
+        "(PUCT tree search over the policy and value heads); 0 plays the policy alone.",
+    ),
+    symmetries: bool = typer.Option(
+        False,
+        "--symmetries",
+        help="Go runs: average the network over the board's 8 symmetries at every position (8 forward passes a move).",
+    ),
 ):
     """Evaluate a run's latest checkpoint: mean, std, min, max of raw game scores and a 95% interval.
     Go runs with --opponent: win rate (by colour too) and an Elo estimate against that opponent,
@@ -122,15 +153,20 @@ def eval_(
         typer.echo(json.dumps(result))
     elif opponent is not None:
         parts = ([f"search {search}"] if search else ["greedy"] if result["greedy"] else []) + (
-            ["8 symmetries"] if result["symmetries"] else [])
+            ["8 symmetries"] if result["symmetries"] else []
+        )
         label = f" ({', '.join(parts)})" if parts else ""
-        typer.echo(f"{_env_of(run_dir)} step {result['step']:,}{label} vs {result['opponent']}: won {result['wins']:g}/"
-                   f"{result['games']} ({result['win_rate']:.0%}; as Black {result['win_rate_black']:.0%}, as White "
-                   f"{result['win_rate_white']:.0%}), Elo {result['elo']:+.0f} against it; SGF in {result['sgf']}")
+        typer.echo(
+            f"{_env_of(run_dir)} step {result['step']:,}{label} vs {result['opponent']}: won {result['wins']:g}/"
+            f"{result['games']} ({result['win_rate']:.0%}; as Black {result['win_rate_black']:.0%}, as White "
+            f"{result['win_rate_white']:.0%}), Elo {result['elo']:+.0f} against it; SGF in {result['sgf']}"
+        )
     else:
-        typer.echo(f"{_env_of(run_dir)} step {result['step']:,}: {result['mean']:.2f} ± {result['std']:.2f} over {episodes} "
-                   f"episodes (min {result['min']:g}, max {result['max']:g}, 95% CI [{result['ci95_low']:.2f}, "
-                   f"{result['ci95_high']:.2f}])")
+        typer.echo(
+            f"{_env_of(run_dir)} step {result['step']:,}: {result['mean']:.2f} ± {result['std']:.2f} over {episodes} "
+            f"episodes (min {result['min']:g}, max {result['max']:g}, 95% CI [{result['ci95_low']:.2f}, "
+            f"{result['ci95_high']:.2f}])"
+        )
 
 
 def _env_of(run_dir: Path) -> str:
@@ -142,13 +178,19 @@ def _env_of(run_dir: Path) -> str:
 @app.command()
 @_user_errors
 def supervised(
-    model: str = typer.Argument(..., help="Encoder to train: mlp, impala, resnet_tower, lstm, transformer (nature_cnn needs 36x36 images)."),
-    data: str = typer.Option("digits", "--data", help="digits (8x8 images), digit_rows (8 steps of 8 pixels), parity (bit strings)."),
+    model: str = typer.Argument(
+        ..., help="Encoder to train: mlp, impala, resnet_tower, lstm, transformer (nature_cnn needs 36x36 images)."
+    ),
+    data: str = typer.Option(
+        "digits", "--data", help="digits (8x8 images), digit_rows (8 steps of 8 pixels), parity (bit strings)."
+    ),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Passes over the training split."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (also fixes the data splits)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of overrides."),
-    set_: list[str] = typer.Option([], "--set", help="Override one key: --set optimizer=sgd --set encoder.dropout=0.1 (repeatable)."),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override one key: --set optimizer=sgd --set encoder.dropout=0.1 (repeatable)."
+    ),
 ):
     """Train an encoder + linear classifier on offline data; report test accuracy, save a confusion matrix and
     the encoder weights (runs/<data>-<model>__supervised__<seed>__<time>/encoder.safetensors).
@@ -168,9 +210,13 @@ def supervised(
     run, summary = launch.supervised(flags, config, set_)
     if not distributed.is_main():
         return
-    typer.echo(f"test accuracy {summary['test_accuracy']:.2%} after {summary['epochs']} epochs ({summary['seconds']:.1f} s); "
-               f"run folder: {run.dir}")
-    typer.echo(f"confusion matrix: {run.dir / 'confusion_matrix.png'}; reuse the encoder with --set encoder.init={run.dir}")
+    typer.echo(
+        f"test accuracy {summary['test_accuracy']:.2%} after {summary['epochs']} epochs ({summary['seconds']:.1f} s); "
+        f"run folder: {run.dir}"
+    )
+    typer.echo(
+        f"confusion matrix: {run.dir / 'confusion_matrix.png'}; reuse the encoder with --set encoder.init={run.dir}"
+    )
 
 
 @app.command()
@@ -178,14 +224,24 @@ def supervised(
 def watch(
     run_dir: Path = typer.Argument(..., help="A run folder (runs/...)."),
     episodes: int = typer.Option(1, "--episodes", min=1, help="Number of whole games."),
-    video: Optional[Path] = typer.Option(None, "--video", help="Write FILE.mp4 or FILE.gif instead of opening a window."),
+    video: Optional[Path] = typer.Option(
+        None, "--video", help="Write FILE.mp4 or FILE.gif instead of opening a window."
+    ),
     fps: float = typer.Option(30.0, "--fps", min=1.0, help="Frames per second (one frame per agent step)."),
     step: Optional[int] = typer.Option(None, "--checkpoint", help="Use checkpoints/step_<STEP> instead of the latest."),
-    overlay: bool = typer.Option(True, "--overlay/--no-overlay", help="Score, step and the agent's action values under the game."),
-    epsilon: Optional[float] = typer.Option(None, "--epsilon", help="Exploration while playing (default: the run's eval_epsilon)."),
+    overlay: bool = typer.Option(
+        True, "--overlay/--no-overlay", help="Score, step and the agent's action values under the game."
+    ),
+    epsilon: Optional[float] = typer.Option(
+        None, "--epsilon", help="Exploration while playing (default: the run's eval_epsilon)."
+    ),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device"),
-    text: Optional[bool] = typer.Option(None, "--text/--no-text", help="Go: the boards as text in the terminal (default when there is no display and no --video)."),
+    text: Optional[bool] = typer.Option(
+        None,
+        "--text/--no-text",
+        help="Go: the boards as text in the terminal (default when there is no display and no --video).",
+    ),
 ):
     """Watch a run's agent play: a window when a display exists, else a video (default <run>/videos/);
     Go boards as text in the terminal when there is neither a display nor --video.
@@ -233,8 +289,10 @@ def compare(
     width = max(len(r["label"]) for r in rows)
     typer.echo(f"{'group':<{width}}  runs  {'steps':>9}  {'mean':>9}  {'IQM':>9}  IQM 95% bootstrap CI")
     for r in rows:
-        typer.echo(f"{r['label']:<{width}}  {r['runs']:>4}  {r['steps']:>9,}  {r['mean']:>9.2f}  {r['iqm']:>9.2f}  "
-                   f"[{r['iqm_ci95_low']:.2f}, {r['iqm_ci95_high']:.2f}]")
+        typer.echo(
+            f"{r['label']:<{width}}  {r['runs']:>4}  {r['steps']:>9,}  {r['mean']:>9.2f}  {r['iqm']:>9.2f}  "
+            f"[{r['iqm_ci95_low']:.2f}, {r['iqm_ci95_high']:.2f}]"
+        )
     typer.echo(f"final score: mean of {tag} over the last 10% of each run's steps; plot: {out}")
 
 
@@ -260,7 +318,9 @@ def board(
     if not logdir.is_dir():
         raise CompareError(f"log folder {str(logdir)!r} does not exist (train a run first, or pass its folder)")
     board = program.TensorBoard()
-    board.configure(argv=[None, "--logdir", str(logdir), "--host", "127.0.0.1", *(["--port", str(port)] if port else [])])
+    board.configure(
+        argv=[None, "--logdir", str(logdir), "--host", "127.0.0.1", *(["--port", str(port)] if port else [])]
+    )
     typer.echo(f"TensorBoard at {board.launch()} (Ctrl-C stops it)")
     try:
         while True:
@@ -305,10 +365,20 @@ def algos():
 @app.command()
 @_user_errors
 def plan(
-    method: str = typer.Argument(..., help="value-iteration | policy-iteration | modified-policy-iteration | q-value-iteration."),
-    env: Optional[str] = typer.Option(None, "--env", help="FrozenLake-v1, FrozenLake8x8-v1, Taxi-v4, CliffWalking-v1, GridWorld, Gambler, JacksCarRental."),
-    mdp: Optional[Path] = typer.Option(None, "--mdp", help=".npz with P (A, S, S), R (S, A) or (A, S, S), optional terminal (S,)."),
-    gamma: Optional[float] = typer.Option(None, "--gamma", help="Discount in (0, 1] (default: the MDP's own, 0.99 for files)."),
+    method: str = typer.Argument(
+        ..., help="value-iteration | policy-iteration | modified-policy-iteration | q-value-iteration."
+    ),
+    env: Optional[str] = typer.Option(
+        None,
+        "--env",
+        help="FrozenLake-v1, FrozenLake8x8-v1, Taxi-v4, CliffWalking-v1, GridWorld, Gambler, JacksCarRental.",
+    ),
+    mdp: Optional[Path] = typer.Option(
+        None, "--mdp", help=".npz with P (A, S, S), R (S, A) or (A, S, S), optional terminal (S,)."
+    ),
+    gamma: Optional[float] = typer.Option(
+        None, "--gamma", help="Discount in (0, 1] (default: the MDP's own, 0.99 for files)."
+    ),
     as_json: bool = typer.Option(False, "--json", help='Print {"V", "Q", "policy", "iterations", "gamma"}.'),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a heatmap of V with the policy (grid worlds)."),
 ):
@@ -328,11 +398,22 @@ def plan(
     if plot is not None:
         tabular.plot(model, V, policy, plot, f"{model.name}: {method}, gamma {gamma:g}")
     if as_json:
-        typer.echo(json.dumps({"V": V.tolist(), "Q": Q.tolist(), "policy": policy.tolist(),
-                               "iterations": solution.iterations, "gamma": gamma}))
+        typer.echo(
+            json.dumps(
+                {
+                    "V": V.tolist(),
+                    "Q": Q.tolist(),
+                    "policy": policy.tolist(),
+                    "iterations": solution.iterations,
+                    "gamma": gamma,
+                }
+            )
+        )
         return
-    typer.echo(f"{model.name}: {method}, gamma {gamma:g}, {solution.iterations} iterations, "
-               f"{model.num_states} states, {model.num_actions} actions")
+    typer.echo(
+        f"{model.name}: {method}, gamma {gamma:g}, {solution.iterations} iterations, "
+        f"{model.num_states} states, {model.num_actions} actions"
+    )
     typer.echo(tabular.table(model, V, policy))
     if plot is not None:
         typer.echo(f"plot: {plot}")
@@ -342,12 +423,24 @@ def plan(
 @_user_errors
 def gtp_(
     size: int = typer.Option(9, "--size", min=5, max=19, help="Initial board size (GTP boardsize changes it)."),
-    komi: Optional[float] = typer.Option(None, "--komi", help="Komi (default: an --agent run's go.komi; else by size: 24.5 on 5x5, 8.5 on 7x7, else 7.5)."),
+    komi: Optional[float] = typer.Option(
+        None,
+        "--komi",
+        help="Komi (default: an --agent run's go.komi; else by size: 24.5 on 5x5, 8.5 on 7x7, else 7.5).",
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the random policy."),
-    agent: Optional[Path] = typer.Option(None, "--agent", help="A Go run folder (rl train ppo --env Go9): its policy plays."),
-    search: int = typer.Option(0, "--search", min=0, help="With --agent: read N playouts ahead per move (PUCT tree search)."),
-    symmetries: bool = typer.Option(False, "--symmetries", help="With --agent: average its network over the board's 8 "
-                                    "symmetries at every position (8 forward passes a move; with --search, a playout)."),
+    agent: Optional[Path] = typer.Option(
+        None, "--agent", help="A Go run folder (rl train ppo --env Go9): its policy plays."
+    ),
+    search: int = typer.Option(
+        0, "--search", min=0, help="With --agent: read N playouts ahead per move (PUCT tree search)."
+    ),
+    symmetries: bool = typer.Option(
+        False,
+        "--symmetries",
+        help="With --agent: average its network over the board's 8 "
+        "symmetries at every position (8 forward passes a move; with --search, a playout).",
+    ),
 ):
     """Speak GTP v2 on stdin/stdout, for Go GUIs (Sabaki, GoGui) and engine matches.
 
@@ -374,12 +467,22 @@ def play_(
     game_name: str = typer.Argument("go", metavar="GAME", help="The game: go."),
     size: int = typer.Option(9, "--size", min=5, max=19, help="Board size, 5..19."),
     colour: str = typer.Option("black", "--colour", "--color", help="Your colour: black (moves first) or white."),
-    komi: Optional[float] = typer.Option(None, "--komi", help="Komi (default: an --agent run's go.komi; else by size)."),
+    komi: Optional[float] = typer.Option(
+        None, "--komi", help="Komi (default: an --agent run's go.komi; else by size)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the engine's random policy."),
-    agent: Optional[Path] = typer.Option(None, "--agent", help="A Go run folder: play against its policy (on its board size)."),
-    search: int = typer.Option(0, "--search", min=0, help="With --agent: read N playouts ahead per move (PUCT tree search)."),
-    symmetries: bool = typer.Option(False, "--symmetries", help="With --agent: average its network over the board's 8 "
-                                    "symmetries at every position (8 forward passes a move; with --search, a playout)."),
+    agent: Optional[Path] = typer.Option(
+        None, "--agent", help="A Go run folder: play against its policy (on its board size)."
+    ),
+    search: int = typer.Option(
+        0, "--search", min=0, help="With --agent: read N playouts ahead per move (PUCT tree search)."
+    ),
+    symmetries: bool = typer.Option(
+        False,
+        "--symmetries",
+        help="With --agent: average its network over the board's 8 "
+        "symmetries at every position (8 forward passes a move; with --search, a playout).",
+    ),
 ):
     """Play Go against the engine in the terminal: type moves like D4, or pass, undo, resign.
 
@@ -398,7 +501,9 @@ def play_(
         raise ConfigError(f"unknown game {game_name!r}: the one game is go (rl play go --size 9)")
     if colour not in ("black", "white"):
         raise ConfigError(f"--colour {colour!r}: black or white")
-    play.play_terminal(engine(size, komi, seed, agent, search, symmetries), game.BLACK if colour == "black" else game.WHITE)
+    play.play_terminal(
+        engine(size, komi, seed, agent, search, symmetries), game.BLACK if colour == "black" else game.WHITE
+    )
 
 
 def main() -> None:  # `python -m agents.cli`

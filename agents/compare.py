@@ -125,8 +125,14 @@ def iqm_interval(x: np.ndarray, seed: int = 0) -> tuple[float, float]:
         return float("nan"), float("nan")
     if np.all(x == x[0]):  # every resample is the same: scipy refuses a degenerate distribution
         return float(x[0]), float(x[0])
-    res = stats.bootstrap((x,), lambda s, axis=-1: stats.trim_mean(s, 0.25, axis=axis), n_resamples=2000,
-                          confidence_level=0.95, method="percentile", random_state=np.random.default_rng(seed))
+    res = stats.bootstrap(
+        (x,),
+        lambda s, axis=-1: stats.trim_mean(s, 0.25, axis=axis),
+        n_resamples=2000,
+        confidence_level=0.95,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
+    )
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
@@ -135,9 +141,18 @@ def table(groups: list[Group]) -> list[dict]:
     for g in groups:
         finals = np.array([final_score(s, v) for s, v in g.curves])
         low, high = iqm_interval(finals)
-        rows.append({"label": g.label, "runs": len(g.runs), "final_scores": finals.tolist(), "mean": float(finals.mean()),
-                     "iqm": iqm(finals), "iqm_ci95_low": low, "iqm_ci95_high": high,
-                     "steps": int(min(s[-1] for s, _ in g.curves))})
+        rows.append(
+            {
+                "label": g.label,
+                "runs": len(g.runs),
+                "final_scores": finals.tolist(),
+                "mean": float(finals.mean()),
+                "iqm": iqm(finals),
+                "iqm_ci95_low": low,
+                "iqm_ci95_high": high,
+                "steps": int(min(s[-1] for s, _ in g.curves)),
+            }
+        )
     return rows
 
 
@@ -150,7 +165,7 @@ def plot(groups: list[Group], tag: str, out: Path, smooth: int) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for g in groups:
         grid, mean, low, high = mean_curve(g.curves, smooth)
-        line, = ax.plot(grid, mean, label=f"{g.label} ({len(g.runs)} run{'s' if len(g.runs) > 1 else ''})")
+        (line,) = ax.plot(grid, mean, label=f"{g.label} ({len(g.runs)} run{'s' if len(g.runs) > 1 else ''})")
         if len(g.runs) > 1:
             ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel("environment steps")
@@ -164,7 +179,9 @@ def plot(groups: list[Group], tag: str, out: Path, smooth: int) -> None:
     plt.close(fig)
 
 
-def compare(run_dirs: list[Path], tag: str = "charts/episodic_return", out: Path | None = None, smooth: int = 10) -> list[dict]:
+def compare(
+    run_dirs: list[Path], tag: str = "charts/episodic_return", out: Path | None = None, smooth: int = 10
+) -> list[dict]:
     """Group the runs, plot their smoothed curves to `out` (if given), return the table rows (raw final scores)."""
     groups = group_runs(run_dirs, tag)
     if out is not None:

@@ -20,16 +20,29 @@ from typing import Any
 import yaml
 
 # configs/ sits beside agents/ in a checkout (and an editable install); a wheel installs it as data files.
-CONFIG_DIR = next((p for p in (Path(__file__).resolve().parent.parent / "configs", Path(sys.prefix) / "share" / "rl" / "configs")
-                   if p.is_dir()), Path(__file__).resolve().parent.parent / "configs")
+CONFIG_DIR = next(
+    (
+        p
+        for p in (Path(__file__).resolve().parent.parent / "configs", Path(sys.prefix) / "share" / "rl" / "configs")
+        if p.is_dir()
+    ),
+    Path(__file__).resolve().parent.parent / "configs",
+)
 
 
 class ConfigError(ValueError):
     """Bad configuration input; str(error) is one line meant for the user."""
 
 
-def option(default: Any, *, choices: tuple[str, ...] | None = None, low: float | None = None,
-           high: float | None = None, positive: bool = False, why: str = "") -> Any:
+def option(
+    default: Any,
+    *,
+    choices: tuple[str, ...] | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    positive: bool = False,
+    why: str = "",
+) -> Any:
     """A dataclass field with the checks `_check_values` applies to its value (to each item of a tuple): one of
     `choices`, low <= v <= high, v > 0 when `positive`. `why` replaces the stock reason of a range error."""
     checks = {"choices": choices, "low": low, "high": high, "positive": positive, "why": why}
@@ -98,9 +111,11 @@ class GoConfig:
     def _rules(self) -> None:
         """Rules across fields, checked after each field alone."""
         if self.latest_prob + self.anchor_prob > 1:
-            raise ConfigError(f"config keys 'go.latest_prob' ({self.latest_prob}) and 'go.anchor_prob' "
-                              f"({self.anchor_prob}) are the shares of two kinds of opponent and sum to more than 1: "
-                              "lower one of them")
+            raise ConfigError(
+                f"config keys 'go.latest_prob' ({self.latest_prob}) and 'go.anchor_prob' "
+                f"({self.anchor_prob}) are the shares of two kinds of opponent and sum to more than 1: "
+                "lower one of them"
+            )
 
 
 @dataclass(frozen=True)
@@ -143,9 +158,11 @@ class EnvRunFields(RunFields):
             import envs  # here, not at the top: envs pulls in torch and gymnasium, which a config alone does not need
 
             if envs.family(self.env) == "go":
-                raise ConfigError(f"config key 'clip_rewards' is true on {self.env}, where sign() would erase "
-                                  "go.score_reward and go.shaping (a game's result is already +-1): "
-                                  "set clip_rewards=false")
+                raise ConfigError(
+                    f"config key 'clip_rewards' is true on {self.env}, where sign() would erase "
+                    "go.score_reward and go.shaping (a game's result is already +-1): "
+                    "set clip_rewards=false"
+                )
         super()._rules()
 
 
@@ -190,7 +207,7 @@ class PPOConfig(EnvRunFields):
     """Proximal Policy Optimization (Schulman et al. 2017) in CleanRL's `ppo.py` order and names.
 
     Defaults are CleanRL's classic-control values; configs/ppo/atari.yaml holds the CleanRL/rl-zoo Atari
-    values (ANCHORS.md). A rollout is num_envs x num_steps env steps; each update runs update_epochs passes
+    values. A rollout is num_envs x num_steps env steps; each update runs update_epochs passes
     over it in num_minibatches minibatches. All counts are global env steps (summed over envs).
     """
 
@@ -228,12 +245,16 @@ class PPOConfig(EnvRunFields):
 
     def _rules(self) -> None:
         if self.encoder.name == "lstm" and (self.amp != "none" or self.compile):
-            raise ConfigError("config keys 'amp' and 'compile' apply to feed-forward PPO: recurrent PPO "
-                              "(encoder.name=lstm) runs fp32 and eager; set amp=none compile=false")
+            raise ConfigError(
+                "config keys 'amp' and 'compile' apply to feed-forward PPO: recurrent PPO "
+                "(encoder.name=lstm) runs fp32 and eager; set amp=none compile=false"
+            )
         if self.heads == "alphazero" and self.encoder.name != "resnet_tower":
-            raise ConfigError(f"config key 'heads' is 'alphazero', which reads the per-point features of "
-                              f"encoder.name=resnet_tower, not {self.encoder.name}: "
-                              "set heads=linear or encoder.name=resnet_tower")
+            raise ConfigError(
+                f"config key 'heads' is 'alphazero', which reads the per-point features of "
+                f"encoder.name=resnet_tower, not {self.encoder.name}: "
+                "set heads=linear or encoder.name=resnet_tower"
+            )
         super()._rules()
 
 
@@ -312,8 +333,13 @@ class ReinforceConfig(PPOConfig):
     ent_coef: float = 0.0
 
 
-ALGOS: dict[str, type] = {"dqn": DQNConfig, "ppo": PPOConfig, "a2c": A2CConfig, "reinforce": ReinforceConfig,
-                          "supervised": SupervisedConfig}
+ALGOS: dict[str, type] = {
+    "dqn": DQNConfig,
+    "ppo": PPOConfig,
+    "a2c": A2CConfig,
+    "reinforce": ReinforceConfig,
+    "supervised": SupervisedConfig,
+}
 
 
 # What `rl train` accepts (and `rl algos` lists); "supervised" has its own command, `rl supervised`.
@@ -335,8 +361,9 @@ def resolve(
     overrides: list[str] | tuple[str, ...] = (),
     base: dict[str, Any] | None = None,
 ) -> Any:
-    """Build the frozen config of `algo` for `env`, applying each layer in order: defaults, configs/<algo>/<family>.yaml,
-    configs/<algo>/<env>.yaml (lower-cased, when it exists: go9.yaml after go.yaml), --config, flags, --set.
+    """Build the frozen config of `algo` for `env`, applying each layer in order: defaults,
+    configs/<algo>/<family>.yaml, configs/<algo>/<env>.yaml (lower-cased, when it exists: go9.yaml after go.yaml),
+    --config, flags, --set.
 
     `base` (a resumed run's saved config) replaces the defaults and the config files."""
     cls = algo_config_class(algo)
@@ -371,8 +398,15 @@ def build(cls: type, values: dict[str, Any]) -> Any:
 
 def _instantiate(cls: type, values: dict[str, Any]) -> Any:
     hints = typing.get_type_hints(cls)
-    return cls(**{f.name: _instantiate(hints[f.name], values[f.name]) if dataclasses.is_dataclass(hints[f.name])
-                  else values[f.name] for f in dataclasses.fields(cls) if f.name in values})
+    return cls(
+        **{
+            f.name: _instantiate(hints[f.name], values[f.name])
+            if dataclasses.is_dataclass(hints[f.name])
+            else values[f.name]
+            for f in dataclasses.fields(cls)
+            if f.name in values
+        }
+    )
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -404,8 +438,10 @@ def load(path: Path) -> tuple[str, Any]:
     data = _read_yaml(path)
     algo = data.pop("algo", None)
     if data.pop("impl", "ours") == "sb3":
-        raise ConfigError(f"{str(path)!r} is a Stable-Baselines3 run (impl: sb3): its model is sb3_model.zip beside it, "
-                          "for SB3's own load(); rl eval/watch/--resume read our checkpoints")
+        raise ConfigError(
+            f"{str(path)!r} is a Stable-Baselines3 run (impl: sb3): its model is sb3_model.zip beside it, "
+            "for SB3's own load(); rl eval/watch/--resume read our checkpoints"
+        )
     cls = algo_config_class(str(algo))
     values: dict[str, Any] = {}
     _merge(values, data, cls, str(path))
@@ -548,8 +584,10 @@ def _check_values(config: Any, prefix: str = "") -> None:
             if item not in choices:
                 held = f"holds {item!r}" if isinstance(v, tuple) else f"is {v!r}"
                 raise ConfigError(f"config key {key!r} {held}: {_nearest(item, choices)}")
-        if any((checks["positive"] and x <= 0) or (low is not None and x < low) or (high is not None and x > high)
-               for x in items):
+        if any(
+            (checks["positive"] and x <= 0) or (low is not None and x < low) or (high is not None and x > high)
+            for x in items
+        ):
             shown = list(v) if isinstance(v, tuple) else v
             raise ConfigError(f"config key {key!r} is {shown}: {_range_reason(checks)}")
     rules = getattr(config, "_rules", None)

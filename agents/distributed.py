@@ -38,7 +38,10 @@ def relaunch(nproc: int) -> int:
     try:
         run(get_args_parser().parse_args(["--standalone", f"--nproc_per_node={nproc}", "-m", "agents.cli", *argv]))
     except Exception as e:  # torch's ChildFailedError: a rank failed; its own error is already on stderr
-        print(f"error: a training process failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        print(
+            f"error: a training process failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -125,11 +128,6 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module DDP wraps (what checkpoints save and evaluation runs), or `model` itself."""
-    return getattr(model, "module", model)
-
-
 def device_for_rank(device: torch.device) -> torch.device:
     """cuda -> cuda:LOCAL_RANK under torchrun, one GPU per rank; other devices unchanged."""
     if device.type == "cuda" and device.index is None and world_size() > 1:
@@ -142,7 +140,9 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     ranks holding parts of a batch normalize it as one process holding all of it does. x (B,) -> (B,)."""
     if world_size() == 1:
         return (x - x.mean()) / (x.std() + 1e-8)
-    n, s, ss = all_reduce_sum(torch.stack([torch.tensor(float(len(x)), device=x.device), x.sum(), (x * x).sum()]).detach())
+    n, s, ss = all_reduce_sum(
+        torch.stack([torch.tensor(float(len(x)), device=x.device), x.sum(), (x * x).sum()]).detach()
+    )
     mu = s / n
     var = (ss - n * mu * mu) / (n - 1)
     return (x - mu) / (var.clamp_min(0).sqrt() + 1e-8)

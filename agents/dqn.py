@@ -3,7 +3,7 @@
 Options: double DQN (van Hasselt et al. 2016), dueling head (Wang et al. 2016), n-step returns,
 Huber or MSE loss, hard or Polyak target updates, gradient clipping, several envs at once.
 Losses and targets are pure functions of tensors (names as in dqn_zoo: s_tm1, a_tm1, r_t,
-discount_t, s_t), tested against hand-computed numbers in tests/test_dqn.py.
+discount_t, s_t), tested against hand-computed numbers in tests/test_dqn_math.py.
 On a GPU (agents/accel.py, agents/replay.py): bf16 autocast (amp), torch.compile (compile), and the
 replay on the GPU when it fits (replay_device). CUDA graphs for the update are not offered: a graph
 needs the sampled batch copied into fixed buffers and a capturable optimizer, and whether that pays
@@ -71,8 +71,9 @@ def linear_schedule(start_e: float, end_e: float, duration: float, t: int) -> fl
     return start_e + fraction * (end_e - start_e)
 
 
-def td_target(r_t: torch.Tensor, discount_t: torch.Tensor, q_t_target: torch.Tensor,
-              q_t_selector: torch.Tensor | None = None) -> torch.Tensor:
+def td_target(
+    r_t: torch.Tensor, discount_t: torch.Tensor, q_t_target: torch.Tensor, q_t_selector: torch.Tensor | None = None
+) -> torch.Tensor:
     """Bellman target r_t + discount_t * Q_target(s_t, a*) with a* = argmax of q_t_selector (double DQN)
     or of q_t_target itself (DQN). discount_t already holds gamma^n, or 0 after a terminal.
     Shapes: r_t, discount_t (B,); q_t_* (B, A) -> (B,)."""
@@ -87,8 +88,9 @@ def td_loss(q_tm1_a: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Ten
     return F.smooth_l1_loss(q_tm1_a, target) if loss == "huber" else F.mse_loss(q_tm1_a, target)
 
 
-def epsilon_greedy(q_net: nn.Module, obs: torch.Tensor, epsilon: float, n_actions: int,
-                   generator: torch.Generator) -> np.ndarray:
+def epsilon_greedy(
+    q_net: nn.Module, obs: torch.Tensor, epsilon: float, n_actions: int, generator: torch.Generator
+) -> np.ndarray:
     """Random action with probability epsilon per env, else argmax Q; skips the forward pass when
     every env explores (all of the warm-up)."""
     n = obs.shape[0]
@@ -101,8 +103,13 @@ def epsilon_greedy(q_net: nn.Module, obs: torch.Tensor, epsilon: float, n_action
     return actions.numpy()
 
 
-def update(q_network: nn.Module, target_network: nn.Module, optimizer: torch.optim.Optimizer, batch: ReplaySample,
-           config: DQNConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def update(
+    q_network: nn.Module,
+    target_network: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: ReplaySample,
+    config: DQNConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One gradient step on a replay batch; returns the loss and the mean Q of the taken actions
     (detached, still on the device: the caller syncs once per log, not once per update)."""
     with torch.no_grad():
@@ -119,8 +126,7 @@ def update(q_network: nn.Module, target_network: nn.Module, optimizer: torch.opt
 
 
 def make_optimizer(q_network: nn.Module, config: DQNConfig) -> torch.optim.Adam:
-    """Adam; the fused kernel does the whole update in one pass over the parameters (on this 2-core
-    CPU it cut a Nature-CNN update from ~37 ms to ~24 ms: the unfused sqrt/div passes were 19%)."""
+    """Adam; the fused kernel does the whole update in one pass over the parameters."""
     return torch.optim.Adam(q_network.parameters(), lr=config.learning_rate, eps=config.adam_eps, fused=True)
 
 
@@ -133,7 +139,9 @@ def newest_frame(obs: np.ndarray | torch.Tensor, frame_stack: int) -> np.ndarray
 def train(config: DQNConfig, run: Run) -> dict[str, Any]:
     device = run.device
     env = envs.make(config.env, config.num_envs, config.seed)
-    eval_env = envs.make(config.env, min(config.eval_episodes, 8), config.seed + 100_000) if config.eval_frequency else None
+    eval_env = (
+        envs.make(config.env, min(config.eval_episodes, 8), config.seed + 100_000) if config.eval_frequency else None
+    )
     obs_shape = env.single_observation_space.shape
     n_actions = int(env.single_action_space.n)
     frame_shape = obs_shape[1:] if env.frame_stack > 1 else obs_shape
@@ -148,9 +156,20 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
     optimizer = make_optimizer(q_network, config)
     frame_bytes = FrameReplay.frame_bytes(config.buffer_size, config.num_envs, frame_shape, frame_dtype)
     free_bytes = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
-    storage = replay_device(config.replay_device, device, frame_bytes, free_bytes)  # samples always come out on `device`
-    replay = FrameReplay(config.buffer_size, config.num_envs, frame_shape, frame_dtype, env.frame_stack,
-                         config.n_step, config.gamma, storage, device)
+    storage = replay_device(
+        config.replay_device, device, frame_bytes, free_bytes
+    )  # samples always come out on `device`
+    replay = FrameReplay(
+        config.buffer_size,
+        config.num_envs,
+        frame_shape,
+        frame_dtype,
+        env.frame_stack,
+        config.n_step,
+        config.gamma,
+        storage,
+        device,
+    )
     act_rng = torch.Generator().manual_seed(config.seed)  # exploration
     sample_rng = torch.Generator().manual_seed(config.seed + 1)  # replay sampling (indices are drawn on the host)
 
@@ -167,11 +186,27 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
         sample_rng.set_state(rng_from_json(ckpt.state["rng"]["sample"]))
 
     def save_checkpoint() -> None:
-        tensors = {**checkpoint.prefixed("q", q_network.state_dict()), **checkpoint.prefixed("target", target_network.state_dict())}
-        state = {**counters.state(), "rng": {"torch": rng_to_json(torch.get_rng_state()), "act": rng_to_json(act_rng.get_state()),
-                         "sample": rng_to_json(sample_rng.get_state())}}
-        checkpoint.save(run.checkpoint_dir, counters.step, tensors, optimizer, state,
-                        replay if config.checkpoint_replay else None, config.keep_checkpoints)
+        tensors = {
+            **checkpoint.prefixed("q", q_network.state_dict()),
+            **checkpoint.prefixed("target", target_network.state_dict()),
+        }
+        state = {
+            **counters.state(),
+            "rng": {
+                "torch": rng_to_json(torch.get_rng_state()),
+                "act": rng_to_json(act_rng.get_state()),
+                "sample": rng_to_json(sample_rng.get_state()),
+            },
+        }
+        checkpoint.save(
+            run.checkpoint_dir,
+            counters.step,
+            tensors,
+            optimizer,
+            state,
+            replay if config.checkpoint_replay else None,
+            config.keep_checkpoints,
+        )
 
     def evaluate() -> float:
         def policy(o: np.ndarray) -> np.ndarray:
@@ -196,7 +231,9 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
 
     while counters.step < config.total_timesteps and not run.stop_requested:
         # 1. act (epsilon-greedy on the device) and step every env once
-        epsilon = linear_schedule(config.start_e, config.end_e, config.exploration_fraction * config.total_timesteps, counters.step)
+        epsilon = linear_schedule(
+            config.start_e, config.end_e, config.exploration_fraction * config.total_timesteps, counters.step
+        )
         actions = epsilon_greedy(q_network, obs_device, epsilon, n_actions, act_rng)
         next_obs, reward, terminated, truncated, info = env.step(actions)
         next_obs_device = torch.from_numpy(next_obs).to(device)
@@ -217,8 +254,12 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
         # 4. learn: gradient_steps updates every train_frequency env steps (counted over all envs)
         if counters.step > config.learning_starts and len(replay) >= fill_needed:
             learn_start = learn_start or (prev_step, time.time())
-            for _ in range((counters.step // config.train_frequency - prev_step // config.train_frequency) * config.gradient_steps):
-                loss, q_mean = update(q_network, target_network, optimizer, replay.sample(config.batch_size, sample_rng), config)
+            for _ in range(
+                (counters.step // config.train_frequency - prev_step // config.train_frequency) * config.gradient_steps
+            ):
+                loss, q_mean = update(
+                    q_network, target_network, optimizer, replay.sample(config.batch_size, sample_rng), config
+                )
                 counters.updates += 1
                 td_losses.append(loss)
                 q_means.append(q_mean)
@@ -230,7 +271,11 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
 
         # 6. logs, progress, evaluation, checkpoints (counters crossing a multiple, so num_envs > 1 works)
         if crossed(counters.step, prev_step, config.log_frequency):
-            scalars = {"charts/SPS": clock.sps(counters.step), "charts/epsilon": epsilon, "charts/learning_rate": config.learning_rate}
+            scalars = {
+                "charts/SPS": clock.sps(counters.step),
+                "charts/epsilon": epsilon,
+                "charts/learning_rate": config.learning_rate,
+            }
             if td_losses:  # one device sync per log, not per update
                 scalars["losses/td_loss"] = torch.stack(td_losses).mean().item()
                 scalars["losses/q_values"] = torch.stack(q_means).mean().item()
@@ -243,15 +288,24 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
             save_checkpoint()
 
     end_time = time.time()
-    summary = finish(counters, clock, config.total_timesteps, evaluate if eval_env is not None else None, save_checkpoint,
-                     (env, eval_env))
+    summary = finish(
+        counters,
+        clock,
+        config.total_timesteps,
+        evaluate if eval_env is not None else None,
+        save_checkpoint,
+        (env, eval_env),
+    )
     # steps/s once learning runs (what the benchmark compares; warm-up steps are cheaper)
-    summary["train_sps"] = (counters.step - learn_start[0]) / max(end_time - learn_start[1], 1e-9) if learn_start else None
+    summary["train_sps"] = (
+        (counters.step - learn_start[0]) / max(end_time - learn_start[1], 1e-9) if learn_start else None
+    )
     return summary
 
 
 def q_values(q_network: nn.Module, device: torch.device):
     """Q(s, .) as a numpy function: obs (N, ...) -> (N, A), for the overlay of `rl watch` and training videos."""
+
     def scores(obs: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return q_network(torch.from_numpy(obs).to(device)).float().cpu().numpy()
@@ -261,7 +315,9 @@ def q_values(q_network: nn.Module, device: torch.device):
 
 def _load_q_network(config: DQNConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device) -> QNetwork:
     config = replace(config, compile=False)  # a few evaluation games do not repay compiling
-    q_network = make_q_network(config, env.single_observation_space.shape, int(env.single_action_space.n), load_init=False).to(device)
+    q_network = make_q_network(
+        config, env.single_observation_space.shape, int(env.single_action_space.n), load_init=False
+    ).to(device)
     q_network.load_state_dict(checkpoint.unprefixed("q", ckpt.tensors))
     return q_network
 

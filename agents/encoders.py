@@ -44,8 +44,10 @@ def _he_init(module: nn.Module) -> None:
 
 def _need_image(name: str, obs_shape: tuple[int, ...], min_side: int = 1) -> None:
     if len(obs_shape) != 3 or min(obs_shape[1:]) < min_side:
-        raise ConfigError(f"encoder {name} needs image observations (C, H, W) of at least {min_side}x{min_side}, "
-                          f"got {tuple(obs_shape)}: use encoder.name=mlp (or transformer)")
+        raise ConfigError(
+            f"encoder {name} needs image observations (C, H, W) of at least {min_side}x{min_side}, "
+            f"got {tuple(obs_shape)}: use encoder.name=mlp (or transformer)"
+        )
 
 
 # ---------------------------------------------------------------------------------------------- MLP, CNNs
@@ -55,12 +57,20 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}  # 
 class MLP(nn.Module):
     """Fully connected body for vector observations (classic control, one-hot tabular states)."""
 
-    def __init__(self, obs_shape: tuple[int, ...], hidden_sizes: tuple[int, ...] = (120, 84), norm: str = "none",
-                 dropout: float = 0.0, activation: str = "relu"):
+    def __init__(
+        self,
+        obs_shape: tuple[int, ...],
+        hidden_sizes: tuple[int, ...] = (120, 84),
+        norm: str = "none",
+        dropout: float = 0.0,
+        activation: str = "relu",
+    ):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(obs_shape)
-        for h in hidden_sizes:  # Linear [-> BatchNorm (Ioffe & Szegedy 2015) | LayerNorm (Ba et al. 2016)] -> ReLU | Tanh [-> dropout]
+        for h in (
+            hidden_sizes
+        ):  # Linear [-> BatchNorm (Ioffe & Szegedy 2015) | LayerNorm (Ba et al. 2016)] -> ReLU | Tanh [-> dropout]
             layers.append(nn.Linear(width, h))
             if norm != "none":
                 layers.append(nn.BatchNorm1d(h) if norm == "batch" else nn.LayerNorm(h))
@@ -82,9 +92,12 @@ class NatureCNN(nn.Module):
         super().__init__()
         _need_image("nature_cnn", obs_shape, 36)
         self.conv = nn.Sequential(
-            nn.Conv2d(obs_shape[0], 32, 8, stride=4), nn.ReLU(),
-            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+            nn.Conv2d(obs_shape[0], 32, 8, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1),
+            nn.ReLU(),
             nn.Flatten(),
         )
         with torch.no_grad():
@@ -113,14 +126,23 @@ class ImpalaCNN(nn.Module):
     3x3 stride 2 -> two residual blocks, with [16, 32, 32] channels, then ReLU -> linear(256) -> ReLU.
     Each stack halves H and W (rounding up), so any image size works: (4, 84, 84) -> (32, 11, 11)."""
 
-    def __init__(self, obs_shape: tuple[int, ...], channels: tuple[int, ...] = (16, 32, 32), features_dim: int = 256,
-                 dropout: float = 0.0):
+    def __init__(
+        self,
+        obs_shape: tuple[int, ...],
+        channels: tuple[int, ...] = (16, 32, 32),
+        features_dim: int = 256,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         _need_image("impala", obs_shape)
         stacks, c_in = [], obs_shape[0]
         for c_out in channels:
-            stacks += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.MaxPool2d(3, stride=2, padding=1),
-                       ImpalaResidual(c_out), ImpalaResidual(c_out)]
+            stacks += [
+                nn.Conv2d(c_in, c_out, 3, padding=1),
+                nn.MaxPool2d(3, stride=2, padding=1),
+                ImpalaResidual(c_out),
+                ImpalaResidual(c_out),
+            ]
             c_in = c_out
         self.stacks = nn.Sequential(*stacks, nn.Flatten(), nn.ReLU(), nn.Dropout(dropout))
         with torch.no_grad():
@@ -157,7 +179,9 @@ class ResidualTower(nn.Module):
     def __init__(self, obs_shape: tuple[int, ...], channels: int = 64, blocks: int = 6):
         super().__init__()
         _need_image("resnet_tower", obs_shape)
-        self.stem = nn.Sequential(nn.Conv2d(obs_shape[0], channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(obs_shape[0], channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU()
+        )
         self.blocks = nn.Sequential(*[TowerBlock(channels) for _ in range(blocks)])
         self.spatial_shape = (channels, *obs_shape[1:])
         self.output_dim = math.prod(self.spatial_shape)
@@ -186,15 +210,19 @@ class LSTMEncoder(nn.Module):
     def __init__(self, obs_shape: tuple[int, ...], hidden_size: int = 128, num_layers: int = 1, dropout: float = 0.0):
         super().__init__()
         if len(obs_shape) not in (1, 2):
-            raise ConfigError(f"encoder lstm reads feature vectors (F,) or sequences (T, F), got {tuple(obs_shape)}: "
-                              "put a CNN in front for images, or use encoder.name=transformer")
+            raise ConfigError(
+                f"encoder lstm reads feature vectors (F,) or sequences (T, F), got {tuple(obs_shape)}: "
+                "put a CNN in front for images, or use encoder.name=transformer"
+            )
         self.lstm = nn.LSTM(obs_shape[-1], hidden_size, num_layers, dropout=dropout if num_layers > 1 else 0.0)
         for name, p in self.lstm.named_parameters():
             nn.init.zeros_(p) if "bias" in name else nn.init.orthogonal_(p)
         self.state_shape = (num_layers, hidden_size)
         self.output_dim = hidden_size
 
-    def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def initial_state(
+        self, batch_size: int, device: torch.device | str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         h = torch.zeros(*self.state_shape[:1], batch_size, self.state_shape[1], device=device)
         return h, h.clone()
 
@@ -204,14 +232,19 @@ class LSTMEncoder(nn.Module):
         y, _ = self.lstm(x.transpose(0, 1))  # (T, B, H)
         return y[-1]
 
-    def forward_sequence(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], episode_starts: torch.Tensor,
-                         final_state: bool = True) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+    def forward_sequence(
+        self,
+        x: torch.Tensor,
+        state: tuple[torch.Tensor, torch.Tensor],
+        episode_starts: torch.Tensor,
+        final_state: bool = True,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """Cuts each env's column at its episode starts into pieces and runs all pieces as one batch through nn.LSTM
         (sb3-contrib's RecurrentPPO pads such sequences too): a piece starting at step 0 carries the given state (zeroed
         if episode_starts[0]), every other piece starts from zeros. The same numbers and gradients as stepping with
         resets, without a Python loop over time. x (T, N, F), episode_starts (T, N) -> y (T, N, H), state after step
         T-1. Pieces are padded at their ends, which leaves their outputs exact but not the state after a short piece:
-        final_state=True packs them (exact state, ~7x slower backward on CPU than padding), False returns None."""
+        final_state=True packs them (exact state, a slower backward than padding), False returns None."""
         x = x.float()
         T, N = episode_starts.shape
         keep = (~episode_starts[0].bool()).to(x.dtype).view(1, -1, 1)  # (1, N, 1): 0 where an episode starts at step 0
@@ -227,7 +260,9 @@ class LSTMEncoder(nn.Module):
         S, lengths = len(first), torch.bincount(piece, minlength=len(first))  # (S,)
         L = int(lengths.max())
         env, t0 = first // T, first % T  # (S,)
-        t = t0 + torch.minimum(torch.arange(L).view(-1, 1), lengths - 1)  # (L, S) step in each slot (padding repeats the last)
+        t = t0 + torch.minimum(
+            torch.arange(L).view(-1, 1), lengths - 1
+        )  # (L, S) step in each slot (padding repeats the last)
         device = x.device
         padded = x.reshape(T * N, -1)[(t * N + env).view(-1).to(device)].view(L, S, -1)  # (L, S, F)
         carried = (t0 == 0).to(device, x.dtype).view(1, -1, 1)  # (1, S, 1): the pieces that continue the given state
@@ -244,8 +279,9 @@ class LSTMEncoder(nn.Module):
         last = piece.view(N, T)[:, -1].to(device)  # (N,) each env's last piece
         return y, (h[:, last], c[:, last])
 
-    def step(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor],
-             episode_starts: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    def step(
+        self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], episode_starts: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         y, state = self.forward_sequence(x.unsqueeze(0), state, episode_starts.unsqueeze(0))
         return y[0], state
 
@@ -268,14 +304,20 @@ class TransformerBlock(nn.Module):
     def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0):
         super().__init__()
         self.num_heads, self.dropout = num_heads, dropout
-        self.ln1, self.qkv, self.proj = nn.LayerNorm(d_model), nn.Linear(d_model, 3 * d_model), nn.Linear(d_model, d_model)
+        self.ln1, self.qkv, self.proj = (
+            nn.LayerNorm(d_model),
+            nn.Linear(d_model, 3 * d_model),
+            nn.Linear(d_model, d_model),
+        )
         self.ln2 = nn.LayerNorm(d_model)
         self.mlp = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model))
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, D = x.shape
-        q, k, v = self.qkv(self.ln1(x)).view(B, N, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)  # 3 x (B, h, N, D/h)
+        q, k, v = (
+            self.qkv(self.ln1(x)).view(B, N, 3, self.num_heads, D // self.num_heads).permute(2, 0, 3, 1, 4)
+        )  # 3 x (B, h, N, D/h)
         a = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)  # (B, h, N, D/h)
         x = x + self.drop(self.proj(a.transpose(1, 2).reshape(B, N, D)))
         return x + self.drop(self.mlp(self.ln2(x)))
@@ -289,22 +331,34 @@ class TransformerEncoder(nn.Module):
     - vectors (F,): one token per feature (its value times a learned vector), the position telling which.
     Positions are learned or sinusoidal; the output is LayerNorm of the [CLS] token, (B, d_model)."""
 
-    def __init__(self, obs_shape: tuple[int, ...], d_model: int = 64, num_heads: int = 4, num_layers: int = 2,
-                 patch_size: int = 4, positions: str = "learned", dropout: float = 0.0):
+    def __init__(
+        self,
+        obs_shape: tuple[int, ...],
+        d_model: int = 64,
+        num_heads: int = 4,
+        num_layers: int = 2,
+        patch_size: int = 4,
+        positions: str = "learned",
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if d_model % num_heads:
             raise ConfigError(f"encoder transformer: d_model {d_model} is not a multiple of num_heads {num_heads}")
         self.image = len(obs_shape) == 3
         if self.image:
             if min(obs_shape[1:]) < patch_size:
-                raise ConfigError(f"encoder transformer: patch_size {patch_size} is larger than the image {tuple(obs_shape)}")
+                raise ConfigError(
+                    f"encoder transformer: patch_size {patch_size} is larger than the image {tuple(obs_shape)}"
+                )
             self.embed = nn.Conv2d(obs_shape[0], d_model, patch_size, stride=patch_size)
             n_tokens = (obs_shape[1] // patch_size) * (obs_shape[2] // patch_size)
         elif len(obs_shape) in (1, 2):
             self.embed = nn.Linear(obs_shape[-1] if len(obs_shape) == 2 else 1, d_model)
             n_tokens = obs_shape[0]
         else:
-            raise ConfigError(f"encoder transformer reads images (C, H, W), sequences (T, F) or vectors (F,), got {tuple(obs_shape)}")
+            raise ConfigError(
+                f"encoder transformer reads images (C, H, W), sequences (T, F) or vectors (F,), got {tuple(obs_shape)}"
+            )
         self.cls = nn.Parameter(torch.zeros(1, 1, d_model))
         if positions == "learned":
             self.pos = nn.Parameter(torch.empty(1, n_tokens + 1, d_model))
@@ -339,12 +393,15 @@ ENCODERS = {
     "impala": lambda shape, c: ImpalaCNN(shape, c.channels, c.features_dim or 256, c.dropout),
     "resnet_tower": lambda shape, c: ResidualTower(shape, c.tower_channels, c.tower_blocks),
     "lstm": lambda shape, c: LSTMEncoder(shape, c.lstm_hidden, c.lstm_layers, c.dropout),
-    "transformer": lambda shape, c: TransformerEncoder(shape, c.d_model, c.num_heads, c.num_layers, c.patch_size,
-                                                       c.positions, c.dropout),
+    "transformer": lambda shape, c: TransformerEncoder(
+        shape, c.d_model, c.num_heads, c.num_layers, c.patch_size, c.positions, c.dropout
+    ),
 }
 
 
-def make_encoder(name: str, obs_shape: tuple[int, ...], hidden_sizes: tuple[int, ...] = (120, 84), **options) -> nn.Module:
+def make_encoder(
+    name: str, obs_shape: tuple[int, ...], hidden_sizes: tuple[int, ...] = (120, 84), **options
+) -> nn.Module:
     """Build the encoder a config names (options: the other EncoderConfig fields); `auto` picks NatureCNN for
     images (C, H, W), MLP otherwise."""
     if name == "auto":
@@ -357,7 +414,11 @@ def make_encoder(name: str, obs_shape: tuple[int, ...], hidden_sizes: tuple[int,
 def encoder_from_config(config: EncoderConfig, obs_shape: tuple[int, ...], load_init: bool = True) -> nn.Module:
     """The encoder `config` describes, with `config.init` weights loaded (unless load_init is False: a checkpoint
     will overwrite them anyway) and frozen if `config.freeze`."""
-    options = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name not in ("name", "hidden_sizes", "init", "freeze")}
+    options = {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(config)
+        if f.name not in ("name", "hidden_sizes", "init", "freeze")
+    }
     encoder = make_encoder(config.name, obs_shape, config.hidden_sizes, **options)
     if config.init and load_init:
         load_encoder(encoder, config.init, f"this {config.name} encoder for observations {tuple(obs_shape)}")
@@ -385,19 +446,25 @@ def _read_init(path: Path, wanted: list[str]) -> dict[str, torch.Tensor]:
         tensors = checkpoint.load(checkpoint.latest(path / "checkpoints")).tensors
         # The online network's body first: q.encoder. (DQN) before target.encoder., agent.encoder. (PPO's policy
         # body) before agent.critic_encoder.
-        prefixes = sorted({k[: -len(w)] for k in tensors for w in wanted[:1] if k.endswith("." + w)},
-                          key=lambda p: (p.startswith("target."), not p.endswith(".encoder."), p))
+        prefixes = sorted(
+            {k[: -len(w)] for k in tensors for w in wanted[:1] if k.endswith("." + w)},
+            key=lambda p: (p.startswith("target."), not p.endswith(".encoder."), p),
+        )
         for prefix in prefixes:
             if all(prefix + w in tensors for w in wanted):
                 return {w: tensors[prefix + w] for w in wanted}
-        raise ConfigError(f"encoder.init {str(path)!r}: its latest checkpoint holds no network with this encoder's tensors "
-                          f"(e.g. {wanted[0]!r}): was it trained with another encoder.name?")
+        raise ConfigError(
+            f"encoder.init {str(path)!r}: its latest checkpoint holds no network with this encoder's tensors "
+            f"(e.g. {wanted[0]!r}): was it trained with another encoder.name?"
+        )
     if not path.is_file():
         raise ConfigError(f"encoder.init {str(path)!r} does not exist: give a .safetensors file or a run folder")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError) as e:
-        raise ConfigError(f"encoder.init {str(path)!r} is not a readable safetensors file ({str(e).splitlines()[0]})") from None
+        raise ConfigError(
+            f"encoder.init {str(path)!r} is not a readable safetensors file ({str(e).splitlines()[0]})"
+        ) from None
 
 
 def load_encoder(encoder: nn.Module, path: str | Path, what: str = "this encoder") -> None:
@@ -406,11 +473,15 @@ def load_encoder(encoder: nn.Module, path: str | Path, what: str = "this encoder
     tensors = _read_init(Path(path), list(own))
     for key, value in own.items():
         if key not in tensors:
-            raise ConfigError(f"encoder.init {str(path)!r} has no tensor {key!r} that {what} needs "
-                              f"(it holds {', '.join(list(tensors)[:3])}, ...): was it saved from another encoder.name?")
+            raise ConfigError(
+                f"encoder.init {str(path)!r} has no tensor {key!r} that {what} needs "
+                f"(it holds {', '.join(list(tensors)[:3])}, ...): was it saved from another encoder.name?"
+            )
         if tuple(tensors[key].shape) != tuple(value.shape):
-            raise ConfigError(f"encoder.init {str(path)!r}: tensor {key!r} has shape {tuple(tensors[key].shape)} in the file "
-                              f"but {tuple(value.shape)} in {what}")
+            raise ConfigError(
+                f"encoder.init {str(path)!r}: tensor {key!r} has shape {tuple(tensors[key].shape)} in the file "
+                f"but {tuple(value.shape)} in {what}"
+            )
     encoder.load_state_dict({k: tensors[k] for k in own})
 
 

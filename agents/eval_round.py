@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from agents import hooks
 from agents.evaluate import Policy, run_episodes, summarize
-from agents.watch import training_video
 from agents.planning import optimal_return
+from agents.watch import training_video
 
 
 def evaluation_round(run, eval_env, policy: Policy, scores, step: int, evals: list[tuple[int, float]]) -> float:

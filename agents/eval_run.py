@@ -15,9 +15,18 @@ from agents.run import pick_device
 OPPONENTS = ("random", "greedy", "gnugo")
 
 
-def evaluate_run(run_dir: Path, episodes: int = 10, epsilon: float | None = None, seed: int = 0, device: str = "auto",
-                 opponent: str | None = None, level: int = 1, greedy: bool = False, search: int = 0,
-                 symmetries: bool = False) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: Path,
+    episodes: int = 10,
+    epsilon: float | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    opponent: str | None = None,
+    level: int = 1,
+    greedy: bool = False,
+    search: int = 0,
+    symmetries: bool = False,
+) -> dict[str, Any]:
     """The run's latest checkpoint over `episodes` whole games: {"run", "step", "epsilon", mean, std, min, max, 95%
     interval}; with `opponent` (Go), the match's result (agents/go/engine.py). Every bad combination of options is
     one ConfigError line before anything plays."""
@@ -25,8 +34,10 @@ def evaluate_run(run_dir: Path, episodes: int = 10, epsilon: float | None = None
     opened.algorithm  # a supervised run is no agent: its error line
     cfg, go = opened.config, envs.family(opened.config.env) == "go"
     if opponent is not None and (not go or opponent not in OPPONENTS):
-        raise ConfigError(f"--opponent {opponent!r}: Go runs only, one of random, greedy, gnugo"
-                          f"{'' if go else f' ({cfg.env} is not Go)'}")
+        raise ConfigError(
+            f"--opponent {opponent!r}: Go runs only, one of random, greedy, gnugo"
+            f"{'' if go else f' ({cfg.env} is not Go)'}"
+        )
     if search and opponent is None:
         raise ConfigError(f"--search {search} plays Go matches: add --opponent random, greedy or gnugo")
     if search and greedy:
@@ -39,7 +50,9 @@ def evaluate_run(run_dir: Path, episodes: int = 10, epsilon: float | None = None
         from agents.go.engine import with_symmetries
 
         cfg = with_symmetries(cfg, opened.algo)
-    opened = dataclasses.replace(opened, config=cfg, checkpoint=checkpoint.load(checkpoint.latest(opened.dir / "checkpoints")))
+    opened = dataclasses.replace(
+        opened, config=cfg, checkpoint=checkpoint.load(checkpoint.latest(opened.dir / "checkpoints"))
+    )
     dev = pick_device(device)
     if opponent is not None:
         from agents.go.engine import match
@@ -49,7 +62,11 @@ def evaluate_run(run_dir: Path, episodes: int = 10, epsilon: float | None = None
     try:
         eps = cfg.eval_epsilon if epsilon is None else epsilon
         policy = registry.load_policy(opened, env, dev, eps, seed)
-        return {"run": str(run_dir), "step": opened.checkpoint.step, "epsilon": eps,
-                **summarize(run_episodes(env, policy, episodes, seed))}
+        return {
+            "run": str(run_dir),
+            "step": opened.checkpoint.step,
+            "epsilon": eps,
+            **summarize(run_episodes(env, policy, episodes, seed)),
+        }
     finally:
         env.close()

@@ -3,7 +3,8 @@
 A policy is any function from a batch of observations (a numpy array, as the env returns it) to a
 batch of actions; where the env has illegal actions (Go), it is called as policy(obs, action_mask=mask)
 with the env's `info["action_mask"]` (N, A) bool. With several envs in parallel each env plays a fixed
-share of the episodes, so short episodes are not over-represented (taking the first N to finish would bias the mean down).
+share of the episodes, so short episodes are not over-represented (taking the first N to finish would bias
+the mean down).
 A recurrent policy (one with `.recurrent = True`, agents/ppo_lstm.py) also takes `episode_starts` (N,) bool,
 True where obs is the first of an episode, to reset its memory there; `act` passes it only to those.
 """
@@ -17,7 +18,9 @@ import numpy as np
 Policy = Callable[[np.ndarray], np.ndarray]
 
 
-def act(policy: Policy, obs: np.ndarray, episode_starts: np.ndarray, action_mask: np.ndarray | None = None) -> np.ndarray:
+def act(
+    policy: Policy, obs: np.ndarray, episode_starts: np.ndarray, action_mask: np.ndarray | None = None
+) -> np.ndarray:
     """policy(obs), with the env's action_mask where it has one and episode_starts for recurrent policies
     (feed-forward ones never see it). Also serves score functions (action values, probabilities)."""
     kwargs = {} if action_mask is None else {"action_mask": action_mask}
@@ -53,5 +56,12 @@ def summarize(scores: list[float]) -> dict[str, float]:
     x = np.asarray(scores, dtype=np.float64)
     std = float(x.std(ddof=1)) if len(x) > 1 else 0.0
     half = 1.96 * std / np.sqrt(len(x)) if len(x) > 1 else 0.0
-    return {"episodes": len(x), "mean": float(x.mean()), "std": std, "min": float(x.min()), "max": float(x.max()),
-            "ci95_low": float(x.mean() - half), "ci95_high": float(x.mean() + half)}
+    return {
+        "episodes": len(x),
+        "mean": float(x.mean()),
+        "std": std,
+        "min": float(x.min()),
+        "max": float(x.max()),
+        "ci95_low": float(x.mean() - half),
+        "ci95_high": float(x.mean() + half),
+    }

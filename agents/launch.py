@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import envs
-from agents import checkpoint, config as config_lib, distributed, registry, run as run_lib
+from agents import checkpoint, distributed, registry
+from agents import config as config_lib
+from agents import run as run_lib
 from agents.config import ConfigError
 
 
@@ -21,22 +23,32 @@ def check(algo: str, impl: str, nproc: int, resume: Path | None) -> None:
     if impl not in ("ours", "sb3"):
         raise ConfigError(f"--impl {impl!r}: use ours or sb3")
     if (nproc > 1 or distributed.launched()) and (algo not in ("ppo", "a2c", "reinforce") or impl != "ours"):
-        raise ConfigError(f"data-parallel training (--nproc, torchrun) runs ppo, a2c and reinforce (--impl ours), "
-                          f"not {algo} --impl {impl}")
+        raise ConfigError(
+            f"data-parallel training (--nproc, torchrun) runs ppo, a2c and reinforce (--impl ours), "
+            f"not {algo} --impl {impl}"
+        )
     if impl == "sb3" and resume is not None:
         raise ConfigError("--resume works with --impl ours only (SB3 runs save SB3's model, not our checkpoints)")
 
 
-def train(algo: str, env: str | None, flags: dict[str, Any], config_file: Path | None, overrides: list[str],
-          resume: Path | None, impl: str = "ours") -> tuple[run_lib.Run, dict[str, Any]]:
+def train(
+    algo: str,
+    env: str | None,
+    flags: dict[str, Any],
+    config_file: Path | None,
+    overrides: list[str],
+    resume: Path | None,
+    impl: str = "ours",
+) -> tuple[run_lib.Run, dict[str, Any]]:
     """Train `algo` on `env` (or continue the run folder `resume`); returns the run and the algorithm's summary."""
     distributed.init()
     base = None
     if resume is not None:
         saved = registry.open_run(resume, None, "--resume")
         if saved.algo != algo:
-            raise ConfigError(f"--resume {str(resume)!r} is a {saved.algo} run, not {algo}: use rl train {saved.algo} "
-                              "--resume ...")
+            raise ConfigError(
+                f"--resume {str(resume)!r} is a {saved.algo} run, not {algo}: use rl train {saved.algo} --resume ..."
+            )
         if env is not None and envs.canonical_name(env) != envs.canonical_name(saved.config.env):
             raise ConfigError(f"--resume {str(resume)!r} trained on {saved.config.env}, not {env}: drop --env")
         base, env = config_lib.to_dict(saved.config), saved.config.env
@@ -63,7 +75,9 @@ def train(algo: str, env: str | None, flags: dict[str, Any], config_file: Path |
     return run, summary
 
 
-def supervised(flags: dict[str, Any], config_file: Path | None, overrides: list[str]) -> tuple[run_lib.Run, dict[str, Any]]:
+def supervised(
+    flags: dict[str, Any], config_file: Path | None, overrides: list[str]
+) -> tuple[run_lib.Run, dict[str, Any]]:
     """`rl supervised`: train an encoder and classifier on offline data (data-parallel under torchrun)."""
     from agents import supervised as supervised_lib
 

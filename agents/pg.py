@@ -42,8 +42,9 @@ def _last_linear(head: nn.Module) -> nn.Linear:
 def make_optimizer(agent: nn.Module, config: PPOConfig) -> torch.optim.Optimizer:
     """Adam (PPO) or RMSprop (A2C, Mnih et al. 2016); foreach kernels, one pass over all parameters."""
     if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(agent.parameters(), lr=config.learning_rate, alpha=config.rmsprop_alpha,
-                                   eps=config.adam_eps, foreach=True)
+        return torch.optim.RMSprop(
+            agent.parameters(), lr=config.learning_rate, alpha=config.rmsprop_alpha, eps=config.adam_eps, foreach=True
+        )
     return torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=config.adam_eps, fused=True)
 
 
@@ -54,9 +55,19 @@ def logprob_and_entropy(logits: torch.Tensor, actions: torch.Tensor) -> tuple[to
     return logp.gather(1, actions.unsqueeze(1)).squeeze(1), -(logp.exp() * logp).sum(1)
 
 
-def ppo_loss(new_logprob: torch.Tensor, old_logprob: torch.Tensor, advantages: torch.Tensor, entropy: torch.Tensor,
-             new_value: torch.Tensor, old_value: torch.Tensor, returns: torch.Tensor, clip_coef: float,
-             clip_vloss: bool, ent_coef: float, vf_coef: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def ppo_loss(
+    new_logprob: torch.Tensor,
+    old_logprob: torch.Tensor,
+    advantages: torch.Tensor,
+    entropy: torch.Tensor,
+    new_value: torch.Tensor,
+    old_value: torch.Tensor,
+    returns: torch.Tensor,
+    clip_coef: float,
+    clip_vloss: bool,
+    ent_coef: float,
+    vf_coef: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """L = L_clip - ent_coef * H + vf_coef * L_V (Schulman et al. 2017, eq. 7 and 9), as minimized.
 
     L_clip = mean(max(-A r, -A clip(r, 1 - eps, 1 + eps))) with r = pi/pi_old; eps = clip_coef, and
@@ -80,9 +91,13 @@ def ppo_loss(new_logprob: torch.Tensor, old_logprob: torch.Tensor, advantages: t
     entropy_mean = entropy.mean()
     loss = policy_loss - ent_coef * entropy_mean + vf_coef * value_loss
     with torch.no_grad():
-        stats = {"losses/policy_loss": policy_loss.detach(), "losses/value_loss": value_loss.detach(),
-                 "losses/entropy": entropy_mean.detach(), "losses/approx_kl": ((ratio - 1) - log_ratio).mean(),
-                 "losses/clipfrac": ((ratio - 1).abs() > clip_coef).float().mean() if clip_coef > 0 else torch.zeros(())}
+        stats = {
+            "losses/policy_loss": policy_loss.detach(),
+            "losses/value_loss": value_loss.detach(),
+            "losses/entropy": entropy_mean.detach(),
+            "losses/approx_kl": ((ratio - 1) - log_ratio).mean(),
+            "losses/clipfrac": ((ratio - 1).abs() > clip_coef).float().mean() if clip_coef > 0 else torch.zeros(()),
+        }
     return loss, stats
 
 
@@ -102,10 +117,15 @@ def action_mask_of(info: dict[str, Any], device: torch.device) -> torch.Tensor |
     return None if mask is None else torch.as_tensor(np.asarray(mask, dtype=bool), device=device)
 
 
-
-
-def store_rewards(rollout, t: int, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
-                  info: dict[str, Any], config: PPOConfig) -> None:
+def store_rewards(
+    rollout,
+    t: int,
+    reward: np.ndarray,
+    terminated: np.ndarray,
+    truncated: np.ndarray,
+    info: dict[str, Any],
+    config: PPOConfig,
+) -> None:
     """Step t's learning signal into the rollout: sign(r) with clip_rewards, and a lost life terminal for the
     advantage only with terminal_on_life_loss (the Nature protocol; the game goes on and its score stays raw)."""
     device = rollout.rewards.device

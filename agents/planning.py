@@ -68,8 +68,11 @@ def prepare(P: Tensor, R: Tensor, gamma: float | Tensor) -> Model:
     else:
         P = P.reshape(-1, A * S, S) if P.dim() == 4 else P.reshape(1, A * S, S)
     row_sums = _matmul(P, torch.ones(1, S, dtype=R.dtype, device=R.device))  # (1 or B, A*S)
-    B = max(P.shape[0] if P.layout == torch.strided else 1, R.shape[0] if R.dim() == 3 else 1,
-            gamma.numel() if torch.is_tensor(gamma) else 1)
+    B = max(
+        P.shape[0] if P.layout == torch.strided else 1,
+        R.shape[0] if R.dim() == 3 else 1,
+        gamma.numel() if torch.is_tensor(gamma) else 1,
+    )
     gamma = torch.as_tensor(gamma, dtype=R.dtype, device=R.device).reshape(-1).expand(B)
     leak = (row_sums < 1 - 1e-6).any(-1).expand(B)
     row_sums = row_sums.reshape(-1, A, S).transpose(1, 2)
@@ -125,7 +128,9 @@ def _threshold(gamma: Tensor, epsilon: float, stop: str) -> Tensor:
     if stop not in ("sup", "span"):
         raise ValueError(f"stop must be 'sup' or 'span', not {stop!r}")
     factor = 1.0 if stop == "span" else 0.5
-    return torch.where(gamma < 1, epsilon * factor * (1 - gamma) / gamma.clamp_min(1e-12), torch.full_like(gamma, epsilon))
+    return torch.where(
+        gamma < 1, epsilon * factor * (1 - gamma) / gamma.clamp_min(1e-12), torch.full_like(gamma, epsilon)
+    )
 
 
 def _change(model: Model, diff: Tensor, stop: str) -> Tensor:
@@ -157,8 +162,16 @@ def _finish(model: Model, V: Tensor, iterations: int, diff: Tensor | None = None
     return Solution(V, Q, policy, iterations)
 
 
-def value_iteration(P: Tensor, R: Tensor, gamma: float | Tensor, epsilon: float = 0.01, stop: str = "span",
-                    max_iterations: int = 100_000, gauss_seidel: bool = False, V0: Tensor | None = None) -> Solution:
+def value_iteration(
+    P: Tensor,
+    R: Tensor,
+    gamma: float | Tensor,
+    epsilon: float = 0.01,
+    stop: str = "span",
+    max_iterations: int = 100_000,
+    gauss_seidel: bool = False,
+    V0: Tensor | None = None,
+) -> Solution:
     """Value iteration (Puterman Sec. 6.3): v_{n+1} = max_a [r + gamma P v_n] until the stopping rule.
 
     `gauss_seidel=True` updates the states in place, in order, each backup using the values of the
@@ -191,13 +204,14 @@ def _gauss_seidel_sweep(model: Model, V: Tensor) -> Tensor:
             PV = (P[:, rows] @ V.unsqueeze(-1)).squeeze(-1) if P.shape[0] > 1 else (P[0, rows] @ V.T).T  # (B, A)
         else:  # only the row's nonzeros are read
             crow, col, val = P.crow_indices(), P.col_indices(), P.values()
-            PV = torch.stack([V[:, col[crow[i]:crow[i + 1]]] @ val[crow[i]:crow[i + 1]] for i in rows.tolist()], 1)
+            PV = torch.stack([V[:, col[crow[i] : crow[i + 1]]] @ val[crow[i] : crow[i + 1]] for i in rows.tolist()], 1)
         V[:, s] = (model.R[:, s] + model.gamma[:, None] * PV).amax(-1)
     return V
 
 
-def q_value_iteration(P: Tensor, R: Tensor, gamma: float | Tensor, epsilon: float = 0.01,
-                      max_iterations: int = 100_000) -> Solution:
+def q_value_iteration(
+    P: Tensor, R: Tensor, gamma: float | Tensor, epsilon: float = 0.01, max_iterations: int = 100_000
+) -> Solution:
     """Q-value iteration: Q_{k+1}(s, a) = r(s, a) + gamma sum_s' P(s'|s, a) max_a' Q_k(s', a').
 
     Stops when ||Q_{k+1} - Q_k||_inf < epsilon (1 - gamma) / (2 gamma); since max_a Q_k is the value
@@ -230,7 +244,9 @@ def _evaluate(model: Model, policy: Tensor, method: str, tolerance: float, max_i
     B, S, A = model.R.shape
     if method == "exact":
         if model.P.layout != torch.strided:
-            raise ValueError("exact policy evaluation solves a dense linear system: use method='iterative' for a sparse P")
+            raise ValueError(
+                "exact policy evaluation solves a dense linear system: use method='iterative' for a sparse P"
+            )
         P_pi, r_pi = _policy_rows(model, policy)
         eye = torch.eye(S, dtype=P_pi.dtype, device=P_pi.device)
         return torch.linalg.solve(eye - model.gamma[:, None, None] * P_pi, r_pi)  # (I - gamma P_pi)^-1 r_pi
@@ -246,8 +262,15 @@ def _evaluate(model: Model, policy: Tensor, method: str, tolerance: float, max_i
     raise RuntimeError(f"iterative policy evaluation did not converge in {max_iterations} iterations")
 
 
-def policy_evaluation(P: Tensor, R: Tensor, gamma: float | Tensor, policy: Tensor, method: str = "exact",
-                      tolerance: float = 1e-10, max_iterations: int = 1_000_000) -> Tensor:
+def policy_evaluation(
+    P: Tensor,
+    R: Tensor,
+    gamma: float | Tensor,
+    policy: Tensor,
+    method: str = "exact",
+    tolerance: float = 1e-10,
+    max_iterations: int = 1_000_000,
+) -> Tensor:
     """V_pi of a policy: deterministic (S,) actions or stochastic (S, A) probabilities (batched alike).
 
     exact: solves (I - gamma P_pi) V = r_pi (Puterman Thm 6.1.1); needs a dense P and gamma < 1 or a
@@ -278,8 +301,9 @@ def policy_evaluation(P: Tensor, R: Tensor, gamma: float | Tensor, policy: Tenso
     return V if model.batched else V[0]
 
 
-def policy_iteration(P: Tensor, R: Tensor, gamma: float | Tensor, evaluation: str = "exact",
-                     max_iterations: int = 10_000) -> Solution:
+def policy_iteration(
+    P: Tensor, R: Tensor, gamma: float | Tensor, evaluation: str = "exact", max_iterations: int = 10_000
+) -> Solution:
     """Policy iteration (Howard 1960; Puterman Sec. 6.4): evaluate, improve greedily, repeat until
     the policy is stable. Improvement keeps the current action unless another is strictly better
     (Puterman's rule, which guarantees termination). A sparse P is evaluated iteratively."""
@@ -300,8 +324,15 @@ def policy_iteration(P: Tensor, R: Tensor, gamma: float | Tensor, evaluation: st
     raise RuntimeError(f"policy iteration did not stabilise in {max_iterations} iterations")
 
 
-def modified_policy_iteration(P: Tensor, R: Tensor, gamma: float | Tensor, epsilon: float = 0.01, stop: str = "span",
-                              evaluation_steps: int = 20, max_iterations: int = 100_000) -> Solution:
+def modified_policy_iteration(
+    P: Tensor,
+    R: Tensor,
+    gamma: float | Tensor,
+    epsilon: float = 0.01,
+    stop: str = "span",
+    evaluation_steps: int = 20,
+    max_iterations: int = 100_000,
+) -> Solution:
     """Modified policy iteration (Puterman Sec. 6.5, Puterman & Shin 1978): improve greedily, then
     apply the policy's own backup `evaluation_steps` times instead of solving for its value.
 
@@ -339,8 +370,12 @@ def finite_horizon(P: Tensor, R: Tensor, horizon: int) -> tuple[Tensor, Tensor]:
     return V[0], Q[0].argmax(-1)
 
 
-METHODS = {"value-iteration": value_iteration, "policy-iteration": policy_iteration,
-           "modified-policy-iteration": modified_policy_iteration, "q-value-iteration": q_value_iteration}
+METHODS = {
+    "value-iteration": value_iteration,
+    "policy-iteration": policy_iteration,
+    "modified-policy-iteration": modified_policy_iteration,
+    "q-value-iteration": q_value_iteration,
+}
 
 
 def solve(method: str, P: Tensor, R: Tensor, gamma: float, epsilon: float = 1e-6) -> Solution:
@@ -384,7 +419,9 @@ def plan(method: str, env: str | None, mdp_file=None, gamma: float | None = None
         hint = f": did you mean {near[0]}?" if near else ""
         raise ConfigError(f"unknown planning method {method!r}{hint} (methods: {', '.join(METHODS)})")
     if (env is None) == (mdp_file is None):
-        raise ConfigError("give exactly one of --env ENV or --mdp FILE.npz: e.g. rl plan value-iteration --env FrozenLake-v1")
+        raise ConfigError(
+            "give exactly one of --env ENV or --mdp FILE.npz: e.g. rl plan value-iteration --env FrozenLake-v1"
+        )
     model = tabular.make_mdp(env) if env is not None else tabular.load_npz(mdp_file)
     gamma = model.gamma if gamma is None else gamma
     if not 0 < gamma <= 1:

@@ -34,7 +34,16 @@ from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import ConfigError, PPOConfig
 from agents.encoders import encoder_from_config, freeze, freeze_batch_norm_stats, load_encoder
 from agents.eval_round import evaluation_round
-from agents.pg import action_mask_of, anneal, logprob_and_entropy, make_optimizer, nhwc, orthogonal_init, ppo_loss, store_rewards
+from agents.pg import (
+    action_mask_of,
+    anneal,
+    logprob_and_entropy,
+    make_optimizer,
+    nhwc,
+    orthogonal_init,
+    ppo_loss,
+    store_rewards,
+)
 from agents.rollout import Rollout, gae, make_rollout, masked_logits, sample_actions
 from agents.run import Clock, Counters, Run, crossed, finish, restoring
 from envs.episodes import EpisodeStats
@@ -48,8 +57,14 @@ class ActorCritic(nn.Module):
     on the per-point features of a board encoder (resnet_tower's forward_spatial). amp="bf16" runs the forward
     passes under bf16 autocast; logits and values come out fp32 either way."""
 
-    def __init__(self, actor_encoder: nn.Module, critic_encoder: nn.Module | None, n_actions: int, amp: str = "none",
-                 heads: str = "linear"):
+    def __init__(
+        self,
+        actor_encoder: nn.Module,
+        critic_encoder: nn.Module | None,
+        n_actions: int,
+        amp: str = "none",
+        heads: str = "linear",
+    ):
         super().__init__()
         self.amp, self.spatial = amp, heads == "alphazero"
         self.encoder = actor_encoder
@@ -58,7 +73,9 @@ class ActorCritic(nn.Module):
             from agents.go.heads import BoardHead
 
             if not hasattr(actor_encoder, "forward_spatial"):
-                raise ConfigError("heads=alphazero reads per-point features: it needs encoder.name=resnet_tower (or heads=linear)")
+                raise ConfigError(
+                    "heads=alphazero reads per-point features: it needs encoder.name=resnet_tower (or heads=linear)"
+                )
             self.actor = BoardHead(actor_encoder.spatial_shape, 2, n_actions)
             self.critic = BoardHead(actor_encoder.spatial_shape, 1, 1, hidden=256)
         else:
@@ -90,17 +107,22 @@ class ActorCritic(nn.Module):
 def make_agent(config: PPOConfig, obs_shape: tuple[int, ...], n_actions: int, load_init: bool = True) -> ActorCritic:
     """The actor-critic a config names. Orthogonal init first, then `encoder.init` weights (supervised
     pretraining, another run) into every encoder, then `encoder.freeze`; load_init=False when a checkpoint's
-    weights replace them anyway. Convolutions get channels-last weights: oneDNN's CPU kernels then run in
-    NHWC, ~30% faster a PPO minibatch step on the Nature CNN here (scripts/bench_ppo.py). config.amp and
+    weights replace them anyway. Convolutions get channels-last weights, so oneDNN's CPU kernels run in NHWC
+    without converting layouts (scripts/bench_ppo.py measures it). config.amp and
     config.compile as in agents/accel.py (compiled in place: the state_dict is the eager one's)."""
     if config.encoder.name == "lstm":
-        raise ConfigError("encoder.name=lstm is recurrent PPO (agents/ppo_lstm.py, which agents/registry.py picks for it)")
+        raise ConfigError(
+            "encoder.name=lstm is recurrent PPO (agents/ppo_lstm.py, which agents/registry.py picks for it)"
+        )
     encoder = lambda: encoder_from_config(replace(config.encoder, init="", freeze=False), obs_shape)  # noqa: E731
-    agent = orthogonal_init(ActorCritic(encoder(), None if config.shared_encoder else encoder(), n_actions, config.amp,
-                                        config.heads))
+    agent = orthogonal_init(
+        ActorCritic(encoder(), None if config.shared_encoder else encoder(), n_actions, config.amp, config.heads)
+    )
     for body in (agent.encoder, agent.critic_encoder):
         if body is not None and config.encoder.init and load_init:
-            load_encoder(body, config.encoder.init, f"this {config.encoder.name} encoder for observations {tuple(obs_shape)}")
+            load_encoder(
+                body, config.encoder.init, f"this {config.encoder.name} encoder for observations {tuple(obs_shape)}"
+            )
         if body is not None and config.encoder.freeze:
             freeze(body)
     freeze_batch_norm_stats(agent)
@@ -109,28 +131,55 @@ def make_agent(config: PPOConfig, obs_shape: tuple[int, ...], n_actions: int, lo
 
 
 # ---------------------------------------------------------------------------------------------- maths
-def update(agent: ActorCritic, optimizer: torch.optim.Optimizer, rollout: Rollout, advantages: torch.Tensor,
-           returns: torch.Tensor, config: PPOConfig, clip_coef: float, generator: torch.Generator) -> dict[str, float]:
+def update(
+    agent: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+    rollout: Rollout,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    config: PPOConfig,
+    clip_coef: float,
+    generator: torch.Generator,
+) -> dict[str, float]:
     """update_epochs passes over the rollout's valid transitions in num_minibatches shuffled minibatches;
     returns the last minibatch's statistics (CleanRL logs those) plus the explained variance.
     Under DDP a minibatch is the union of every rank's minibatch (gradients averaged over ranks: the
     union's gradient when ranks hold equally many transitions), normalized as one (distributed.normalize)."""
     valid = rollout.valid.reshape(-1)  # (T*N,) autoreset steps are no transitions
     obs = rollout.obs.reshape(-1, *rollout.obs.shape[2:])[valid]  # (B, *obs_shape)
-    actions, old_logprob, old_value = (x.reshape(-1)[valid] for x in (rollout.actions, rollout.logprobs, rollout.values))
+    actions, old_logprob, old_value = (
+        x.reshape(-1)[valid] for x in (rollout.actions, rollout.logprobs, rollout.values)
+    )
     b_advantages, b_returns = advantages.reshape(-1)[valid], returns.reshape(-1)[valid]  # (B,)
-    masks = None if rollout.action_masks is None else rollout.action_masks.reshape(-1, rollout.action_masks.shape[-1])[valid]
+    masks = (
+        None
+        if rollout.action_masks is None
+        else rollout.action_masks.reshape(-1, rollout.action_masks.shape[-1])[valid]
+    )
     stats: dict[str, torch.Tensor] = {}
     for _ in range(config.update_epochs):
         order = torch.randperm(len(actions), generator=generator).to(obs.device)
         for mb in torch.tensor_split(order, config.num_minibatches):
             logits, new_value = agent(obs[mb])
-            new_logprob, entropy = logprob_and_entropy(masked_logits(logits, None if masks is None else masks[mb]), actions[mb])
+            new_logprob, entropy = logprob_and_entropy(
+                masked_logits(logits, None if masks is None else masks[mb]), actions[mb]
+            )
             mb_advantages = b_advantages[mb]
             if config.norm_adv and len(mb) > 1:
                 mb_advantages = distributed.normalize(mb_advantages)
-            loss, stats = ppo_loss(new_logprob, old_logprob[mb], mb_advantages, entropy, new_value, old_value[mb],
-                                   b_returns[mb], clip_coef, config.clip_vloss, config.ent_coef, config.vf_coef)
+            loss, stats = ppo_loss(
+                new_logprob,
+                old_logprob[mb],
+                mb_advantages,
+                entropy,
+                new_value,
+                old_value[mb],
+                b_returns[mb],
+                clip_coef,
+                config.clip_vloss,
+                config.ent_coef,
+                config.vf_coef,
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.max_grad_norm > 0:
@@ -140,7 +189,9 @@ def update(agent: ActorCritic, optimizer: torch.optim.Optimizer, rollout: Rollou
             break
     out = {k: v.item() for k, v in stats.items()}
     var_returns = b_returns.var().item()  # 1 - Var(R - V) / Var(R): how much of the return the critic explains
-    out["losses/explained_variance"] = float("nan") if var_returns == 0 else 1 - (b_returns - old_value).var().item() / var_returns
+    out["losses/explained_variance"] = (
+        float("nan") if var_returns == 0 else 1 - (b_returns - old_value).var().item() / var_returns
+    )
     return out
 
 
@@ -152,7 +203,11 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
     family = hooks.for_config(config, config.num_envs, env_seed, device)
     env = envs.make(config.env, config.num_envs, env_seed, **family.env_options(training=True))
     evaluating = config.eval_frequency > 0 and distributed.is_main()
-    eval_env = envs.make(config.env, min(config.eval_episodes, 8), config.seed + 100_000, **family.env_options()) if evaluating else None
+    eval_env = (
+        envs.make(config.env, min(config.eval_episodes, 8), config.seed + 100_000, **family.env_options())
+        if evaluating
+        else None
+    )
     obs_shape = env.single_observation_space.shape
     n_actions = int(env.single_action_space.n)
     obs_dtype = torch.uint8 if env.single_observation_space.dtype == np.uint8 else torch.float32
@@ -181,8 +236,15 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
         family_state, family_tensors = family.checkpoint()
         state = {**counters.state(), "rng": rngs[0], **({"rngs": rngs} if world > 1 else {}), **family_state}
         if distributed.is_main():
-            checkpoint.save(run.checkpoint_dir, counters.step, checkpoint.prefixed("agent", agent.state_dict()) | family_tensors,
-                            optimizer, state, None, config.keep_checkpoints)
+            checkpoint.save(
+                run.checkpoint_dir,
+                counters.step,
+                checkpoint.prefixed("agent", agent.state_dict()) | family_tensors,
+                optimizer,
+                state,
+                None,
+                config.keep_checkpoints,
+            )
 
     def evaluate() -> float:
         policy = make_policy(agent, device, config.eval_epsilon, config.eval_greedy, config.seed + counters.step)
@@ -192,7 +254,9 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
     next_obs_np, info = env.reset(seed=env_seed + counters.step)
     next_obs = torch.as_tensor(next_obs_np, device=device)
     next_mask = action_mask_of(info, device)
-    rollout = make_rollout(config.num_steps, config.num_envs, obs_shape, obs_dtype, n_actions, next_mask is not None, device)
+    rollout = make_rollout(
+        config.num_steps, config.num_envs, obs_shape, obs_dtype, n_actions, next_mask is not None, device
+    )
     next_valid = torch.ones(config.num_envs, dtype=torch.bool, device=device)  # False: the next step is an autoreset
     episodes = EpisodeStats(config.num_envs)
     clock = Clock(counters.step)
@@ -222,8 +286,15 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
         # 3. advantages (GAE) and returns; the obs after the last step bootstraps the rollout's cut
         with torch.inference_mode():
             next_value = agent.value(next_obs)  # (N,)
-        advantages = gae(rollout.rewards, rollout.values, next_value, rollout.terminated, rollout.episode_end,
-                         config.gamma, config.gae_lambda)
+        advantages = gae(
+            rollout.rewards,
+            rollout.values,
+            next_value,
+            rollout.terminated,
+            rollout.episode_end,
+            config.gamma,
+            config.gae_lambda,
+        )
         returns = advantages + rollout.values
 
         # 4. optimize the policy and value network
@@ -234,15 +305,24 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
 
         # 5. logs, progress, evaluation, checkpoints (counters crossing a multiple of their frequency)
         if crossed(counters.step, prev_step, config.log_frequency):
-            run.log(counters.step, {**stats, "charts/SPS": clock.sps(counters.step), "charts/learning_rate": lr,
-                                    "charts/clip_coef": clip_coef})
+            run.log(
+                counters.step,
+                {
+                    **stats,
+                    "charts/SPS": clock.sps(counters.step),
+                    "charts/learning_rate": lr,
+                    "charts/clip_coef": clip_coef,
+                },
+            )
         clock.progress(run, counters, config.total_timesteps)
         if evaluating and crossed(counters.step, prev_step, config.eval_frequency):
             evaluate()
         if crossed(counters.step, prev_step, config.checkpoint_frequency):
             save_checkpoint()
 
-    return finish(counters, clock, config.total_timesteps, evaluate if evaluating else None, save_checkpoint, (env, eval_env))
+    return finish(
+        counters, clock, config.total_timesteps, evaluate if evaluating else None, save_checkpoint, (env, eval_env)
+    )
 
 
 # ---------------------------------------------------------------------------------------------- acting
@@ -270,7 +350,9 @@ def load_network(config: PPOConfig, ckpt: checkpoint.Checkpoint, env, device: to
     """The saved actor-critic in eval mode, as it plays (the env family may wrap it: Go's 8-symmetry average when
     config.eval_symmetries). Also what a Go search reads (agents/go/search.py)."""
     config = replace(config, compile=False)  # a few evaluation games do not repay compiling
-    agent = make_agent(config, env.single_observation_space.shape, int(env.single_action_space.n), load_init=False).to(device)
+    agent = make_agent(config, env.single_observation_space.shape, int(env.single_action_space.n), load_init=False).to(
+        device
+    )
     agent.load_state_dict(checkpoint.unprefixed("agent", ckpt.tensors))
     return hooks.for_config(config).playing_network(agent.eval(), env, config)
 

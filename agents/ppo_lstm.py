@@ -31,7 +31,16 @@ from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import ConfigError, PPOConfig
 from agents.encoders import MLP, LSTMEncoder, make_encoder
 from agents.eval_round import evaluation_round
-from agents.pg import action_mask_of, anneal, logprob_and_entropy, make_optimizer, nhwc, orthogonal_init, ppo_loss, store_rewards
+from agents.pg import (
+    action_mask_of,
+    anneal,
+    logprob_and_entropy,
+    make_optimizer,
+    nhwc,
+    orthogonal_init,
+    ppo_loss,
+    store_rewards,
+)
 from agents.rollout import Rollout, gae, make_rollout, masked_logits, sample_actions
 from agents.run import Clock, Counters, Run, crossed, finish, restoring
 from envs.episodes import EpisodeStats
@@ -73,8 +82,15 @@ class RecurrentActorCritic(nn.Module):
     second LSTM for the value unless shared (rl-zoo's enable_critic_lstm: the value's large gradients then never
     reach the policy's memory). The state stacks both LSTMs' layers: (h, c), each (layers [x 2], N, hidden)."""
 
-    def __init__(self, body: nn.Module | None, lstm: LSTMEncoder, critic_lstm: LSTMEncoder | None, n_actions: int,
-                 head_sizes: tuple[int, ...], obs_norm: ObsNorm | None = None):
+    def __init__(
+        self,
+        body: nn.Module | None,
+        lstm: LSTMEncoder,
+        critic_lstm: LSTMEncoder | None,
+        n_actions: int,
+        head_sizes: tuple[int, ...],
+        obs_norm: ObsNorm | None = None,
+    ):
         super().__init__()
         self.obs_norm = obs_norm  # vectors: normalized before the LSTMs read them (statistics fixed within a rollout)
         self.body = body  # None: the LSTMs read the observation vector itself
@@ -90,8 +106,9 @@ class RecurrentActorCritic(nn.Module):
         h, c = self.lstm.initial_state(num_envs, device)
         return (h, c) if self.critic_lstm is None else (torch.cat([h, h]), torch.cat([c, c]))
 
-    def forward(self, obs: torch.Tensor, state: State, episode_starts: torch.Tensor,
-                final_state: bool = True) -> tuple[torch.Tensor, torch.Tensor, State | None]:
+    def forward(
+        self, obs: torch.Tensor, state: State, episode_starts: torch.Tensor, final_state: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, State | None]:
         """obs (T, N, *obs_shape), state from before step 0, episode_starts (T, N) bool
         -> logits (T, N, A), values (T, N), state after step T-1 (None with final_state=False: the update's replay
         needs none, and LSTMEncoder.forward_sequence then runs its fastest path)."""
@@ -101,13 +118,20 @@ class RecurrentActorCritic(nn.Module):
             x = self.obs_norm(x)
         features = (x.float() if self.body is None else self.body(nhwc(x))).view(T, N, -1)  # (T, N, F)
         layers = self.lstm.state_shape[0]
-        h, pi_state = self.lstm.forward_sequence(features, (state[0][:layers], state[1][:layers]), episode_starts, final_state)  # (T, N, H)
+        h, pi_state = self.lstm.forward_sequence(
+            features, (state[0][:layers], state[1][:layers]), episode_starts, final_state
+        )  # (T, N, H)
         if self.critic_lstm is None:
             h_v, state = h, pi_state
         else:
-            h_v, vf_state = self.critic_lstm.forward_sequence(features, (state[0][layers:], state[1][layers:]), episode_starts,
-                                                              final_state)
-            state = None if pi_state is None else (torch.cat([pi_state[0], vf_state[0]]), torch.cat([pi_state[1], vf_state[1]]))
+            h_v, vf_state = self.critic_lstm.forward_sequence(
+                features, (state[0][layers:], state[1][layers:]), episode_starts, final_state
+            )
+            state = (
+                None
+                if pi_state is None
+                else (torch.cat([pi_state[0], vf_state[0]]), torch.cat([pi_state[1], vf_state[1]]))
+            )
         logits = self.actor(self.actor_mlp(h.flatten(0, 1)))  # (T*N, A)
         values = self.critic(self.critic_mlp(h_v.flatten(0, 1)))  # (T*N, 1)
         return logits.view(T, N, -1), values.view(T, N), state
@@ -115,23 +139,46 @@ class RecurrentActorCritic(nn.Module):
 
 def make_agent(config: PPOConfig, obs_shape: tuple[int, ...], n_actions: int) -> RecurrentActorCritic:
     """A Nature CNN body for images (its features_dim), none for vectors; one LSTM, or one each for policy and value
-    (shared_encoder false); encoder.hidden_sizes ReLU layers before each head; orthogonal init as ppo.py's (the LSTMs keep their own: orthogonal weights, zero biases)."""
+    (shared_encoder false); encoder.hidden_sizes ReLU layers before each head; orthogonal init as ppo.py's (the
+    LSTMs keep their own: orthogonal weights, zero biases)."""
     image = len(obs_shape) == 3
     if image and config.encoder.obs_norm:
-        raise ConfigError("encoder.obs_norm normalizes vector observations; images go through the CNN as they are "
-                          "(drop --set encoder.obs_norm=true)")
+        raise ConfigError(
+            "encoder.obs_norm normalizes vector observations; images go through the CNN as they are "
+            "(drop --set encoder.obs_norm=true)"
+        )
     body = make_encoder("nature_cnn", obs_shape, features_dim=config.encoder.features_dim or 512) if image else None
-    lstm = lambda: LSTMEncoder((body.output_dim if image else int(np.prod(obs_shape)),), config.encoder.lstm_hidden,  # noqa: E731
-                               config.encoder.lstm_layers)
-    agent = orthogonal_init(RecurrentActorCritic(body, lstm(), None if config.shared_encoder else lstm(), n_actions,
-                                                 config.encoder.hidden_sizes, ObsNorm(obs_shape) if config.encoder.obs_norm else None))
+
+    def lstm():
+        inputs = body.output_dim if image else int(np.prod(obs_shape))
+        return LSTMEncoder((inputs,), config.encoder.lstm_hidden, config.encoder.lstm_layers)
+
+    agent = orthogonal_init(
+        RecurrentActorCritic(
+            body,
+            lstm(),
+            None if config.shared_encoder else lstm(),
+            n_actions,
+            config.encoder.hidden_sizes,
+            ObsNorm(obs_shape) if config.encoder.obs_norm else None,
+        )
+    )
     return agent.to(memory_format=torch.channels_last) if image else agent
 
 
 # ---------------------------------------------------------------------------------------------- update
-def update(agent: RecurrentActorCritic, optimizer: torch.optim.Optimizer, rollout: Rollout, starts: torch.Tensor,
-           initial_state: State, advantages: torch.Tensor, returns: torch.Tensor, config: PPOConfig, clip_coef: float,
-           generator: torch.Generator) -> dict[str, float]:
+def update(
+    agent: RecurrentActorCritic,
+    optimizer: torch.optim.Optimizer,
+    rollout: Rollout,
+    starts: torch.Tensor,
+    initial_state: State,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    config: PPOConfig,
+    clip_coef: float,
+    generator: torch.Generator,
+) -> dict[str, float]:
     """ppo.update with minibatches of whole envs: each replays its envs' (T, n) segment from the rollout's initial
     state, and the loss averages over the valid (non-autoreset) steps in it. starts: (T, N) bool."""
     num_envs = rollout.actions.shape[1]
@@ -139,17 +186,31 @@ def update(agent: RecurrentActorCritic, optimizer: torch.optim.Optimizer, rollou
     for _ in range(config.update_epochs):
         order = torch.randperm(num_envs, generator=generator).to(starts.device)
         for mb in torch.tensor_split(order, config.num_minibatches):  # (n,) env indices
-            logits, new_value, _ = agent(rollout.obs[:, mb], (initial_state[0][:, mb], initial_state[1][:, mb]), starts[:, mb],
-                                         final_state=False)
+            logits, new_value, _ = agent(
+                rollout.obs[:, mb], (initial_state[0][:, mb], initial_state[1][:, mb]), starts[:, mb], final_state=False
+            )
             valid = rollout.valid[:, mb].reshape(-1)  # (T*n,)
             pick = lambda x: x[:, mb].reshape(-1, *x.shape[2:])[valid]  # noqa: E731 (T, n, ...) -> (B, ...)
             masks = None if rollout.action_masks is None else pick(rollout.action_masks)
-            new_logprob, entropy = logprob_and_entropy(masked_logits(logits.flatten(0, 1)[valid], masks), pick(rollout.actions))
+            new_logprob, entropy = logprob_and_entropy(
+                masked_logits(logits.flatten(0, 1)[valid], masks), pick(rollout.actions)
+            )
             mb_advantages = pick(advantages)
             if config.norm_adv and len(mb_advantages) > 1:
                 mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
-            loss, stats = ppo_loss(new_logprob, pick(rollout.logprobs), mb_advantages, entropy, new_value.reshape(-1)[valid],
-                                   pick(rollout.values), pick(returns), clip_coef, config.clip_vloss, config.ent_coef, config.vf_coef)
+            loss, stats = ppo_loss(
+                new_logprob,
+                pick(rollout.logprobs),
+                mb_advantages,
+                entropy,
+                new_value.reshape(-1)[valid],
+                pick(rollout.values),
+                pick(returns),
+                clip_coef,
+                config.clip_vloss,
+                config.ent_coef,
+                config.vf_coef,
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.max_grad_norm > 0:
@@ -161,7 +222,9 @@ def update(agent: RecurrentActorCritic, optimizer: torch.optim.Optimizer, rollou
     valid = rollout.valid.reshape(-1)
     b_returns, b_values = returns.reshape(-1)[valid], rollout.values.reshape(-1)[valid]
     var_returns = b_returns.var().item()
-    out["losses/explained_variance"] = float("nan") if var_returns == 0 else 1 - (b_returns - b_values).var().item() / var_returns
+    out["losses/explained_variance"] = (
+        float("nan") if var_returns == 0 else 1 - (b_returns - b_values).var().item() / var_returns
+    )
     return out
 
 
@@ -170,11 +233,15 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
     if distributed.world_size() > 1:
         raise ConfigError("recurrent PPO (encoder.name=lstm) runs in one process: drop torchrun / --nproc")
     if config.num_minibatches > config.num_envs:
-        raise ConfigError(f"recurrent PPO makes minibatches of whole envs: num_minibatches {config.num_minibatches} "
-                          f"must be <= num_envs {config.num_envs} (e.g. --set num_minibatches={config.num_envs})")
+        raise ConfigError(
+            f"recurrent PPO makes minibatches of whole envs: num_minibatches {config.num_minibatches} "
+            f"must be <= num_envs {config.num_envs} (e.g. --set num_minibatches={config.num_envs})"
+        )
     device = run.device
     env = envs.make(config.env, config.num_envs, config.seed)
-    eval_env = envs.make(config.env, min(config.eval_episodes, 8), config.seed + 100_000) if config.eval_frequency else None
+    eval_env = (
+        envs.make(config.env, min(config.eval_episodes, 8), config.seed + 100_000) if config.eval_frequency else None
+    )
     obs_shape = env.single_observation_space.shape
     n_actions = int(env.single_action_space.n)
     obs_dtype = torch.uint8 if env.single_observation_space.dtype == np.uint8 else torch.float32
@@ -193,8 +260,15 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
         rng.set_state(rng_from_json(ckpt.state["rng"]))
 
     def save_checkpoint() -> None:
-        checkpoint.save(run.checkpoint_dir, counters.step, checkpoint.prefixed("agent", agent.state_dict()), optimizer,
-                        {**counters.state(), "rng": rng_to_json(rng.get_state())}, None, config.keep_checkpoints)
+        checkpoint.save(
+            run.checkpoint_dir,
+            counters.step,
+            checkpoint.prefixed("agent", agent.state_dict()),
+            optimizer,
+            {**counters.state(), "rng": rng_to_json(rng.get_state())},
+            None,
+            config.keep_checkpoints,
+        )
 
     def evaluate() -> float:
         policy = make_policy(agent, device, config.eval_epsilon, config.eval_greedy, config.seed + counters.step)
@@ -205,8 +279,12 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
     next_obs_np, info = env.reset(seed=config.seed + counters.step)
     next_obs = torch.as_tensor(next_obs_np, device=device)
     next_mask = action_mask_of(info, device)
-    rollout = make_rollout(config.num_steps, config.num_envs, obs_shape, obs_dtype, n_actions, next_mask is not None, device)
-    starts = torch.zeros((config.num_steps, config.num_envs), dtype=torch.bool, device=device)  # (T, N) first obs of an episode
+    rollout = make_rollout(
+        config.num_steps, config.num_envs, obs_shape, obs_dtype, n_actions, next_mask is not None, device
+    )
+    starts = torch.zeros(
+        (config.num_steps, config.num_envs), dtype=torch.bool, device=device
+    )  # (T, N) first obs of an episode
     next_valid = torch.ones(config.num_envs, dtype=torch.bool, device=device)  # False: the next step is an autoreset
     next_start = torch.ones(config.num_envs, dtype=torch.bool, device=device)  # True: the next obs starts an episode
     next_state = agent.initial_state(config.num_envs, device)
@@ -239,8 +317,15 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
         # 3. advantages (GAE) and returns; the obs after the last step bootstraps the rollout's cut
         with torch.inference_mode():
             next_value = agent(next_obs.unsqueeze(0), next_state, next_start.unsqueeze(0))[1][0]  # (N,)
-        advantages = gae(rollout.rewards, rollout.values, next_value, rollout.terminated, rollout.episode_end,
-                         config.gamma, config.gae_lambda)
+        advantages = gae(
+            rollout.rewards,
+            rollout.values,
+            next_value,
+            rollout.terminated,
+            rollout.episode_end,
+            config.gamma,
+            config.gae_lambda,
+        )
         returns = advantages + rollout.values
 
         # 4. optimize the policy and value network, backpropagating through the rollout's time steps
@@ -252,16 +337,29 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
 
         # 5. logs, progress, evaluation, checkpoints (counters crossing a multiple of their frequency)
         if crossed(counters.step, prev_step, config.log_frequency):
-            run.log(counters.step, {**stats, "charts/SPS": clock.sps(counters.step), "charts/learning_rate": lr,
-                                    "charts/clip_coef": clip_coef})
+            run.log(
+                counters.step,
+                {
+                    **stats,
+                    "charts/SPS": clock.sps(counters.step),
+                    "charts/learning_rate": lr,
+                    "charts/clip_coef": clip_coef,
+                },
+            )
         clock.progress(run, counters, config.total_timesteps)
         if crossed(counters.step, prev_step, config.eval_frequency):
             evaluate()
         if crossed(counters.step, prev_step, config.checkpoint_frequency):
             save_checkpoint()
 
-    return finish(counters, clock, config.total_timesteps, evaluate if eval_env is not None else None, save_checkpoint,
-                  (env, eval_env))
+    return finish(
+        counters,
+        clock,
+        config.total_timesteps,
+        evaluate if eval_env is not None else None,
+        save_checkpoint,
+        (env, eval_env),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- acting
@@ -271,15 +369,23 @@ def _stateful(agent: RecurrentActorCritic, device: torch.device, head):
     from a zero state at the first call or when N changes). `.recurrent` tells run_episodes to pass it."""
     memory: dict[str, State] = {}
 
-    def call(obs: np.ndarray, episode_starts: np.ndarray | None = None, action_mask: np.ndarray | None = None) -> np.ndarray:
+    def call(
+        obs: np.ndarray, episode_starts: np.ndarray | None = None, action_mask: np.ndarray | None = None
+    ) -> np.ndarray:
         n = len(obs)
         state = memory.get("state")
         if state is None or state[0].shape[1] != n:
             state = agent.initial_state(n, device)
-        starts = torch.zeros(n, dtype=torch.bool) if episode_starts is None else torch.as_tensor(np.asarray(episode_starts, dtype=bool))
+        starts = (
+            torch.zeros(n, dtype=torch.bool)
+            if episode_starts is None
+            else torch.as_tensor(np.asarray(episode_starts, dtype=bool))
+        )
         mask = None if action_mask is None else torch.as_tensor(action_mask, dtype=torch.bool, device=device)
         with torch.inference_mode():
-            logits, _, memory["state"] = agent(torch.as_tensor(obs, device=device).unsqueeze(0), state, starts.to(device).unsqueeze(0))
+            logits, _, memory["state"] = agent(
+                torch.as_tensor(obs, device=device).unsqueeze(0), state, starts.to(device).unsqueeze(0)
+            )
             return head(masked_logits(logits[0], mask), mask).cpu().numpy()
 
     call.recurrent = True

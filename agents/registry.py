@@ -13,15 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from agents import checkpoint, config as config_lib
-from agents.run import run_folder
+from agents import checkpoint
+from agents import config as config_lib
 from agents.config import ConfigError
+from agents.run import run_folder
 
 
 class Algorithm(Protocol):
     def train(self, config: Any, run: Any) -> dict[str, Any]: ...
 
-    def load_policy(self, config: Any, ckpt: checkpoint.Checkpoint, env: Any, device: Any, epsilon: float, seed: int): ...
+    def load_policy(
+        self, config: Any, ckpt: checkpoint.Checkpoint, env: Any, device: Any, epsilon: float, seed: int
+    ): ...
 
     def action_scores(self, config: Any, ckpt: checkpoint.Checkpoint, env: Any, device: Any): ...
 
@@ -70,23 +73,46 @@ class Entry:
         return self.module()
 
 
-ALGORITHMS: dict[str, Entry] = {e.name: e for e in (
-    Entry("dqn", "Deep Q-Network (Nature 2015) with double, dueling, n-step options; replay stores each frame once",
-          config_lib.DQNConfig, _dqn),
-    Entry("ppo", "Proximal Policy Optimization (2017), CleanRL's recipe: clipped objective, GAE, minibatch epochs",
-          config_lib.PPOConfig, _ppo, _ppo_lstm),
-    Entry("a2c", "Advantage actor-critic (2016): PPO's loop with one RMSprop step per short rollout, no clipping",
-          config_lib.A2CConfig, _a2c, _ppo_lstm),
-    Entry("reinforce", "REINFORCE with a learned baseline (Williams 1992): Monte-Carlo returns, one step per rollout",
-          config_lib.ReinforceConfig, _reinforce, _ppo_lstm),
-)}
+ALGORITHMS: dict[str, Entry] = {
+    e.name: e
+    for e in (
+        Entry(
+            "dqn",
+            "Deep Q-Network (Nature 2015) with double, dueling, n-step options; replay stores each frame once",
+            config_lib.DQNConfig,
+            _dqn,
+        ),
+        Entry(
+            "ppo",
+            "Proximal Policy Optimization (2017), CleanRL's recipe: clipped objective, GAE, minibatch epochs",
+            config_lib.PPOConfig,
+            _ppo,
+            _ppo_lstm,
+        ),
+        Entry(
+            "a2c",
+            "Advantage actor-critic (2016): PPO's loop with one RMSprop step per short rollout, no clipping",
+            config_lib.A2CConfig,
+            _a2c,
+            _ppo_lstm,
+        ),
+        Entry(
+            "reinforce",
+            "REINFORCE with a learned baseline (Williams 1992): Monte-Carlo returns, one step per rollout",
+            config_lib.ReinforceConfig,
+            _reinforce,
+            _ppo_lstm,
+        ),
+    )
+}
 
 
 def entry(name: str) -> Entry:
     """The algorithm `rl train NAME` names, or a ConfigError with the nearest name."""
     if name == "supervised":
-        raise ConfigError("supervised training has its own command: rl supervised MODEL --data DATASET "
-                          "(see rl supervised --help)")
+        raise ConfigError(
+            "supervised training has its own command: rl supervised MODEL --data DATASET (see rl supervised --help)"
+        )
     if name not in ALGORITHMS:
         close = difflib.get_close_matches(name, list(ALGORITHMS), n=1, cutoff=0.5)
         hint = f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(sorted(ALGORITHMS))}"
@@ -111,8 +137,9 @@ class OpenRun:
     @property
     def algorithm(self) -> Algorithm:
         if self.algo == "supervised":
-            raise checkpoint.CheckpointError(f"{str(self.dir)!r} is a supervised run, not an agent: its test accuracy "
-                                             "is in metrics.json")
+            raise checkpoint.CheckpointError(
+                f"{str(self.dir)!r} is a supervised run, not an agent: its test accuracy is in metrics.json"
+            )
         return implementation(self.algo, self.config)
 
 
@@ -130,8 +157,10 @@ def open_run(path: Path, step: int | str | None = "latest", option: str = "") ->
     path = folder / f"step_{step}"
     if not (path / "state.json").exists():
         have = sorted(int(p.name[5:]) for p in folder.glob("step_*") if p.name[5:].isdigit())
-        raise checkpoint.CheckpointError(f"no checkpoint at step {step} in {str(run_dir)!r}: "
-                                         f"{'available: ' + ', '.join(map(str, have)) if have else 'it has none'}")
+        raise checkpoint.CheckpointError(
+            f"no checkpoint at step {step} in {str(run_dir)!r}: "
+            f"{'available: ' + ', '.join(map(str, have)) if have else 'it has none'}"
+        )
     return OpenRun(run_dir, algo, config, checkpoint.load(path))
 
 
@@ -143,5 +172,7 @@ def load_policy(opened: OpenRun, env, device, epsilon: float, seed: int, scores:
         policy = algorithm.load_policy(opened.config, opened.checkpoint, env, device, epsilon, seed)
         return (policy, algorithm.action_scores(opened.config, opened.checkpoint, env, device)) if scores else policy
     except RuntimeError:  # load_state_dict: tensors missing, unexpected or of another shape than config.yaml's network
-        raise checkpoint.CheckpointError(f"checkpoint {str(opened.checkpoint.path)!r} does not fit the network in "
-                                         f"{str(opened.dir / 'config.yaml')!r}: missing or mis-shaped tensors") from None
+        raise checkpoint.CheckpointError(
+            f"checkpoint {str(opened.checkpoint.path)!r} does not fit the network in "
+            f"{str(opened.dir / 'config.yaml')!r}: missing or mis-shaped tensors"
+        ) from None

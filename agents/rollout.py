@@ -35,18 +35,39 @@ class Rollout(NamedTuple):
     action_masks: torch.Tensor | None  # (T, N, A) bool legal actions, or None when every action is legal
 
 
-def make_rollout(num_steps: int, num_envs: int, obs_shape: tuple[int, ...], obs_dtype: torch.dtype,
-                 n_actions: int, masked: bool, device: torch.device) -> Rollout:
+def make_rollout(
+    num_steps: int,
+    num_envs: int,
+    obs_shape: tuple[int, ...],
+    obs_dtype: torch.dtype,
+    n_actions: int,
+    masked: bool,
+    device: torch.device,
+) -> Rollout:
     T, N = num_steps, num_envs
     zeros = lambda dtype=torch.float32: torch.zeros((T, N), dtype=dtype, device=device)  # noqa: E731
-    return Rollout(obs=torch.zeros((T, N, *obs_shape), dtype=obs_dtype, device=device),
-                   actions=zeros(torch.int64), logprobs=zeros(), values=zeros(), rewards=zeros(),
-                   terminated=zeros(), episode_end=zeros(), valid=zeros(torch.bool),
-                   action_masks=torch.ones((T, N, n_actions), dtype=torch.bool, device=device) if masked else None)
+    return Rollout(
+        obs=torch.zeros((T, N, *obs_shape), dtype=obs_dtype, device=device),
+        actions=zeros(torch.int64),
+        logprobs=zeros(),
+        values=zeros(),
+        rewards=zeros(),
+        terminated=zeros(),
+        episode_end=zeros(),
+        valid=zeros(torch.bool),
+        action_masks=torch.ones((T, N, n_actions), dtype=torch.bool, device=device) if masked else None,
+    )
 
 
-def gae(rewards: torch.Tensor, values: torch.Tensor, next_value: torch.Tensor, terminated: torch.Tensor,
-        episode_end: torch.Tensor, gamma: float, gae_lambda: float) -> torch.Tensor:
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_value: torch.Tensor,
+    terminated: torch.Tensor,
+    episode_end: torch.Tensor,
+    gamma: float,
+    gae_lambda: float,
+) -> torch.Tensor:
     """Generalized advantage estimates (Schulman et al. 2016, "High-Dimensional Continuous Control
     Using Generalized Advantage Estimation", eq. 16), computed backwards:
 
@@ -70,8 +91,9 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, next_value: torch.Tensor, t
     return advantages
 
 
-def discounted_returns(rewards: torch.Tensor, next_values: torch.Tensor, terminated: torch.Tensor,
-                       episode_end: torch.Tensor, gamma: float) -> torch.Tensor:
+def discounted_returns(
+    rewards: torch.Tensor, next_values: torch.Tensor, terminated: torch.Tensor, episode_end: torch.Tensor, gamma: float
+) -> torch.Tensor:
     """Monte-Carlo returns G_t = r_t + gamma * G_{t+1} within an episode (REINFORCE, Williams 1992),
     computed backwards. At an episode end the return is r_t after a termination, and
     r_t + gamma * next_values[t] after a truncation (the value of the final obs stands for the rest).

@@ -25,7 +25,8 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
-from agents import checkpoint, config as config_lib, distributed
+from agents import checkpoint, distributed
+from agents import config as config_lib
 from agents.config import ConfigError
 
 
@@ -45,8 +46,9 @@ def run_folder(path: Path, option: str = "") -> Path:
     """`path` if it is a run folder (it holds config.yaml), else one error line naming it (and the option given)."""
     path = Path(path)
     if not (path / "config.yaml").exists():
-        raise checkpoint.CheckpointError(f"{option + ' ' if option else ''}{str(path)!r} is not a run folder "
-                                         "(no config.yaml in it)")
+        raise checkpoint.CheckpointError(
+            f"{option + ' ' if option else ''}{str(path)!r} is not a run folder (no config.yaml in it)"
+        )
     return path
 
 
@@ -159,11 +161,20 @@ def start(algo: str, config: Any, env_short: str, resume_dir: Path | None = None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         run._progress = Progress(
-            TextColumn(f"[bold]{algo} {env_short}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[sps]} SPS"), TextColumn("return {task.fields[ret]}"), TimeRemainingColumn(),
+            TextColumn(f"[bold]{algo} {env_short}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[sps]} SPS"),
+            TextColumn("return {task.fields[ret]}"),
+            TimeRemainingColumn(),
         )
-        run._task = run._progress.add_task("train", total=config.total_timesteps if total is None else total, sps="-", ret="-",
-                                           completed=resume_from.step if resume_from else 0)
+        run._task = run._progress.add_task(
+            "train",
+            total=config.total_timesteps if total is None else total,
+            sps="-",
+            ret="-",
+            completed=resume_from.step if resume_from else 0,
+        )
         run._progress.start()
     print(f"run folder: {run_dir}  (tensorboard --logdir {run_dir.parent})", flush=True)
     return run
@@ -173,8 +184,10 @@ def _wait_for_a_later_second(run_dir: Path) -> None:
     """TensorBoard reads a run's event files in name order, and a name is events.out.tfevents.<second>.<host>.
     <pid>.<uid>: a file opened in the same second as an older one can sort before it (uid 10 < uid 9) and
     its points would come first. Opening the resumed writer in a later second keeps the order."""
-    newest = max((int(f.name.split(".")[3]) for f in run_dir.glob("events.out.tfevents.*")
-                  if f.name.split(".")[3].isdigit()), default=0)
+    newest = max(
+        (int(f.name.split(".")[3]) for f in run_dir.glob("events.out.tfevents.*") if f.name.split(".")[3].isdigit()),
+        default=0,
+    )
     while int(time.time()) <= newest:
         time.sleep(0.05)
 
@@ -263,12 +276,19 @@ def restoring(ckpt: checkpoint.Checkpoint) -> Iterator[None]:
     try:
         yield
     except (RuntimeError, ValueError, KeyError) as e:
-        raise checkpoint.CheckpointError(f"checkpoint {str(ckpt.path)!r} does not fit this config: "
-                                         f"{str(e).splitlines()[0]}") from None
+        raise checkpoint.CheckpointError(
+            f"checkpoint {str(ckpt.path)!r} does not fit this config: {str(e).splitlines()[0]}"
+        ) from None
 
 
-def finish(counters: Counters, clock: Clock, total: int, evaluate: Callable[[], Any] | None, save: Callable[[], None],
-           closing: Iterable[Any]) -> dict[str, Any]:
+def finish(
+    counters: Counters,
+    clock: Clock,
+    total: int,
+    evaluate: Callable[[], Any] | None,
+    save: Callable[[], None],
+    closing: Iterable[Any],
+) -> dict[str, Any]:
     """End of a training loop (done, or stopped by Ctrl-C): the throughput (without the final evaluation and
     checkpoint), a last evaluation when the run is done and none was made at this step, the final checkpoint, the
     envs closed. Returns the summary every `train` returns."""
@@ -280,5 +300,12 @@ def finish(counters: Counters, clock: Clock, total: int, evaluate: Callable[[], 
     for env in closing:
         if env is not None:
             env.close()
-    return {"sps": sps, "train_sps": sps, "step": counters.step, "finished": finished, "num_updates": counters.updates,
-            "evals": counters.evals, "recent_return": counters.recent_return()}
+    return {
+        "sps": sps,
+        "train_sps": sps,
+        "step": counters.step,
+        "finished": finished,
+        "num_updates": counters.updates,
+        "evals": counters.evals,
+        "recent_return": counters.recent_return(),
+    }

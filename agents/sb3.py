@@ -7,7 +7,7 @@ TensorBoard tags through its logger (`OurTags`) and a callback (raw episode scor
 evaluations), so `rl compare` and TensorBoard overlay both implementations on the same axes.
 
 Envs follow SB3's own recipes: `make_vec_env` (Monitor) for gymnasium ids; for Atari `make_atari_env`
-with `frameskip=1, repeat_action_probability=0` (its AtariWrapper skips 4 frames itself; NOTES.md) and a
+with `frameskip=1, repeat_action_probability=0` (its AtariWrapper skips 4 frames itself) and a
 stack of 4 frames. SB3's model is saved as <run>/sb3_model.zip in SB3's format (our `rl eval`/`rl watch`
 read our checkpoints only).
 """
@@ -60,8 +60,13 @@ def make_sb3_env(config: Any, n_envs: int, seed: int):
     except ImportError:
         raise ConfigError("--impl sb3 on Atari needs OpenCV for SB3's wrappers: pip install 'rl[sb3]'") from None
     wrapper_kwargs = dict(clip_reward=config.clip_rewards, terminal_on_life_loss=config.terminal_on_life_loss)
-    env = make_atari_env(name, n_envs=n_envs, seed=seed, wrapper_kwargs=wrapper_kwargs,
-                         env_kwargs=dict(frameskip=1, repeat_action_probability=0.0))
+    env = make_atari_env(
+        name,
+        n_envs=n_envs,
+        seed=seed,
+        wrapper_kwargs=wrapper_kwargs,
+        env_kwargs=dict(frameskip=1, repeat_action_probability=0.0),
+    )
     return VecFrameStack(env, n_stack=4)
 
 
@@ -74,8 +79,10 @@ def _policy(config: Any, on_policy: bool) -> tuple[str, dict[str, Any]]:
     if name == "nature_cnn" or (name == "auto" and envs.family(config.env) == "atari"):
         return "CnnPolicy", {}
     sizes = list(config.encoder.hidden_sizes)
-    return "MlpPolicy", {"net_arch": dict(pi=sizes, vf=sizes) if on_policy else sizes,
-                         "activation_fn": ACTIVATIONS[config.encoder.activation]}
+    return "MlpPolicy", {
+        "net_arch": dict(pi=sizes, vf=sizes) if on_policy else sizes,
+        "activation_fn": ACTIVATIONS[config.encoder.activation],
+    }
 
 
 def sb3_model(algo: str, config: Any, env, device) -> tuple[Any, list[str]]:
@@ -95,15 +102,27 @@ def sb3_model(algo: str, config: Any, env, device) -> tuple[Any, list[str]]:
         if config.replay_device == "cuda":
             ignored.append("replay_device=cuda (SB3's replay buffer is numpy arrays in host memory)")
         policy_kwargs["optimizer_kwargs"] = dict(eps=config.adam_eps)
-        model = sb3.DQN(policy, env, learning_rate=config.learning_rate, buffer_size=config.buffer_size,
-                        learning_starts=config.learning_starts, batch_size=config.batch_size, tau=config.tau,
-                        gamma=config.gamma, train_freq=max(1, config.train_frequency // n_envs),  # SB3 counts vector steps
-                        gradient_steps=config.gradient_steps, n_steps=config.n_step,
-                        target_update_interval=config.target_network_frequency,  # SB3 divides by n_envs itself
-                        exploration_fraction=config.exploration_fraction, exploration_initial_eps=config.start_e,
-                        exploration_final_eps=config.end_e,
-                        max_grad_norm=config.max_grad_norm if config.max_grad_norm > 0 else float("inf"),
-                        policy_kwargs=policy_kwargs, seed=config.seed, device=device)
+        model = sb3.DQN(
+            policy,
+            env,
+            learning_rate=config.learning_rate,
+            buffer_size=config.buffer_size,
+            learning_starts=config.learning_starts,
+            batch_size=config.batch_size,
+            tau=config.tau,
+            gamma=config.gamma,
+            train_freq=max(1, config.train_frequency // n_envs),  # SB3 counts vector steps
+            gradient_steps=config.gradient_steps,
+            n_steps=config.n_step,
+            target_update_interval=config.target_network_frequency,  # SB3 divides by n_envs itself
+            exploration_fraction=config.exploration_fraction,
+            exploration_initial_eps=config.start_e,
+            exploration_final_eps=config.end_e,
+            max_grad_norm=config.max_grad_norm if config.max_grad_norm > 0 else float("inf"),
+            policy_kwargs=policy_kwargs,
+            seed=config.seed,
+            device=device,
+        )
         return model, ignored
     assert isinstance(config, PPOConfig)
     policy, policy_kwargs = _policy(config, on_policy=True)
@@ -112,26 +131,46 @@ def sb3_model(algo: str, config: Any, env, device) -> tuple[Any, list[str]]:
     if config.optimizer == "rmsprop":
         import torch
 
-        policy_kwargs.update(optimizer_class=torch.optim.RMSprop,
-                             optimizer_kwargs=dict(alpha=config.rmsprop_alpha, eps=config.adam_eps, weight_decay=0))
+        policy_kwargs.update(
+            optimizer_class=torch.optim.RMSprop,
+            optimizer_kwargs=dict(alpha=config.rmsprop_alpha, eps=config.adam_eps, weight_decay=0),
+        )
     else:
         policy_kwargs["optimizer_kwargs"] = dict(eps=config.adam_eps)
-    common = dict(learning_rate=learning_rate, n_steps=config.num_steps, gamma=config.gamma, gae_lambda=config.gae_lambda,
-                  # SB3's value loss is the mean squared error, ours half of it (CleanRL): the same objective needs half vf_coef
-                  ent_coef=config.ent_coef, vf_coef=config.vf_coef / 2, normalize_advantage=config.norm_adv,
-                  max_grad_norm=config.max_grad_norm if config.max_grad_norm > 0 else float("inf"),
-                  policy_kwargs=policy_kwargs, seed=config.seed, device=device)
+    common = dict(
+        learning_rate=learning_rate,
+        n_steps=config.num_steps,
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+        # SB3's value loss is the mean squared error, ours half of it (CleanRL): the same objective needs half vf_coef
+        ent_coef=config.ent_coef,
+        vf_coef=config.vf_coef / 2,
+        normalize_advantage=config.norm_adv,
+        max_grad_norm=config.max_grad_norm if config.max_grad_norm > 0 else float("inf"),
+        policy_kwargs=policy_kwargs,
+        seed=config.seed,
+        device=device,
+    )
     if algo == "a2c":
         if config.update_epochs != 1 or config.num_minibatches != 1 or config.clip_coef:
             ignored.append("update_epochs/num_minibatches/clip_coef (SB3's A2C: one epoch, one batch, no clipping)")
-        return sb3.A2C(policy, env, use_rms_prop=config.optimizer == "rmsprop", rms_prop_eps=config.adam_eps, **common), ignored
+        return sb3.A2C(
+            policy, env, use_rms_prop=config.optimizer == "rmsprop", rms_prop_eps=config.adam_eps, **common
+        ), ignored
     clip = config.clip_coef
     clip_range = (lambda progress_remaining: progress_remaining * clip) if config.anneal_clip else clip
     if config.optimizer != "adam":
         ignored.append(f"optimizer={config.optimizer} is used, SB3's PPO default is Adam")
-    return sb3.PPO(policy, env, batch_size=n_envs * config.num_steps // config.num_minibatches, n_epochs=config.update_epochs,
-                   clip_range=clip_range, clip_range_vf=clip if config.clip_vloss else None,
-                   target_kl=config.target_kl or None, **common), ignored
+    return sb3.PPO(
+        policy,
+        env,
+        batch_size=n_envs * config.num_steps // config.num_minibatches,
+        n_epochs=config.update_epochs,
+        clip_range=clip_range,
+        clip_range_vf=clip if config.clip_vloss else None,
+        target_kl=config.target_kl or None,
+        **common,
+    ), ignored
 
 
 def _our_tags_writer(run: Run, algo: str):
@@ -181,8 +220,9 @@ def train(algo: str, config: Any, run: Run) -> dict[str, Any]:
         if saved is not None:  # DQN: act epsilon-greedy at eval_epsilon, as ours does
             model.exploration_rate = config.eval_epsilon
         # deterministic=False: DQN acts at its exploration_rate (eval_epsilon), PPO/A2C sample, as our agents do
-        returns, _ = evaluate_policy(model, eval_env, n_eval_episodes=config.eval_episodes, return_episode_rewards=True,
-                                     deterministic=False)
+        returns, _ = evaluate_policy(
+            model, eval_env, n_eval_episodes=config.eval_episodes, return_episode_rewards=True, deterministic=False
+        )
         if saved is not None:
             model.exploration_rate = saved
         evals.append((step, float(np.mean(returns))))
@@ -196,11 +236,21 @@ def train(algo: str, config: Any, run: Run) -> dict[str, Any]:
             for info in self.locals["infos"]:
                 if "episode" in info:  # Monitor: a whole game's raw score and length (Monitor sits under the clipping)
                     recent.append(float(info["episode"]["r"]))
-                    run.log(step, {"charts/episodic_return": info["episode"]["r"],
-                                   "charts/episodic_length": info["episode"]["l"] // frame_skip})
+                    run.log(
+                        step,
+                        {
+                            "charts/episodic_return": info["episode"]["r"],
+                            "charts/episodic_length": info["episode"]["l"] // frame_skip,
+                        },
+                    )
             if (now := time.time()) >= self.next_progress:  # twice a second, as ours
                 self.next_progress = now + 0.5
-                run.progress(step, config.total_timesteps, step / max(now - start, 1e-9), float(np.mean(recent)) if recent else None)
+                run.progress(
+                    step,
+                    config.total_timesteps,
+                    step / max(now - start, 1e-9),
+                    float(np.mean(recent)) if recent else None,
+                )
             if config.eval_frequency and step // config.eval_frequency > (step - n) // config.eval_frequency:
                 evaluate(step)
             return not run.stop_requested
@@ -214,5 +264,10 @@ def train(algo: str, config: Any, run: Run) -> dict[str, Any]:
     env.close()
     if eval_env is not None:
         eval_env.close()
-    return {"sps": sps, "step": int(model.num_timesteps), "finished": finished, "evals": evals,
-            "recent_return": float(np.mean(recent)) if recent else None}
+    return {
+        "sps": sps,
+        "step": int(model.num_timesteps),
+        "finished": finished,
+        "evals": evals,
+        "recent_return": float(np.mean(recent)) if recent else None,
+    }

@@ -5,7 +5,8 @@ offline: scikit-learn's handwritten digits (Alpaydin & Kaynak 1998; 1,797 8x8 im
 or as sequences of 8 rows of 8 pixels, generated parity of random bit strings (a memory task: the label
 depends on every bit), and Go positions with GNU Go's moves (scripts/gnugo_games.py; `--set data_path=FILE.npz`):
 the supervised policy network of AlphaGo (Silver et al. 2016), whose illegal moves are masked out of the softmax
-and whose games are split whole between train, validation and test (positions of one game are alike). The field's training options are all here: SGD with (Nesterov) momentum, Adagrad,
+and whose games are split whole between train, validation and test (positions of one game are alike). The
+field's training options are all here: SGD with (Nesterov) momentum, Adagrad,
 RMSprop, Adam, AdamW; L1/L2 penalties; dropout and batch/layer norm (encoder options); early stopping on
 the validation loss (Prechelt 1998); random-shift augmentation; cosine/step/linear learning-rate schedules.
 
@@ -74,12 +75,21 @@ def load_data(config: SupervisedConfig) -> Dataset:
         rng = np.random.default_rng(config.seed)
         bits = rng.integers(0, 2, (config.num_samples, config.sequence_length))
         x, y = bits[..., None].astype(np.float32), bits.sum(axis=1) % 2
-    x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=config.test_fraction, stratify=y, random_state=config.seed)
-    x_train, x_val, y_train, y_val = train_test_split(x_rest, y_rest, test_size=config.val_fraction, stratify=y_rest,
-                                                      random_state=config.seed)
+    x_rest, x_test, y_rest, y_test = train_test_split(
+        x, y, test_size=config.test_fraction, stratify=y, random_state=config.seed
+    )
+    x_train, x_val, y_train, y_val = train_test_split(
+        x_rest, y_rest, test_size=config.val_fraction, stratify=y_rest, random_state=config.seed
+    )
     split = lambda a, b: Split(torch.from_numpy(np.ascontiguousarray(a)), torch.from_numpy(b).long())  # noqa: E731
-    return Dataset(split(x_train, y_train), split(x_val, y_val), split(x_test, y_test), tuple(x.shape[1:]),
-                   int(y.max()) + 1, config.data != "parity")
+    return Dataset(
+        split(x_train, y_train),
+        split(x_val, y_val),
+        split(x_test, y_test),
+        tuple(x.shape[1:]),
+        int(y.max()) + 1,
+        config.data != "parity",
+    )
 
 
 GO_KEYS = ("obs", "action", "legal", "game")
@@ -89,23 +99,37 @@ MAKE_GO_DATA = "python scripts/gnugo_games.py --size 5 --games 200 --out FILE.np
 def read_go_file(path: str) -> dict[str, np.ndarray]:
     """The arrays of a scripts/gnugo_games.py file (np.load without pickles), checked; ConfigError otherwise."""
     if not path:
-        raise ConfigError(f"data=go needs a file of positions: --set data_path=FILE.npz (make one with: {MAKE_GO_DATA})")
+        raise ConfigError(
+            f"data=go needs a file of positions: --set data_path=FILE.npz (make one with: {MAKE_GO_DATA})"
+        )
     if not Path(path).is_file():
         raise ConfigError(f"data_path {path!r} does not exist (make one with: {MAKE_GO_DATA})")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in GO_KEYS if k in f.files}
     except (OSError, ValueError, AttributeError, zipfile.BadZipFile) as e:  # AttributeError: a .npy array, no .files
-        raise ConfigError(f"data_path {path!r} is not a readable .npz file ({type(e).__name__}): make one with: {MAKE_GO_DATA}") from None
+        raise ConfigError(
+            f"data_path {path!r} is not a readable .npz file ({type(e).__name__}): make one with: {MAKE_GO_DATA}"
+        ) from None
     missing = [k for k in GO_KEYS if k not in arrays]
     if missing:
-        raise ConfigError(f"data_path {path!r} has no {', '.join(missing)}: it holds {', '.join(arrays) or 'nothing usable'}, "
-                          f"not the positions of scripts/gnugo_games.py")
+        raise ConfigError(
+            f"data_path {path!r} has no {', '.join(missing)}: it holds {', '.join(arrays) or 'nothing usable'}, "
+            f"not the positions of scripts/gnugo_games.py"
+        )
     obs, action, legal, game = (arrays[k] for k in GO_KEYS)
     P = len(action)
-    if obs.ndim != 4 or obs.shape[2] != obs.shape[3] or legal.shape != (P, obs.shape[2] ** 2 + 1) or len(obs) != P or game.shape != (P,):
-        raise ConfigError(f"data_path {path!r}: inconsistent shapes obs {obs.shape}, action {action.shape}, legal {legal.shape}, "
-                          f"game {game.shape}; expected (P, 2k+1, N, N), (P,), (P, N*N+1), (P,)")
+    if (
+        obs.ndim != 4
+        or obs.shape[2] != obs.shape[3]
+        or legal.shape != (P, obs.shape[2] ** 2 + 1)
+        or len(obs) != P
+        or game.shape != (P,)
+    ):
+        raise ConfigError(
+            f"data_path {path!r}: inconsistent shapes obs {obs.shape}, action {action.shape}, legal {legal.shape}, "
+            f"game {game.shape}; expected (P, 2k+1, N, N), (P,), (P, N*N+1), (P,)"
+        )
     if P == 0 or not legal[np.arange(P), np.clip(action, 0, legal.shape[1] - 1)].all() or action.min() < 0:
         raise ConfigError(f"data_path {path!r}: no positions, or a move target that its own legal mask forbids")
     return arrays
@@ -119,13 +143,21 @@ def load_go(config: SupervisedConfig) -> Dataset:
     arrays = read_go_file(config.data_path)
     obs, action, legal, game = (arrays[k] for k in GO_KEYS)
     if len(np.unique(game)) < 3:
-        raise ConfigError(f"data_path {config.data_path!r} holds {len(np.unique(game))} game(s): a train/validation/test "
-                          "split by game needs at least 3 (--games 3 or more)")
-    split_of = lambda idx, frac: next(GroupShuffleSplit(1, test_size=frac, random_state=config.seed).split(idx, groups=game[idx]))  # noqa: E731
+        raise ConfigError(
+            f"data_path {config.data_path!r} holds {len(np.unique(game))} game(s): a train/validation/test "
+            "split by game needs at least 3 (--games 3 or more)"
+        )
+
+    def split_of(idx, frac):
+        return next(GroupShuffleSplit(1, test_size=frac, random_state=config.seed).split(idx, groups=game[idx]))
+
     every = np.arange(len(action))
     rest, test = split_of(every, config.test_fraction)
     train, val = (rest[i] for i in split_of(rest, config.val_fraction))
-    pick = lambda idx: Split(torch.from_numpy(obs[idx]), torch.from_numpy(action[idx]).long(), torch.from_numpy(legal[idx]))  # noqa: E731
+
+    def pick(idx):
+        return Split(torch.from_numpy(obs[idx]), torch.from_numpy(action[idx]).long(), torch.from_numpy(legal[idx]))
+
     return Dataset(pick(train), pick(val), pick(test), tuple(obs.shape[1:]), legal.shape[1], grid=False)
 
 
@@ -168,7 +200,9 @@ def weight_penalty(model: nn.Module, l1: float, l2: float) -> torch.Tensor:
 def make_optimizer(params, config: SupervisedConfig) -> torch.optim.Optimizer:
     lr, wd = config.learning_rate, config.weight_decay
     if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0, weight_decay=wd)
+        return torch.optim.SGD(
+            params, lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0, weight_decay=wd
+        )
     if config.optimizer == "adagrad":  # Duchi et al. 2011
         return torch.optim.Adagrad(params, lr, weight_decay=wd)
     if config.optimizer == "rmsprop":  # Tieleman & Hinton 2012
@@ -191,12 +225,20 @@ def lr_factor(schedule: str, epoch: int, epochs: int, step_size: int, step_gamma
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, device: torch.device, batch_size: int = 512) -> tuple[float, float, torch.Tensor]:
+def evaluate(
+    model: nn.Module, split: Split, device: torch.device, batch_size: int = 512
+) -> tuple[float, float, torch.Tensor]:
     """(mean cross-entropy, accuracy, predictions (N,)) with the model in eval mode; masked classes excluded."""
     model.eval()
-    logits = torch.cat([model(split.x[i:i + batch_size].to(device).float()).cpu() for i in range(0, len(split.y), batch_size)])
+    logits = torch.cat(
+        [model(split.x[i : i + batch_size].to(device).float()).cpu() for i in range(0, len(split.y), batch_size)]
+    )
     logits = masked_logits(logits, split.mask)
-    return F.cross_entropy(logits, split.y).item(), (logits.argmax(1) == split.y).float().mean().item(), logits.argmax(1)
+    return (
+        F.cross_entropy(logits, split.y).item(),
+        (logits.argmax(1) == split.y).float().mean().item(),
+        logits.argmax(1),
+    )
 
 
 def save_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, path, title: str) -> None:
@@ -234,9 +276,19 @@ def train(config: SupervisedConfig, run: Run) -> dict[str, Any]:
 
     def save_checkpoint() -> None:
         if distributed.is_main():
-            checkpoint.save(run.checkpoint_dir, epoch, checkpoint.prefixed("model", model.state_dict()), optimizer,
-                            {"best_val_loss": best_val, "bad_epochs": bad_epochs, "obs_shape": list(data.obs_shape),
-                             "n_classes": data.n_classes}, keep=config.keep_checkpoints)
+            checkpoint.save(
+                run.checkpoint_dir,
+                epoch,
+                checkpoint.prefixed("model", model.state_dict()),
+                optimizer,
+                {
+                    "best_val_loss": best_val,
+                    "bad_epochs": bad_epochs,
+                    "obs_shape": list(data.obs_shape),
+                    "n_classes": data.n_classes,
+                },
+                keep=config.keep_checkpoints,
+            )
 
     while epoch < config.epochs and not distributed.any_rank(run.stop_requested):
         # 1. one pass over the shuffled training split
@@ -247,7 +299,7 @@ def train(config: SupervisedConfig, run: Run) -> dict[str, Any]:
         losses, correct, count = [], 0, 0
         order = torch.randperm(len(data.train.y), generator=rng)
         for i in range(0, len(order), config.batch_size):
-            idx = order[i:i + config.batch_size]
+            idx = order[i : i + config.batch_size]
             if len(idx) < world:  # a last batch too small for one example per rank
                 continue
             x, y = data.train.x[idx].float(), data.train.y[idx]
@@ -269,9 +321,16 @@ def train(config: SupervisedConfig, run: Run) -> dict[str, Any]:
 
         # 2. validation, early stopping on its loss (the best weights are kept)
         val_loss, val_acc, _ = evaluate(model, data.val, device)
-        run.log(epoch, {"supervised/train_loss": torch.stack(losses).mean().item(), "supervised/train_accuracy": correct / count,
-                        "supervised/val_loss": val_loss, "supervised/val_accuracy": val_acc,
-                        "charts/learning_rate": optimizer.param_groups[0]["lr"]})
+        run.log(
+            epoch,
+            {
+                "supervised/train_loss": torch.stack(losses).mean().item(),
+                "supervised/train_accuracy": correct / count,
+                "supervised/val_loss": val_loss,
+                "supervised/val_accuracy": val_acc,
+                "charts/learning_rate": optimizer.param_groups[0]["lr"],
+            },
+        )
         if val_loss < best_val:
             best_val, bad_epochs = val_loss, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -288,17 +347,34 @@ def train(config: SupervisedConfig, run: Run) -> dict[str, Any]:
     if config.patience and best_state is not None:
         model.load_state_dict(best_state)
     test_loss, test_acc, predictions = evaluate(model, data.test, device)
-    metrics = {"test_accuracy": test_acc, "test_loss": test_loss, "best_val_loss": best_val, "epochs": epoch,
-               "train_size": len(data.train.y), "val_size": len(data.val.y), "test_size": len(data.test.y), "seconds": elapsed}
+    metrics = {
+        "test_accuracy": test_acc,
+        "test_loss": test_loss,
+        "best_val_loss": best_val,
+        "epochs": epoch,
+        "train_size": len(data.train.y),
+        "val_size": len(data.val.y),
+        "test_size": len(data.test.y),
+        "seconds": elapsed,
+    }
     if data.test.mask is not None:  # the accuracy of a uniformly random allowed class (go: a random legal move)
         metrics["chance_accuracy"] = (1.0 / data.test.mask.sum(1).double()).mean().item()
-    summary = {**metrics, "step": epoch, "finished": epoch >= config.epochs or bool(config.patience and bad_epochs >= config.patience),
-               "sps": seen / max(elapsed, 1e-9), "evals": []}
+    summary = {
+        **metrics,
+        "step": epoch,
+        "finished": epoch >= config.epochs or bool(config.patience and bad_epochs >= config.patience),
+        "sps": seen / max(elapsed, 1e-9),
+        "evals": [],
+    }
     if not distributed.is_main():
         return summary
     run.log(epoch, {"test/loss": test_loss, "test/accuracy": test_acc})
-    save_confusion_matrix(data.test.y.numpy(), predictions.numpy(), run.dir / "confusion_matrix.png",
-                          f"{config.encoder.name} on {config.data}: test accuracy {test_acc:.1%}")
+    save_confusion_matrix(
+        data.test.y.numpy(),
+        predictions.numpy(),
+        run.dir / "confusion_matrix.png",
+        f"{config.encoder.name} on {config.data}: test accuracy {test_acc:.1%}",
+    )
     save_encoder(model.encoder, run.dir / "encoder.safetensors")
     save_checkpoint()
     (run.dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -312,11 +388,17 @@ def load_classifier(run_dir: Path, device: torch.device) -> tuple[SupervisedConf
 
     algo, config = config_lib.load(run_folder(run_dir) / "config.yaml")
     if algo != "supervised":
-        raise checkpoint.CheckpointError(f"{str(run_dir)!r} is a {algo} run, not a supervised one (rl supervised MODEL --data go)")
+        raise checkpoint.CheckpointError(
+            f"{str(run_dir)!r} is a {algo} run, not a supervised one (rl supervised MODEL --data go)"
+        )
     ckpt = checkpoint.load(checkpoint.latest(Path(run_dir) / "checkpoints"))
     if "obs_shape" not in ckpt.state:
-        raise checkpoint.CheckpointError(f"checkpoint {str(ckpt.path)!r} does not record its input shape: train the run again")
-    encoder = encoder_from_config(replace(config.encoder, init="", freeze=False), tuple(ckpt.state["obs_shape"]), load_init=False)
+        raise checkpoint.CheckpointError(
+            f"checkpoint {str(ckpt.path)!r} does not record its input shape: train the run again"
+        )
+    encoder = encoder_from_config(
+        replace(config.encoder, init="", freeze=False), tuple(ckpt.state["obs_shape"]), load_init=False
+    )
     model = Classifier(encoder, int(ckpt.state["n_classes"]))
     model.load_state_dict(checkpoint.unprefixed("model", ckpt.tensors))
     return config, model.to(device).eval()

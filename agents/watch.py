@@ -23,8 +23,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 import envs
-from agents.evaluate import Policy, act
 from agents import hooks
+from agents.evaluate import Policy, act
 
 Scores = Callable[[np.ndarray], np.ndarray]  # obs (N, ...) -> action values or probabilities (N, A)
 VIDEO_SUFFIXES = (".mp4", ".gif")
@@ -93,8 +93,15 @@ def make_viewable(name: str, seed: int, **options):
     return env
 
 
-def play(env, policy: Policy, episodes: int, seed: int, scores: Scores | None = None,
-         overlay: bool = True, max_steps: int = 0) -> Iterator[np.ndarray]:
+def play(
+    env,
+    policy: Policy,
+    episodes: int,
+    seed: int,
+    scores: Scores | None = None,
+    overlay: bool = True,
+    max_steps: int = 0,
+) -> Iterator[np.ndarray]:
     """Frames (H, W, 3) uint8 of `episodes` whole games of env 0, the overlay drawn on each: one frame per
     agent step plus the final screen of each game. max_steps > 0 stops after that many steps (training
     videos of long Atari games)."""
@@ -115,7 +122,11 @@ def play(env, policy: Policy, episodes: int, seed: int, scores: Scores | None = 
         if max_steps and step >= max_steps:
             return
         if terminated[0] or truncated[0]:
-            yield draw_overlay(env.render_frames()[0], score, step, None, values, board) if overlay else env.render_frames()[0]
+            yield (
+                draw_overlay(env.render_frames()[0], score, step, None, values, board)
+                if overlay
+                else env.render_frames()[0]
+            )
             done += 1
             if done < episodes:  # NEXT_STEP autoreset: this step only returns the new game's first obs
                 obs, *_, info = env.step(action)
@@ -123,8 +134,9 @@ def play(env, policy: Policy, episodes: int, seed: int, scores: Scores | None = 
             score, step = 0.0, 0
 
 
-def draw_overlay(frame: np.ndarray, score: float, step: int, action: int | None, values: np.ndarray | None,
-                 board: int = 0) -> np.ndarray:
+def draw_overlay(
+    frame: np.ndarray, score: float, step: int, action: int | None, values: np.ndarray | None, board: int = 0
+) -> np.ndarray:
     """The frame, scaled to at least 320 px wide, above a band with score, step and the action values; for a Go
     board of size `board` (> 0) the values (move probabilities) are drawn on the board as a heat map instead:
     a red square on each point, its opacity the move's share of the largest, the chosen move outlined."""
@@ -169,8 +181,9 @@ def _go_heat_map(image, score: float, step: int, action: int | None, values: np.
     canvas = Image.new("RGB", (image.width, image.height + 22), (20, 20, 20))
     canvas.paste(Image.alpha_composite(image.convert("RGBA"), heat).convert("RGB"), (0, 0))
     passing = " (passes)" if action == size * size else ""
-    ImageDraw.Draw(canvas).text((4, image.height + 4), f"score {score:g}   move {step}   pass {values[-1]:.0%}{passing}",
-                                fill=(255, 255, 255))
+    ImageDraw.Draw(canvas).text(
+        (4, image.height + 4), f"score {score:g}   move {step}   pass {values[-1]:.0%}{passing}", fill=(255, 255, 255)
+    )
     return np.asarray(canvas)
 
 
@@ -221,8 +234,16 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def record_episode(env_name: str, policy: Policy, path: Path, seed: int, scores: Scores | None = None,
-                   fps: float = 30, max_steps: int = 4500, **options) -> int:
+def record_episode(
+    env_name: str,
+    policy: Policy,
+    path: Path,
+    seed: int,
+    scores: Scores | None = None,
+    fps: float = 30,
+    max_steps: int = 4500,
+    **options,
+) -> int:
     """One game of `policy` to `path` (for videos during training: every algorithm calls this from its
     evaluation; 4,500 steps are 2.5 minutes at 30 fps). Returns the frame count."""
     env = make_viewable(env_name, seed, **options)
@@ -255,14 +276,18 @@ def play_text(env, policy: Policy, episodes: int, seed: int, scores: Scores | No
         note = ""
         if scores is not None:
             p = act(scores, obs, starts, info["action_mask"])[0]
-            note = "  agent's likeliest: " + ", ".join(f"{gtp.vertex(int(a), env.size)} {p[a]:.0%}" for a in np.argsort(-p)[:3])
+            note = "  agent's likeliest: " + ", ".join(
+                f"{gtp.vertex(int(a), env.size)} {p[a]:.0%}" for a in np.argsort(-p)[:3]
+            )
         obs, reward, terminated, truncated, info = env.step(action)
         starts = np.zeros(1, dtype=bool)
         shown += 1
         out(f"move {shown}: agent {gtp.vertex(int(action[0]), env.size)}{note}")
         out(render.board_text(env.state.board[0].cpu(), env.size, int(action[0])))
         if terminated[0] or truncated[0]:
-            out(f"game over: {'won' if reward[0] > 0 else 'lost' if reward[0] < 0 else 'drawn'} (reward {reward[0]:+g})")
+            out(
+                f"game over: {'won' if reward[0] > 0 else 'lost' if reward[0] < 0 else 'drawn'} (reward {reward[0]:+g})"
+            )
             done += 1
             if done < episodes:
                 obs, *_, info = env.step(action)
@@ -277,6 +302,12 @@ def training_video(run, eval_round: int, step: int, policy: Policy, scores: Scor
     if every <= 0 or eval_round % every:
         return None
     path = free_path(run.dir / "videos" / f"step_{step}.mp4")
-    record_episode(run.config.env, policy, path, seed=run.config.seed + step, scores=scores,
-                   **hooks.for_config(run.config).env_options())
+    record_episode(
+        run.config.env,
+        policy,
+        path,
+        seed=run.config.seed + step,
+        scores=scores,
+        **hooks.for_config(run.config).env_options(),
+    )
     return path

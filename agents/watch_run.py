@@ -7,12 +7,31 @@ from pathlib import Path
 import envs
 from agents import hooks, registry
 from agents.run import pick_device
-from agents.watch import VIDEO_SUFFIXES, VideoError, free_path, has_display, make_viewable, play, play_text, show_window, write_video
+from agents.watch import (
+    VIDEO_SUFFIXES,
+    VideoError,
+    free_path,
+    has_display,
+    make_viewable,
+    play,
+    play_text,
+    show_window,
+    write_video,
+)
 
 
-def watch(run_dir: Path, episodes: int = 1, video: Path | None = None, fps: float = 30, step: int | None = None,
-          overlay: bool = True, epsilon: float | None = None, seed: int = 0, device: str = "auto",
-          text: bool | None = None) -> tuple[Path | None, int]:
+def watch(
+    run_dir: Path,
+    episodes: int = 1,
+    video: Path | None = None,
+    fps: float = 30,
+    step: int | None = None,
+    overlay: bool = True,
+    epsilon: float | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    text: bool | None = None,
+) -> tuple[Path | None, int]:
     """Play a run's agent: in a window when a display exists and `video` is None, else to a video file
     (default: <run>/videos/watch_step_<N>.mp4). Go boards go to the terminal as text when `text` is True, or by
     default when there is neither a display nor a `video`. Returns (video path or None, frames or moves shown)."""

@@ -23,9 +23,7 @@ GO_ENVS: dict[str, str] = {
     for n in (5, 7, 9, 19)
 }
 
-__all__ = [
-    "EnvNameError", "VecEnv", "canonical_name", "family", "known_envs", "make", "short_name"
-]
+__all__ = ["EnvNameError", "VecEnv", "canonical_name", "family", "known_envs", "make", "short_name"]
 
 
 class EnvNameError(ValueError):
@@ -53,9 +51,7 @@ class VecEnv(Protocol):
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]: ...
 
-    def step(
-        self, actions: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]: ...
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]: ...
 
     def close(self) -> None: ...
 
@@ -73,9 +69,7 @@ def _atari_lookup() -> dict[str, str]:
 
 def _unknown(name: str) -> EnvNameError:
     if name in RENAMED:
-        return EnvNameError(
-            f"unknown env {name!r}: gymnasium 1.4 renamed it {RENAMED[name]} (same dynamics)"
-        )
+        return EnvNameError(f"unknown env {name!r}: gymnasium 1.4 renamed it {RENAMED[name]} (same dynamics)")
     # Match case-insensitively over short names and full ids; list each game once, in the form
     # that matched ("Pongg" -> Pong, "ALE/Pongg-v5" -> ALE/Pong-v5).
     spellings = {n.lower(): (n, n) for n in [*GYM_ENVS, *GO_ENVS]}  # lower-cased -> (spelling, env)
@@ -128,10 +122,7 @@ def family(name: str) -> str:
 
 def known_envs() -> list[tuple[str, str, str]]:
     """(name, family, one-line description) for `rl envs`: Atari games first, then gymnasium, then Go."""
-    atari = [
-        (game, "atari", f"Atari 2600 {_atari_id(game)}, Nature-DQN preprocessing")
-        for game in atari_games()
-    ]
+    atari = [(game, "atari", f"Atari 2600 {_atari_id(game)}, Nature-DQN preprocessing") for game in atari_games()]
     go = [(env_id, "go", text) for env_id, text in GO_ENVS.items()]
     return atari + [(env_id, gym_family(env_id), text) for env_id, text in GYM_ENVS.items()] + go
 

@@ -68,9 +68,7 @@ class AtariEnv(VectorWrapper):
         if unknown:
             near = difflib.get_close_matches(unknown[0], NATURE_OPTIONS, n=1)
             hint = f" (did you mean {near[0]}?)" if near else ""
-            raise TypeError(
-                f"unknown Atari option {unknown[0]!r}{hint}; valid: {', '.join(NATURE_OPTIONS)}"
-            )
+            raise TypeError(f"unknown Atari option {unknown[0]!r}{hint}; valid: {', '.join(NATURE_OPTIONS)}")
         settings = {**NATURE_OPTIONS, **options}
         if settings["num_threads"] == 0:  # threads beyond the env count only contend with torch's
             settings["num_threads"] = min(num_envs, os.cpu_count() or 1)
@@ -101,18 +99,14 @@ class AtariEnv(VectorWrapper):
         info["life_lost"] = np.zeros(self.num_envs, dtype=bool)
         return obs, info
 
-    def step(
-        self, actions: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Steps every game. `info["life_lost"][i]`: env i lost a life and its game goes on.
 
         Agents treat a life loss as terminal for the TD target only (Nature protocol, NOTES), so
         the game is never reset for it. At the autoreset step that follows a game's end the lives
         counter jumps back up and nothing was lost.
         """
-        obs, reward, terminated, truncated, info = self.env.step(
-            np.asarray(actions, dtype=np.int64)
-        )
+        obs, reward, terminated, truncated, info = self.env.step(np.asarray(actions, dtype=np.int64))
         lives = info["lives"]
         game_over = terminated | truncated
         info["life_lost"] = (lives < self._lives) & ~game_over & ~self._autoresetting

@@ -18,9 +18,7 @@ class EpisodeStats:
         self.lengths = np.zeros(num_envs, dtype=np.int64)
         self._autoresetting = np.zeros(num_envs, dtype=bool)
 
-    def update(
-        self, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray
-    ) -> list[tuple[float, int]]:
+    def update(self, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> list[tuple[float, int]]:
         """Accumulate raw rewards; return (episodic_return, episodic_length) per finished episode.
 
         Lengths count agent steps; the autoreset step after an end (reward 0) is skipped. Finished

@@ -96,9 +96,7 @@ class GymEnv(VectorWrapper):
         info["life_lost"] = np.zeros(self.num_envs, dtype=bool)
         return obs, info
 
-    def step(
-        self, actions: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Steps every env; `life_lost` is always False (no lives here), rewards float32."""
         actions = np.asarray(actions, dtype=np.int64)
         obs, reward, terminated, truncated, info = self.env.step(actions)

@@ -1,13 +1,13 @@
 """TabularMDP: finite MDPs the exact planners (agents/planning.py) solve.
 
 Sources: gymnasium's toy-text models (`env.unwrapped.P[s][a]` lists (prob, next_state, reward,
-terminated)), a user's `.npz` file (the ARCHITECTURE.md contract: `P` (A, S, S) with rows summing
+terminated)), a user's `.npz` file (the `rl plan --mdp` contract: `P` (A, S, S) with rows summing
 to 1, `R` (S, A) or (A, S, S), optional boolean `terminal` (S,)), and the textbook generators: a
 grid world with teleporting cells (Sutton & Barto 2018, Example 3.5), the gambler's problem
 (Example 4.3) and Jack's car rental (Example 4.2).
 
 Terminal handling: entering a terminal state ends the episode, so nothing is bootstrapped from it
-(NOTES.md: in Taxi and CliffWalking bootstrapping through a terminating transition puts values off
+(in Taxi and CliffWalking bootstrapping through a terminating transition puts values off
 by two orders of magnitude). `planning_tensors` zeroes the columns of terminal states in P and
 their rows in P and R, so their value is 0. Where gymnasium ends an episode on some transitions
 into a state but not on others (Taxi's four "passenger at destination" states are also reached
@@ -57,8 +57,9 @@ class TabularMDP:
     def num_actions(self) -> int:
         return self.P.shape[0]
 
-    def planning_tensors(self, device: torch.device | str = "cpu",
-                         dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+    def planning_tensors(
+        self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(P, R) for agents.planning: terminal columns and rows of P and rows of R zeroed (value 0,
         no bootstrap). A sparse P stays sparse: entries are dropped, never densified."""
         keep = ~self.terminal
@@ -67,7 +68,9 @@ class TabularMDP:
             P = self.P.coalesce()
             a, s, s2 = P.indices()
             mask = keep[s] & keep[s2]
-            P = torch.sparse_coo_tensor(P.indices()[:, mask], P.values()[mask], P.shape, check_invariants=False).coalesce()
+            P = torch.sparse_coo_tensor(
+                P.indices()[:, mask], P.values()[mask], P.shape, check_invariants=False
+            ).coalesce()
         else:
             P = self.P * keep[None, :, None] * keep[None, None, :]
         return P.to(device=device, dtype=dtype), R.to(device=device, dtype=dtype)
@@ -107,14 +110,22 @@ def from_gymnasium(env_id: str, **kwargs) -> TabularMDP:
         grid, moves = tuple(np.asarray(env.desc).shape), LEFT_DOWN_RIGHT_UP
     elif env_id.startswith("CliffWalking"):
         grid, moves = tuple(env.shape), UP_RIGHT_DOWN_LEFT
-    return TabularMDP(torch.from_numpy(P), torch.from_numpy(R), torch.from_numpy(terminal), torch.from_numpy(start),
-                      env_id, 0.99, grid, moves)
+    return TabularMDP(
+        torch.from_numpy(P),
+        torch.from_numpy(R),
+        torch.from_numpy(terminal),
+        torch.from_numpy(start),
+        env_id,
+        0.99,
+        grid,
+        moves,
+    )
 
 
 @cache
 # ---------------------------------------------------------------------------------------------- .npz files
 def save_npz(mdp: TabularMDP, path: str | Path) -> None:
-    """Write the ARCHITECTURE.md contract: P (A, S, S), R (S, A), terminal (S,)."""
+    """Write the `rl plan --mdp` contract: P (A, S, S), R (S, A), terminal (S,)."""
     P = mdp.P.to_dense() if mdp.P.is_sparse else mdp.P
     np.savez(path, P=P.numpy(), R=mdp.R.numpy(), terminal=mdp.terminal.numpy())
 
@@ -129,7 +140,9 @@ def load_npz(path: str | Path, tolerance: float = 1e-6) -> TabularMDP:
     except FileNotFoundError:
         raise MDPFileError(f"no such file: {str(path)!r}") from None
     except (OSError, ValueError) as e:  # not a zip, or an object array that would need pickle
-        raise MDPFileError(f"cannot read {str(path)!r} as an .npz of numeric arrays: {str(e).splitlines()[0]}") from None
+        raise MDPFileError(
+            f"cannot read {str(path)!r} as an .npz of numeric arrays: {str(e).splitlines()[0]}"
+        ) from None
     where = f"{path.name}:"
     for key in arrays:
         if key not in ("P", "R", "terminal"):
@@ -138,7 +151,9 @@ def load_npz(path: str | Path, tolerance: float = 1e-6) -> TabularMDP:
             raise MDPFileError(f"{where} unexpected array {key!r}{hint}: expected P, R and optional terminal")
     for key in ("P", "R"):
         if key not in arrays:
-            raise MDPFileError(f"{where} missing array {key!r}: expected P (A, S, S), R (S, A) or (A, S, S), optional terminal (S,)")
+            raise MDPFileError(
+                f"{where} missing array {key!r}: expected P (A, S, S), R (S, A) or (A, S, S), optional terminal (S,)"
+            )
         if not np.issubdtype(arrays[key].dtype, np.number) or np.issubdtype(arrays[key].dtype, np.complexfloating):
             raise MDPFileError(f"{where} {key} has dtype {arrays[key].dtype}, expected real numbers")
     P, R = arrays["P"].astype(np.float64), arrays["R"].astype(np.float64)
@@ -170,14 +185,23 @@ def load_npz(path: str | Path, tolerance: float = 1e-6) -> TabularMDP:
         R = np.einsum("ast,ast->sa", P, R)
     start = (~terminal).astype(np.float64)
     start = start / start.sum() if start.sum() else np.full(S, 1.0 / S)
-    return TabularMDP(torch.from_numpy(P), torch.from_numpy(R), torch.from_numpy(terminal),
-                      torch.from_numpy(start), path.name, 0.99)
+    return TabularMDP(
+        torch.from_numpy(P), torch.from_numpy(R), torch.from_numpy(terminal), torch.from_numpy(start), path.name, 0.99
+    )
 
 
 # ---------------------------------------------------------------------------------------------- textbook MDPs
-def grid_world(rows: int = 5, cols: int = 5, teleports: dict | None = None, rewards: dict | None = None,
-               terminals: tuple = (), bump_reward: float = -1.0, slip: float = 0.0, sparse: bool = False,
-               gamma: float = 0.9) -> TabularMDP:
+def grid_world(
+    rows: int = 5,
+    cols: int = 5,
+    teleports: dict | None = None,
+    rewards: dict | None = None,
+    terminals: tuple = (),
+    bump_reward: float = -1.0,
+    slip: float = 0.0,
+    sparse: bool = False,
+    gamma: float = 0.9,
+) -> TabularMDP:
     """A grid world: actions left, down, right, up; a move off the grid stays put with `bump_reward`.
 
     `teleports` {(r, c): ((r2, c2), reward)}: every action in (r, c) jumps to (r2, c2) with `reward`
@@ -209,17 +233,33 @@ def grid_world(rows: int = 5, cols: int = 5, teleports: dict | None = None, rewa
     for (i, j), ((i2, j2), value) in teleports.items():
         s = i * cols + j
         keep = src != s
-        src, act, dst, prob = (np.concatenate([x[keep], y]) for x, y in
-                               ((src, np.full(A, s)), (act, np.arange(A)), (dst, np.full(A, i2 * cols + j2)), (prob, np.ones(A))))
+        src, act, dst, prob = (
+            np.concatenate([x[keep], y])
+            for x, y in (
+                (src, np.full(A, s)),
+                (act, np.arange(A)),
+                (dst, np.full(A, i2 * cols + j2)),
+                (prob, np.ones(A)),
+            )
+        )
         R[s] = value
-    P = torch.sparse_coo_tensor(torch.from_numpy(np.stack([act, src, dst])), torch.from_numpy(prob), (A, S, S),
-                                check_invariants=True).coalesce()
+    P = torch.sparse_coo_tensor(
+        torch.from_numpy(np.stack([act, src, dst])), torch.from_numpy(prob), (A, S, S), check_invariants=True
+    ).coalesce()
     terminal = np.zeros(S, dtype=bool)
     for i, j in terminals:
         terminal[i * cols + j] = True
     start = (~terminal) / (~terminal).sum()
-    return TabularMDP(P if sparse else P.to_dense(), torch.from_numpy(R), torch.from_numpy(terminal),
-                      torch.from_numpy(start), f"GridWorld{rows}x{cols}", gamma, (rows, cols), LEFT_DOWN_RIGHT_UP)
+    return TabularMDP(
+        P if sparse else P.to_dense(),
+        torch.from_numpy(R),
+        torch.from_numpy(terminal),
+        torch.from_numpy(start),
+        f"GridWorld{rows}x{cols}",
+        gamma,
+        (rows, cols),
+        LEFT_DOWN_RIGHT_UP,
+    )
 
 
 def gamblers_problem(goal: int = 100, p_heads: float = 0.4) -> TabularMDP:
@@ -237,8 +277,15 @@ def gamblers_problem(goal: int = 100, p_heads: float = 0.4) -> TabularMDP:
     terminal[[0, goal]] = True
     start = np.zeros(S)
     start[goal // 2] = 1.0
-    return TabularMDP(torch.from_numpy(P), torch.from_numpy(R), torch.from_numpy(terminal), torch.from_numpy(start),
-                      "Gambler", 1.0, action_labels=tuple(f"stake {a + 1}" for a in range(A)))
+    return TabularMDP(
+        torch.from_numpy(P),
+        torch.from_numpy(R),
+        torch.from_numpy(terminal),
+        torch.from_numpy(start),
+        "Gambler",
+        1.0,
+        action_labels=tuple(f"stake {a + 1}" for a in range(A)),
+    )
 
 
 def _poisson(lam: float, n: int) -> np.ndarray:
@@ -254,12 +301,18 @@ def _location(cars_after_move: int, rent_rate: float, return_rate: float, max_ca
     nxt = np.zeros(max_cars + 1)
     for k, pk in enumerate(rented):
         returned = _poisson(return_rate, max_cars - (m - k))  # returns past max_cars disappear
-        nxt[m - k:] += pk * returned
+        nxt[m - k :] += pk * returned
     return nxt, float(rented @ np.arange(m + 1))
 
 
-def jacks_car_rental(max_cars: int = 20, max_move: int = 5, rent_rates=(3.0, 4.0), return_rates=(3.0, 2.0),
-                     credit: float = 10.0, move_cost: float = 2.0) -> TabularMDP:
+def jacks_car_rental(
+    max_cars: int = 20,
+    max_move: int = 5,
+    rent_rates=(3.0, 4.0),
+    return_rates=(3.0, 2.0),
+    credit: float = 10.0,
+    move_cost: float = 2.0,
+) -> TabularMDP:
     """Sutton & Barto Example 4.2: state (n1, n2) -> n1 * (max_cars + 1) + n2; action a moves
     a - max_move cars from location 1 to 2 overnight ($2 each; a request beyond the cars available
     moves what there is but is charged in full, so it is never better than the feasible move);
@@ -277,9 +330,16 @@ def jacks_car_rental(max_cars: int = 20, max_move: int = 5, rent_rates=(3.0, 4.0
                 P[a, n1 * n + n2] = np.outer(t1, t2).ravel()
                 R[n1 * n + n2, a] = credit * (r1 + r2) - move_cost * abs(move)
     start = np.full(n * n, 1.0 / (n * n))
-    return TabularMDP(torch.from_numpy(P), torch.from_numpy(R), torch.zeros(n * n, dtype=torch.bool),
-                      torch.from_numpy(start), "JacksCarRental", 0.9, (n, n),
-                      action_labels=tuple(f"{a - max_move:+d}" for a in range(A)))
+    return TabularMDP(
+        torch.from_numpy(P),
+        torch.from_numpy(R),
+        torch.zeros(n * n, dtype=torch.bool),
+        torch.from_numpy(start),
+        "JacksCarRental",
+        0.9,
+        (n, n),
+        action_labels=tuple(f"{a - max_move:+d}" for a in range(A)),
+    )
 
 
 def make_mdp(name: str) -> TabularMDP:
@@ -316,8 +376,10 @@ def table(mdp: TabularMDP, V: np.ndarray, policy: np.ndarray) -> str:
         actions = "\n".join(" ".join(f"{names[r * cols + c]:>{width}}" for c in range(cols)) for r in range(rows))
         return f"V (row by row):\n{values}\n\npolicy (■ terminal):\n{actions}"
     lines = [f"{'state':>6} {'V':>12}  action"]
-    lines += [f"{s:>6} {V[s]:12.4f}  {'terminal' if mdp.terminal[s] else action_name(mdp, int(policy[s]))}"
-              for s in range(len(V))]
+    lines += [
+        f"{s:>6} {V[s]:12.4f}  {'terminal' if mdp.terminal[s] else action_name(mdp, int(policy[s]))}"
+        for s in range(len(V))
+    ]
     return "\n".join(lines)
 
 

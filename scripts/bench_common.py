@@ -33,11 +33,19 @@ def seconds_per_call(fn, n: int) -> float:
 
 
 def machine_line() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or "unknown CPU")
-    return (f"{cpu}, {os.cpu_count()} cores, {RAM_GB:.0f} GB RAM; Python {platform.python_version()}, "
-            f"torch {torch.__version__} (threads: {torch.get_num_threads()}), stable-baselines3 "
-            f"{version('stable-baselines3')}, ale-py {version('ale-py')}")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown CPU",
+    )
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {RAM_GB:.0f} GB RAM; Python {platform.python_version()}, "
+        f"torch {torch.__version__} (threads: {torch.get_num_threads()}), stable-baselines3 "
+        f"{version('stable-baselines3')}, ale-py {version('ale-py')}"
+    )
 
 
 def write_section(path: Path, section: str, text: str) -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from bench_common import RAM_GB, machine_line, seconds_per_call, write_section
 from gymnasium import spaces
 from stable_baselines3 import DQN
 from stable_baselines3.common.buffers import ReplayBuffer
@@ -38,9 +39,10 @@ from stable_baselines3.common.env_util import make_atari_env
 from stable_baselines3.common.vec_env import VecFrameStack
 from stable_baselines3.dqn import CnnPolicy
 
-from agents import config as config_lib, dqn, run as run_lib
+from agents import config as config_lib
+from agents import dqn
+from agents import run as run_lib
 from agents.replay import FrameReplay, ReplaySample
-from bench_common import RAM_GB, machine_line, seconds_per_call, write_section
 
 SECTION = "## DQN on Pong, CPU (2 cores)"
 OBS_SHAPE, N_ACTIONS, BATCH = (4, 84, 84), 6, 32  # Pong's minimal action set has 6 actions
@@ -52,8 +54,13 @@ def fixed_inputs(cfg, device: str) -> tuple[ReplaySample, torch.Tensor, torch.Ge
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     frames = torch.randint(0, 256, (2 * BATCH + 1, *OBS_SHAPE), generator=gen, dtype=torch.uint8)
-    batch = ReplaySample(frames[:BATCH], torch.randint(N_ACTIONS, (BATCH,), generator=gen),
-                         torch.randn(BATCH, generator=gen), torch.full((BATCH,), cfg.gamma), frames[BATCH:-1])
+    batch = ReplaySample(
+        frames[:BATCH],
+        torch.randint(N_ACTIONS, (BATCH,), generator=gen),
+        torch.randn(BATCH, generator=gen),
+        torch.full((BATCH,), cfg.gamma),
+        frames[BATCH:-1],
+    )
     return ReplaySample(*(x.to(device) for x in batch)), frames[-1:].to(device), gen
 
 
@@ -110,15 +117,34 @@ class Clock(BaseCallback):
 
 def train_sb3(cfg, device: str) -> tuple[float, int]:
     """(steps/s after learning_starts, gradient updates) of SB3's DQN on the same settings."""
-    # NOTES.md: ALE/Pong-v5 skips 4 frames itself and has sticky actions; AtariWrapper skips 4 more.
-    env = VecFrameStack(make_atari_env("ALE/Pong-v5", n_envs=1, seed=cfg.seed,
-                                       env_kwargs=dict(frameskip=1, repeat_action_probability=0.0)), n_stack=4)
-    model = DQN("CnnPolicy", env, learning_rate=cfg.learning_rate, buffer_size=cfg.buffer_size,
-                learning_starts=cfg.learning_starts, batch_size=cfg.batch_size, tau=cfg.tau, gamma=cfg.gamma,
-                train_freq=cfg.train_frequency, gradient_steps=cfg.gradient_steps,
-                target_update_interval=cfg.target_network_frequency, exploration_fraction=cfg.exploration_fraction,
-                exploration_initial_eps=cfg.start_e, exploration_final_eps=cfg.end_e, max_grad_norm=cfg.max_grad_norm,
-                optimize_memory_usage=False, seed=cfg.seed, device=device, verbose=0)
+    # ALE/Pong-v5 skips 4 frames itself and has sticky actions; AtariWrapper skips 4 more.
+    env = VecFrameStack(
+        make_atari_env(
+            "ALE/Pong-v5", n_envs=1, seed=cfg.seed, env_kwargs=dict(frameskip=1, repeat_action_probability=0.0)
+        ),
+        n_stack=4,
+    )
+    model = DQN(
+        "CnnPolicy",
+        env,
+        learning_rate=cfg.learning_rate,
+        buffer_size=cfg.buffer_size,
+        learning_starts=cfg.learning_starts,
+        batch_size=cfg.batch_size,
+        tau=cfg.tau,
+        gamma=cfg.gamma,
+        train_freq=cfg.train_frequency,
+        gradient_steps=cfg.gradient_steps,
+        target_update_interval=cfg.target_network_frequency,
+        exploration_fraction=cfg.exploration_fraction,
+        exploration_initial_eps=cfg.start_e,
+        exploration_final_eps=cfg.end_e,
+        max_grad_norm=cfg.max_grad_norm,
+        optimize_memory_usage=False,
+        seed=cfg.seed,
+        device=device,
+        verbose=0,
+    )
     clock = Clock()
     model.learn(total_timesteps=cfg.total_timesteps, callback=clock)
     env.close()
@@ -131,43 +157,63 @@ def replay_bytes() -> dict[str, float]:
     out = {"ours": FrameReplay(1_000_000, 1, OBS_SHAPE[1:], torch.uint8, OBS_SHAPE[0]).nbytes / 1e6}  # lazy
     for optimize in (False, True):
         size = 1000  # the layout is linear in buffer_size: allocate a small one, scale per transition
-        buffer = ReplayBuffer(size, OBS_SPACE, ACTION_SPACE, device="cpu", optimize_memory_usage=optimize,
-                              handle_timeout_termination=not optimize)
-        out[f"sb3_optimize_{optimize}"] = sum(v.nbytes for v in vars(buffer).values() if isinstance(v, np.ndarray)) / size
+        buffer = ReplayBuffer(
+            size,
+            OBS_SPACE,
+            ACTION_SPACE,
+            device="cpu",
+            optimize_memory_usage=optimize,
+            handle_timeout_termination=not optimize,
+        )
+        out[f"sb3_optimize_{optimize}"] = (
+            sum(v.nbytes for v in vars(buffer).values() if isinstance(v, np.ndarray)) / size
+        )
     return out
 
 
 def table(cfg, r: dict) -> str:
     ms = lambda t: f"{1e3 * t:.1f}"  # noqa: E731
     bound_sps = lambda t_update, t_act: cfg.train_frequency / (t_update + cfg.train_frequency * t_act)  # noqa: E731
-    rows = ["| measure | ours | SB3 |", "|---|---|---|",
-            f"| training steps/s after learning starts | {r['ours_sps']:.1f} | {r['sb3_sps']:.1f} |"]
+    rows = [
+        "| measure | ours | SB3 |",
+        "|---|---|---|",
+        f"| training steps/s after learning starts | {r['ours_sps']:.1f} | {r['sb3_sps']:.1f} |",
+    ]
     bounds = []  # (ours, sb3) steps/s per bound phase
     for i, ((ou, oa), (su, sa)) in enumerate(r["bounds"]):
         bounds.append((bound_sps(ou, oa), bound_sps(su, sa)))
-        rows.append(f"| network-only bound {i + 1}/3: update ms, act ms -> steps/s "
-                    f"| {ms(ou)}, {ms(oa)} -> {bounds[-1][0]:.1f} | {ms(su)}, {ms(sa)} -> {bounds[-1][1]:.1f} |")
+        rows.append(
+            f"| network-only bound {i + 1}/3: update ms, act ms -> steps/s "
+            f"| {ms(ou)}, {ms(oa)} -> {bounds[-1][0]:.1f} | {ms(su)}, {ms(sa)} -> {bounds[-1][1]:.1f} |"
+        )
     # each agent against the bound measured on either side of its own run (phases 1-2 for ours, 2-3 for SB3)
     ours_bound, sb3_bound = (bounds[0][0] + bounds[1][0]) / 2, (bounds[1][1] + bounds[2][1]) / 2
     b = r["bytes"]
-    return "\n".join(rows + [
-        f"| training steps/s / own bound (mean of the two measured around the run) | {r['ours_sps'] / ours_bound:.2f} "
-        f"| {r['sb3_sps'] / sb3_bound:.2f} |",
-        f"| ours / SB3 training steps/s | {r['ours_sps'] / r['sb3_sps']:.2f} | |",
-        f"| gradient updates in the timed window | {r['ours_updates']:,} | {r['sb3_updates']:,} |",
-        f"| replay bytes per transition, GB for 1M (SB3: default / optimize_memory_usage) "
-        f"| {b['ours']:,.0f}, {b['ours'] / 1e3:.2f} GB | {b['sb3_optimize_False']:,.0f} / {b['sb3_optimize_True']:,.0f}, "
-        f"{b['sb3_optimize_False'] / 1e3:.1f} / {b['sb3_optimize_True'] / 1e3:.1f} GB |"])
+    return "\n".join(
+        rows
+        + [
+            f"| training steps/s / own bound (mean of the two measured around the run) "
+            f"| {r['ours_sps'] / ours_bound:.2f} "
+            f"| {r['sb3_sps'] / sb3_bound:.2f} |",
+            f"| ours / SB3 training steps/s | {r['ours_sps'] / r['sb3_sps']:.2f} | |",
+            f"| gradient updates in the timed window | {r['ours_updates']:,} | {r['sb3_updates']:,} |",
+            f"| replay bytes per transition, GB for 1M (SB3: default / optimize_memory_usage) "
+            f"| {b['ours']:,.0f}, {b['ours'] / 1e3:.2f} GB "
+            f"| {b['sb3_optimize_False']:,.0f} / {b['sb3_optimize_True']:,.0f}, "
+            f"{b['sb3_optimize_False'] / 1e3:.1f} / {b['sb3_optimize_True'] / 1e3:.1f} GB |",
+        ]
+    )
 
 
 def section(cfg, args, result_table: str, load: float) -> str:
     obs_array_gb = np.prod(OBS_SHAPE) * 1_000_000 / 1e9  # SB3's (1M, 1, 4, 84, 84) uint8 observations
     return f"""{SECTION}
 
-Measured {date.today().isoformat()} with `{' '.join(['python scripts/bench_dqn.py', *sys.argv[1:]])}`
+Measured {date.today().isoformat()} with `{" ".join(["python scripts/bench_dqn.py", *sys.argv[1:]])}`
 (load average {load:.2f} at the start). Machine: {machine_line()}.
 Both agents: configs/dqn/atari.yaml with learning_starts {cfg.learning_starts:,}, then {args.steps:,} training steps:
-lr {cfg.learning_rate:g}, batch {cfg.batch_size}, train every {cfg.train_frequency}, target copy every {cfg.target_network_frequency}, Huber, grad-norm {cfg.max_grad_norm:g},
+lr {cfg.learning_rate:g}, batch {cfg.batch_size}, train every {cfg.train_frequency}, \
+target copy every {cfg.target_network_frequency}, Huber, grad-norm {cfg.max_grad_norm:g},
 gamma {cfg.gamma}, epsilon {cfg.start_e:g} -> {cfg.end_e:g} over the first {cfg.exploration_fraction:.0%} of the steps.
 
 {result_table}
@@ -193,23 +239,41 @@ def main() -> None:
     parser.add_argument("--bound-updates", type=int, default=200, help="updates timed for the bound (5x as many acts)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda: networks, batches and both agents")
     parser.add_argument("--no-sb3", action="store_true", help="measure ours alone (bound and training)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. amp=bf16")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. amp=bf16"
+    )
     parser.add_argument("--json", type=Path, help="also save the numbers to this JSON file")
     parser.add_argument("--out", type=Path, help="write/replace the section in this Markdown file")
     args = parser.parse_args()
     if args.out and (args.no_sb3 or args.device != "cpu" or args.set):
-        parser.error("--out writes the CPU comparison with SB3 at the config's settings: drop --no-sb3, --device, --set")
+        parser.error(
+            "--out writes the CPU comparison with SB3 at the config's settings: drop --no-sb3, --device, --set"
+        )
     torch.set_num_threads(args.threads or torch.get_num_threads())
 
     load = os.getloadavg()[0]
     print(f"torch threads {torch.get_num_threads()}, load average {load:.2f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_dqn_") as runs_dir:
-        overrides = [f"learning_starts={args.learning_starts}", f"total_timesteps={args.learning_starts + args.steps}",
-                     f"buffer_size={args.buffer_size}", "eval_frequency=0", "checkpoint_frequency=0",
-                     "checkpoint_replay=false", "progress=false", f"runs_dir={runs_dir}", f"device={args.device}", *args.set]
+        overrides = [
+            f"learning_starts={args.learning_starts}",
+            f"total_timesteps={args.learning_starts + args.steps}",
+            f"buffer_size={args.buffer_size}",
+            "eval_frequency=0",
+            "checkpoint_frequency=0",
+            "checkpoint_replay=false",
+            "progress=false",
+            f"runs_dir={runs_dir}",
+            f"device={args.device}",
+            *args.set,
+        ]
         cfg, r = config_lib.resolve("dqn", "ALE/Pong-v5", "atari", overrides=overrides), {}
-        bound = lambda: (bound_ours(cfg, args.bound_updates, args.device),  # noqa: E731
-                         None if args.no_sb3 else bound_sb3(cfg, args.bound_updates, args.device))
+
+        def bound():
+            return (
+                bound_ours(cfg, args.bound_updates, args.device),
+                None if args.no_sb3 else bound_sb3(cfg, args.bound_updates, args.device),
+            )
+
         print("phase: network-only bound 1/3", flush=True)
         r["bounds"] = [bound()]
         print("phase: our DQN", flush=True)
@@ -227,10 +291,18 @@ def main() -> None:
         r["bytes"] = replay_bytes()
 
     t_update = float(np.mean([ours[0] for ours, _ in r["bounds"]]))
-    numbers = {"device": args.device, "settings": args.set, "train_frequency": cfg.train_frequency, "batch_size": cfg.batch_size,
-               "train_sps": r["ours_sps"], "num_updates": r["ours_updates"], "update_ms": 1e3 * t_update,
-               "updates_per_s": 1 / t_update, "act_ms": 1e3 * float(np.mean([ours[1] for ours, _ in r["bounds"]])),
-               "sb3_train_sps": r.get("sb3_sps")}
+    numbers = {
+        "device": args.device,
+        "settings": args.set,
+        "train_frequency": cfg.train_frequency,
+        "batch_size": cfg.batch_size,
+        "train_sps": r["ours_sps"],
+        "num_updates": r["ours_updates"],
+        "update_ms": 1e3 * t_update,
+        "updates_per_s": 1 / t_update,
+        "act_ms": 1e3 * float(np.mean([ours[1] for ours, _ in r["bounds"]])),
+        "sb3_train_sps": r.get("sb3_sps"),
+    }
     print(json.dumps(numbers))
     if args.json:
         args.json.write_text(json.dumps(numbers, indent=1))

@@ -93,28 +93,47 @@ def main() -> None:
             measured[size, batch] = sps
             rows.append(f"| {size}x{size} | {batch:,} | {sps:,.0f} | {reference:,.0f} | {sps / reference:.1f}x |")
     if args.json:
-        args.json.write_text(json.dumps({"device": args.device, "steps_per_s": [
-            {"size": size, "batch": batch, "sps": sps} for (size, batch), sps in measured.items()]}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "device": args.device,
+                    "steps_per_s": [
+                        {"size": size, "batch": batch, "sps": sps} for (size, batch), sps in measured.items()
+                    ],
+                },
+                indent=1,
+            )
+        )
     command = " ".join(["python scripts/bench_go.py", *sys.argv[1:]])
-    text = f"""{SECTION}
+    text = (
+        f"""{SECTION}
 
 Measured {date.today().isoformat()} with `{command}` (load average {load:.2f} at the start; the
 machine is shared, so numbers move by tens of percent). Machine: {platform.processor() or platform.machine()},
-{os.cpu_count()} cores; Python {platform.python_version()}, torch {torch.__version__} ({args.threads} thread(s), {args.device}).
+{os.cpu_count()} cores; Python {platform.python_version()}, torch {torch.__version__} \
+({args.threads} thread(s), {args.device}).
 Random legal moves (uniform over the mask, pass included), new game on two passes or 2*N*N moves.
 
 | board | batch | ours steps/s | PettingZoo go_v5 steps/s (1 game) | ratio |
 |---|---|---|---|---|
-""" + "\n".join(rows) + """
+"""
+        + "\n".join(rows)
+        + """
 
 - Ours: envs/go/game.py `step` + `legal_action_mask` sampling + autoreset, all batched on torch
   tensors (positional superko checked on every move). PettingZoo go_v5: its pure-Python engine,
   one game, `env.last()` + `env.step`, which also builds its observation planes each move.
 - Target (issue 4): >= 10x PettingZoo on 9x9 at batch >= 256 on this CPU. The GPU target
   (>= 1M steps/s at batch 4096) needs a CUDA machine: `--device cuda`.
-""" + (f"""- docs ANCHORS quote PettingZoo go_v5 at about 8.7k steps/s on 9x9 on another machine; against
+"""
+        + (
+            f"""- docs ANCHORS quote PettingZoo go_v5 at about 8.7k steps/s on 9x9 on another machine; against
   that figure ours at batch 256 is {measured[9, 256] / 8700:.1f}x (the 10x target would need about 87k steps/s).
-""" if (9, 256) in measured else "")
+"""
+            if (9, 256) in measured
+            else ""
+        )
+    )
     print("\n" + text)
     if args.out:
         write_section(args.out, text)

@@ -53,9 +53,9 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 
 def dense_phase(S: int, A: int, gamma: float, repeats: int, device: str = "cpu", reference: bool = True) -> dict:
     import mdptoolbox.mdp
+    from bench_common import synchronize
 
     from agents import planning
-    from bench_common import synchronize
 
     rng = np.random.default_rng(0)
     P = rng.random((A, S, S))
@@ -63,8 +63,9 @@ def dense_phase(S: int, A: int, gamma: float, repeats: int, device: str = "cpu",
     R = rng.standard_normal((S, A))
 
     def ours():
-        return planning.value_iteration(torch.from_numpy(P).to(device), torch.from_numpy(R).to(device), gamma,
-                                        epsilon=0.01, stop="span")
+        return planning.value_iteration(
+            torch.from_numpy(P).to(device), torch.from_numpy(R).to(device), gamma, epsilon=0.01, stop="span"
+        )
 
     def theirs():
         vi = mdptoolbox.mdp.ValueIteration(P, R, gamma, epsilon=0.01)
@@ -85,7 +86,7 @@ def dense_phase(S: int, A: int, gamma: float, repeats: int, device: str = "cpu",
         r[f"backup_{name}_s"], _ = timed(lambda: (planning.backup(model, V).amax(-1), synchronize()), 5 * repeats)
         r[f"stream_{name}_s"], _ = timed(lambda: (Pt.sum(), synchronize()), 5 * repeats)
         r[f"bytes_{name}"] = Pt.numel() * Pt.element_size()
-        del Pt, model
+        Pt = model = None  # free the tensors before the next dtype
     if not reference:
         return r
     r["theirs_s"], vi = timed(theirs, repeats)
@@ -135,7 +136,9 @@ def sparse_child(S_side: tuple[int, int], who: str) -> dict:
     from envs import tabular
 
     rows, cols = S_side
-    kwargs = dict(rows=rows, cols=cols, slip=0.1, rewards={(rows - 1, cols - 1): 10.0})  # no terminal: pymdptoolbox wants stochastic rows
+    kwargs = dict(
+        rows=rows, cols=cols, slip=0.1, rewards={(rows - 1, cols - 1): 10.0}
+    )  # no terminal: pymdptoolbox wants stochastic rows
     import mdptoolbox.mdp  # noqa: F401
 
     memory = PeakRSS()
@@ -154,8 +157,10 @@ def sparse_child(S_side: tuple[int, int], who: str) -> dict:
         import scipy.sparse as sp
 
         a, s, s2 = P.indices().numpy()
-        mats = [sp.csr_matrix((P.values().numpy()[a == k], (s[a == k], s2[a == k])), shape=(rows * cols,) * 2)
-                for k in range(4)]
+        mats = [
+            sp.csr_matrix((P.values().numpy()[a == k], (s[a == k], s2[a == k])), shape=(rows * cols,) * 2)
+            for k in range(4)
+        ]
         del P
         t = time.perf_counter()
         vi = mdptoolbox.mdp.ValueIteration(mats, R.numpy(), 0.99, epsilon=0.01)
@@ -190,32 +195,41 @@ def section(args, d: dict, sparse_ours: list[dict], sparse_theirs: list[dict], l
     per_nnz = ", ".join(f"{r['peak_mb'] * 1e6 / r['nnz']:.0f} at S={r['S']:,}" for r in sparse_ours)
     rows_ours = "\n".join(
         f"| ours, S={r['S']:,} | {r['nnz']:,} | {r['build_s']:.2f} | {r['solve_s']:.2f} ({r['iterations']} it) | "
-        f"{r['peak_mb']:.0f} | {r['peak_mb'] * 1e6 / r['nnz']:.0f} |" for r in sparse_ours)
+        f"{r['peak_mb']:.0f} | {r['peak_mb'] * 1e6 / r['nnz']:.0f} |"
+        for r in sparse_ours
+    )
     rows_theirs = "\n".join(
         f"| pymdptoolbox, S={r['S']:,} | {r['nnz']:,} | constructor {r['constructor_s']:.1f} | {r['solve_s']:.2f} "
-        f"({r['iterations']} it) | {r['peak_mb']:.0f} | {r['peak_mb'] * 1e6 / r['nnz']:.0f} |" for r in sparse_theirs)
+        f"({r['iterations']} it) | {r['peak_mb']:.0f} | {r['peak_mb'] * 1e6 / r['nnz']:.0f} |"
+        for r in sparse_theirs
+    )
     return f"""{SECTION}
 
 Measured {date.today()} with `python scripts/bench_planning.py --out docs/BENCHMARKS.md` (load average {load:.2f}
 at the start). Machine: {platform.machine()}, {os.cpu_count()} cores; Python {platform.python_version()},
-torch {torch.__version__} (threads: {torch.get_num_threads()}), numpy {np.__version__}, pymdptoolbox {version('pymdptoolbox')}.
+torch {torch.__version__} (threads: {torch.get_num_threads()}), numpy {np.__version__}, \
+pymdptoolbox {version("pymdptoolbox")}.
 
-Dense random MDP, S={d['S']:,}, A={d['A']}, float64, gamma 0.95, epsilon 0.01, span stopping rule in both
+Dense random MDP, S={d["S"]:,}, A={d["A"]}, float64, gamma 0.95, epsilon 0.01, span stopping rule in both
 (median of {args.repeats}):
 
 | measure | ours | pymdptoolbox |
 |---|---|---|
-| end-to-end value iteration, s | {d['ours_s']:.3f} | {d['theirs_s']:.3f} (constructor alone {d['theirs_constructor_s']:.3f}) |
-| iterations | {d['ours_iter']} | {d['theirs_iter']} (its bound max_iter {d['theirs_max_iter']}) |
-| speed-up, pymdptoolbox / ours | **{d['theirs_s'] / d['ours_s']:.1f}x** | |
-| one backup, ms (float64) | {1e3 * d['backup_float64_s']:.2f} | {1e3 * d['theirs_backup_s']:.2f} |
-| one backup / streaming the same {d['bytes_float64'] / 1e6:.0f} MB with `P.sum()` (float64) | **{f64:.2f}** ({1e3 * d['stream_float64_s']:.2f} ms, {d['bytes_float64'] / d['stream_float64_s'] / 1e9:.1f} GB/s) | |
-| one backup / streaming the same {d['bytes_float32'] / 1e6:.0f} MB (float32) | **{f32:.2f}** ({1e3 * d['backup_float32_s']:.2f} vs {1e3 * d['stream_float32_s']:.2f} ms) | |
+| end-to-end value iteration, s | {d["ours_s"]:.3f} | {d["theirs_s"]:.3f} \
+(constructor alone {d["theirs_constructor_s"]:.3f}) |
+| iterations | {d["ours_iter"]} | {d["theirs_iter"]} (its bound max_iter {d["theirs_max_iter"]}) |
+| speed-up, pymdptoolbox / ours | **{d["theirs_s"] / d["ours_s"]:.1f}x** | |
+| one backup, ms (float64) | {1e3 * d["backup_float64_s"]:.2f} | {1e3 * d["theirs_backup_s"]:.2f} |
+| one backup / streaming the same {d["bytes_float64"] / 1e6:.0f} MB with `P.sum()` (float64) | **{f64:.2f}** \
+({1e3 * d["stream_float64_s"]:.2f} ms, {d["bytes_float64"] / d["stream_float64_s"] / 1e9:.1f} GB/s) | |
+| one backup / streaming the same {d["bytes_float32"] / 1e6:.0f} MB (float32) | **{f32:.2f}** \
+({1e3 * d["backup_float32_s"]:.2f} vs {1e3 * d["stream_float32_s"]:.2f} ms) | |
 
-Greedy policies: identical: {d['same_policy']}; largest difference of their exact values {d['policy_value_gap']:.2g}
+Greedy policies: identical: {d["same_policy"]}; largest difference of their exact values {d["policy_value_gap"]:.2g}
 (both are 0.01-optimal).
 
-Sparse grid world (`envs.tabular.grid_world`, slip 0.1, +10 for entering the far corner, bump -1, no terminal state), gamma 0.99,
+Sparse grid world (`envs.tabular.grid_world`, slip 0.1, +10 for entering the far corner, bump -1, \
+no terminal state), gamma 0.99,
 epsilon 0.01, span rule; peak = resident memory above the fresh interpreter's, each run in its own process:
 
 | run | nonzeros | build s | solve s | peak MB | bytes / nonzero |
@@ -223,19 +237,21 @@ epsilon 0.01, span rule; peak = resident memory above the fresh interpreter's, e
 {rows_ours}
 {rows_theirs}
 
-- Memory at S={big['S']:,}: {big['peak_mb']:.0f} MB for {big['nnz']:,} nonzeros; a dense P would be
-  A*S*S*8 = {4 * big['S'] ** 2 * 8 / 1e9:,.0f} GB. Bytes per nonzero: {per_nnz}; memory grows with the
+- Memory at S={big["S"]:,}: {big["peak_mb"]:.0f} MB for {big["nnz"]:,} nonzeros; a dense P would be
+  A*S*S*8 = {4 * big["S"] ** 2 * 8 / 1e9:,.0f} GB. Bytes per nonzero: {per_nnz}; memory grows with the
   nonzeros (COO indices and values while building, CSR while solving), plus a fixed ~10 MB that
   dominates the smallest size. About 190 bytes per nonzero is well above the 16 of bare CSR: the
   builder's numpy index arrays and the COO copies are alive at the peak.
 - pymdptoolbox takes the same sparse matrices, and its Bellman backup stays sparse, but its
   ValueIteration constructor bounds the iterations (Puterman Thm 6.6.6) with a loop over the S
   columns of every P[a], each slice made dense (`_boundIter`): its time grew {growth:.1f}x for {size_ratio:.0f}x the
-  states (exponent {exponent:.2f}), which extrapolates to ~{extrapolated / 60:.0f} min at S={big['S']:,}, and its peak
+  states (exponent {exponent:.2f}), which extrapolates to ~{extrapolated / 60:.0f} min at S={big["S"]:,}, and its peak
   memory grew {mem_growth:.1f}x (exponent {mem_exponent:.2f}: quadratic in S: its input check `(P[a] >= 0).all()`
-  on a scipy matrix makes one with all S*S entries, as scipy's SparseEfficiencyWarning says), which extrapolates to ~{mem_extrapolated:,.0f} GB at S={big['S']:,}; not run there.
-  Its PolicyIteration builds P_pi as a dense S x S array: {big['S'] ** 2 * 8 / 1e9:.0f} GB at S={big['S']:,} (this machine:
-  {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 1e9:.0f} GB); not run.
+  on a scipy matrix makes one with all S*S entries, as scipy's SparseEfficiencyWarning says), \
+which extrapolates to ~{mem_extrapolated:,.0f} GB at S={big["S"]:,}; not run there.
+  Its PolicyIteration builds P_pi as a dense S x S array: {big["S"] ** 2 * 8 / 1e9:.0f} GB \
+at S={big["S"]:,} (this machine:
+  {os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9:.0f} GB); not run.
 """
 
 
@@ -258,7 +274,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each end-to-end solve")
     parser.add_argument("--timeout", type=float, default=240, help="seconds allowed to each sparse subprocess")
     parser.add_argument("--device", default="cpu", help="cpu | cuda: where our solver and backups run")
-    parser.add_argument("--ours-dense-only", action="store_true", help="the dense phases for ours alone: no pymdptoolbox, no sparse")
+    parser.add_argument(
+        "--ours-dense-only", action="store_true", help="the dense phases for ours alone: no pymdptoolbox, no sparse"
+    )
     parser.add_argument("--json", type=Path, help="also save the numbers to this JSON file")
     parser.add_argument("--out", type=Path, help="write/replace the section in this Markdown file")
     args = parser.parse_args()

@@ -29,6 +29,7 @@ from datetime import date
 from pathlib import Path
 
 import torch
+from bench_common import machine_line, seconds_per_call, write_section
 from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
@@ -36,8 +37,9 @@ from stable_baselines3.common.env_util import make_atari_env
 from stable_baselines3.common.policies import ActorCriticCnnPolicy
 from stable_baselines3.common.vec_env import VecFrameStack
 
-from agents import config as config_lib, ppo, run as run_lib
-from bench_common import machine_line, seconds_per_call, write_section
+from agents import config as config_lib
+from agents import ppo
+from agents import run as run_lib
 
 SECTION = "## PPO on Pong, CPU (2 cores)"
 OBS_SHAPE, N_ACTIONS = (4, 84, 84), 6  # Pong's minimal action set has 6 actions
@@ -47,11 +49,18 @@ def fixed_inputs(cfg, device: str) -> dict[str, torch.Tensor]:
     """A random minibatch (obs, actions, old log-probs, advantages, returns, old values) and one acting obs."""
     gen = torch.Generator().manual_seed(0)
     mb = cfg.num_envs * cfg.num_steps // cfg.num_minibatches
-    return {key: x.to(device) for key, x in {"obs": torch.randint(0, 256, (mb, *OBS_SHAPE), generator=gen, dtype=torch.uint8),
-            "actions": torch.randint(N_ACTIONS, (mb,), generator=gen), "logprobs": torch.full((mb,), -1.79),
-            "advantages": torch.randn(mb, generator=gen), "returns": torch.randn(mb, generator=gen),
+    return {
+        key: x.to(device)
+        for key, x in {
+            "obs": torch.randint(0, 256, (mb, *OBS_SHAPE), generator=gen, dtype=torch.uint8),
+            "actions": torch.randint(N_ACTIONS, (mb,), generator=gen),
+            "logprobs": torch.full((mb,), -1.79),
+            "advantages": torch.randn(mb, generator=gen),
+            "returns": torch.randn(mb, generator=gen),
             "values": torch.randn(mb, generator=gen),
-            "act_obs": torch.randint(0, 256, (cfg.num_envs, *OBS_SHAPE), generator=gen, dtype=torch.uint8)}.items()}
+            "act_obs": torch.randint(0, 256, (cfg.num_envs, *OBS_SHAPE), generator=gen, dtype=torch.uint8),
+        }.items()
+    }
 
 
 def bound_ours(cfg, n_updates: int, device: str) -> tuple[float, float]:
@@ -66,8 +75,19 @@ def bound_ours(cfg, n_updates: int, device: str) -> tuple[float, float]:
         logits, new_value = agent(x["obs"])
         new_logprob, entropy = ppo.logprob_and_entropy(logits, x["actions"])
         adv = (x["advantages"] - x["advantages"].mean()) / (x["advantages"].std() + 1e-8)
-        loss, _ = ppo.ppo_loss(new_logprob, x["logprobs"], adv, entropy, new_value, x["values"], x["returns"],
-                               cfg.clip_coef, cfg.clip_vloss, cfg.ent_coef, cfg.vf_coef)
+        loss, _ = ppo.ppo_loss(
+            new_logprob,
+            x["logprobs"],
+            adv,
+            entropy,
+            new_value,
+            x["values"],
+            x["returns"],
+            cfg.clip_coef,
+            cfg.clip_vloss,
+            cfg.ent_coef,
+            cfg.vf_coef,
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(agent.parameters(), cfg.max_grad_norm)
@@ -83,8 +103,9 @@ def bound_ours(cfg, n_updates: int, device: str) -> tuple[float, float]:
 def bound_sb3(cfg, n_updates: int, device: str) -> tuple[float, float]:
     """The same for the policy PPO("CnnPolicy") builds, with its default Adam."""
     x = fixed_inputs(cfg, device)
-    policy = ActorCriticCnnPolicy(spaces.Box(0, 255, OBS_SHAPE, "uint8"), spaces.Discrete(N_ACTIONS),
-                                  lambda _: cfg.learning_rate).to(device)
+    policy = ActorCriticCnnPolicy(
+        spaces.Box(0, 255, OBS_SHAPE, "uint8"), spaces.Discrete(N_ACTIONS), lambda _: cfg.learning_rate
+    ).to(device)
     obs = x["obs"].float()  # SB3's rollout buffer stores float32 observations; preprocess_obs divides by 255
 
     def update() -> None:  # stable_baselines3/ppo/ppo.py PPO.train: one minibatch, less logging
@@ -125,15 +146,35 @@ class Clock(BaseCallback):
 
 def train_sb3(cfg, device: str) -> float:
     """Steps/s of SB3's PPO on the same settings, over the whole of learn()."""
-    # NOTES.md: ALE/Pong-v5 skips 4 frames itself and has sticky actions; AtariWrapper skips 4 more.
-    env = VecFrameStack(make_atari_env("ALE/Pong-v5", n_envs=cfg.num_envs, seed=cfg.seed,
-                                       env_kwargs=dict(frameskip=1, repeat_action_probability=0.0)), n_stack=4)
+    # ALE/Pong-v5 skips 4 frames itself and has sticky actions; AtariWrapper skips 4 more.
+    env = VecFrameStack(
+        make_atari_env(
+            "ALE/Pong-v5",
+            n_envs=cfg.num_envs,
+            seed=cfg.seed,
+            env_kwargs=dict(frameskip=1, repeat_action_probability=0.0),
+        ),
+        n_stack=4,
+    )
     lr = lambda progress: cfg.learning_rate * progress  # noqa: E731  linear annealing to 0, as ours
-    model = PPO("CnnPolicy", env, learning_rate=lr, n_steps=cfg.num_steps,
-                batch_size=cfg.num_envs * cfg.num_steps // cfg.num_minibatches, n_epochs=cfg.update_epochs,
-                gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, clip_range=cfg.clip_coef, clip_range_vf=cfg.clip_coef,
-                ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm, seed=cfg.seed,
-                device=device, verbose=0)
+    model = PPO(
+        "CnnPolicy",
+        env,
+        learning_rate=lr,
+        n_steps=cfg.num_steps,
+        batch_size=cfg.num_envs * cfg.num_steps // cfg.num_minibatches,
+        n_epochs=cfg.update_epochs,
+        gamma=cfg.gamma,
+        gae_lambda=cfg.gae_lambda,
+        clip_range=cfg.clip_coef,
+        clip_range_vf=cfg.clip_coef,
+        ent_coef=cfg.ent_coef,
+        vf_coef=cfg.vf_coef,
+        max_grad_norm=cfg.max_grad_norm,
+        seed=cfg.seed,
+        device=device,
+        verbose=0,
+    )
     clock = Clock()
     model.learn(total_timesteps=cfg.total_timesteps, callback=clock)
     env.close()
@@ -145,26 +186,39 @@ def table(cfg, r: dict) -> str:
     ms = lambda t: f"{1e3 * t:.1f}"  # noqa: E731
     n_updates = cfg.update_epochs * cfg.num_minibatches
     bound_sps = lambda t_update, t_act: cfg.num_envs * cfg.num_steps / (n_updates * t_update + cfg.num_steps * t_act)  # noqa: E731
-    rows = ["| measure | ours | SB3 |", "|---|---|---|", f"| training steps/s | {r['ours_sps']:.1f} | {r['sb3_sps']:.1f} |"]
+    rows = [
+        "| measure | ours | SB3 |",
+        "|---|---|---|",
+        f"| training steps/s | {r['ours_sps']:.1f} | {r['sb3_sps']:.1f} |",
+    ]
     bounds = []
     for i, ((ou, oa), (su, sa)) in enumerate(r["bounds"]):
         bounds.append((bound_sps(ou, oa), bound_sps(su, sa)))
-        rows.append(f"| network-only bound {i + 1}/3: minibatch step ms, act ms -> steps/s "
-                    f"| {ms(ou)}, {ms(oa)} -> {bounds[-1][0]:.1f} | {ms(su)}, {ms(sa)} -> {bounds[-1][1]:.1f} |")
+        rows.append(
+            f"| network-only bound {i + 1}/3: minibatch step ms, act ms -> steps/s "
+            f"| {ms(ou)}, {ms(oa)} -> {bounds[-1][0]:.1f} | {ms(su)}, {ms(sa)} -> {bounds[-1][1]:.1f} |"
+        )
     ours_bound, sb3_bound = (bounds[0][0] + bounds[1][0]) / 2, (bounds[1][1] + bounds[2][1]) / 2
-    return "\n".join(rows + [
-        f"| training steps/s / own bound (mean of the two measured around the run) | {r['ours_sps'] / ours_bound:.2f} "
-        f"| {r['sb3_sps'] / sb3_bound:.2f} |",
-        f"| ours / SB3 training steps/s | {r['ours_sps'] / r['sb3_sps']:.2f} | |"])
+    return "\n".join(
+        rows
+        + [
+            f"| training steps/s / own bound (mean of the two measured around the run) "
+            f"| {r['ours_sps'] / ours_bound:.2f} "
+            f"| {r['sb3_sps'] / sb3_bound:.2f} |",
+            f"| ours / SB3 training steps/s | {r['ours_sps'] / r['sb3_sps']:.2f} | |",
+        ]
+    )
 
 
 def section(cfg, args, result_table: str, load: float) -> str:
     return f"""{SECTION}
 
-Measured {date.today().isoformat()} with `{' '.join(['python scripts/bench_ppo.py', *sys.argv[1:]])}`
+Measured {date.today().isoformat()} with `{" ".join(["python scripts/bench_ppo.py", *sys.argv[1:]])}`
 (load average {load:.2f} at the start). Machine: {machine_line()}.
-Both agents: configs/ppo/atari.yaml for {args.steps:,} steps: {cfg.num_envs} envs x {cfg.num_steps} steps, {cfg.update_epochs} epochs of
-{cfg.num_minibatches} minibatches, lr {cfg.learning_rate:g} annealed, clip {cfg.clip_coef:g} (value clipping too), ent {cfg.ent_coef:g}, vf {cfg.vf_coef:g},
+Both agents: configs/ppo/atari.yaml for {args.steps:,} steps: {cfg.num_envs} envs x {cfg.num_steps} steps, \
+{cfg.update_epochs} epochs of
+{cfg.num_minibatches} minibatches, lr {cfg.learning_rate:g} annealed, clip {cfg.clip_coef:g} \
+(value clipping too), ent {cfg.ent_coef:g}, vf {cfg.vf_coef:g},
 grad-norm {cfg.max_grad_norm:g}, GAE gamma {cfg.gamma} lambda {cfg.gae_lambda}, Nature CNN shared by policy and value.
 
 {result_table}
@@ -172,37 +226,62 @@ grad-norm {cfg.max_grad_norm:g}, GAE gamma {cfg.gamma} lambda {cfg.gae_lambda}, 
 - Training steps/s: all env steps over the wall time of training: env stepping, acting, GAE, updates and
   logging (ours: TensorBoard every rollout; SB3: its Python Atari wrappers with cv2, Monitor,
   VecFrameStack, VecTransposeImage, its float32 rollout buffer). Not included: evaluation, checkpoints.
-- Network-only bound: {cfg.update_epochs * cfg.num_minibatches} bare minibatch steps (no indexing, no env) plus {cfg.num_steps} acting
-  forward passes on {cfg.num_envs} obs per rollout of {cfg.num_envs * cfg.num_steps:,} steps. Ours steps a fused Adam, SB3 its default Adam.
+- Network-only bound: {cfg.update_epochs * cfg.num_minibatches} bare minibatch steps (no indexing, no env) \
+plus {cfg.num_steps} acting
+  forward passes on {cfg.num_envs} obs per rollout of {cfg.num_envs * cfg.num_steps:,} steps. \
+Ours steps a fused Adam, SB3 its default Adam.
 """
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=8_192, help="env steps trained by each agent (8 rollouts by default)")
+    parser.add_argument(
+        "--steps", type=int, default=8_192, help="env steps trained by each agent (8 rollouts by default)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads for every phase (0: torch's default)")
-    parser.add_argument("--bound-updates", type=int, default=20, help="minibatch steps timed for the bound (5x as many acts)")
+    parser.add_argument(
+        "--bound-updates", type=int, default=20, help="minibatch steps timed for the bound (5x as many acts)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu | cuda: networks, batches and both agents")
     parser.add_argument("--num-envs", type=int, default=0, help="envs (0: the config's, 8)")
     parser.add_argument("--no-sb3", action="store_true", help="measure ours alone (bound and training)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. amp=bf16")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. amp=bf16"
+    )
     parser.add_argument("--json", type=Path, help="also save the numbers to this JSON file")
     parser.add_argument("--out", type=Path, help="write/replace the section in this Markdown file")
     args = parser.parse_args()
     if args.out and (args.no_sb3 or args.device != "cpu" or args.set or args.num_envs):
-        parser.error("--out writes the CPU comparison with SB3 at the config's settings: drop --no-sb3, --device, --num-envs, --set")
+        parser.error(
+            "--out writes the CPU comparison with SB3 at the config's settings: "
+            "drop --no-sb3, --device, --num-envs, --set"
+        )
     torch.set_num_threads(args.threads or torch.get_num_threads())
 
     load = os.getloadavg()[0]
     print(f"torch threads {torch.get_num_threads()}, load average {load:.2f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_ppo_") as runs_dir:
-        overrides = [f"total_timesteps={args.steps}", "eval_frequency=0", "checkpoint_frequency=0", "progress=false",
-                     f"device={args.device}", f"runs_dir={runs_dir}", *([f"num_envs={args.num_envs}"] if args.num_envs else []),
-                     *args.set]
+        overrides = [
+            f"total_timesteps={args.steps}",
+            "eval_frequency=0",
+            "checkpoint_frequency=0",
+            "progress=false",
+            f"device={args.device}",
+            f"runs_dir={runs_dir}",
+            *([f"num_envs={args.num_envs}"] if args.num_envs else []),
+            *args.set,
+        ]
         cfg, r = config_lib.resolve("ppo", "ALE/Pong-v5", "atari", overrides=overrides), {}
-        bound = lambda: (bound_ours(cfg, args.bound_updates, args.device),  # noqa: E731
-                         None if args.no_sb3 else bound_sb3(cfg, args.bound_updates, args.device))
-        print("phase: warm-up (one bound phase, not reported: the first one in a process ran 10x slower acts)", flush=True)
+
+        def bound():
+            return (
+                bound_ours(cfg, args.bound_updates, args.device),
+                None if args.no_sb3 else bound_sb3(cfg, args.bound_updates, args.device),
+            )
+
+        print(
+            "phase: warm-up (one bound phase, not reported: the first one in a process ran 10x slower acts)", flush=True
+        )
         bound()
         print("phase: network-only bound 1/3", flush=True)
         r["bounds"] = [bound()]
@@ -218,9 +297,16 @@ def main() -> None:
         print("phase: network-only bound 3/3", flush=True)
         r["bounds"].append(bound())
 
-    numbers = {"device": args.device, "settings": args.set, "num_envs": cfg.num_envs, "num_steps": cfg.num_steps,
-               "train_sps": r["ours_sps"], "minibatch_ms": 1e3 * sum(ours[0] for ours, _ in r["bounds"]) / 3,
-               "act_ms": 1e3 * sum(ours[1] for ours, _ in r["bounds"]) / 3, "sb3_train_sps": r.get("sb3_sps")}
+    numbers = {
+        "device": args.device,
+        "settings": args.set,
+        "num_envs": cfg.num_envs,
+        "num_steps": cfg.num_steps,
+        "train_sps": r["ours_sps"],
+        "minibatch_ms": 1e3 * sum(ours[0] for ours, _ in r["bounds"]) / 3,
+        "act_ms": 1e3 * sum(ours[1] for ours, _ in r["bounds"]) / 3,
+        "sb3_train_sps": r.get("sb3_sps"),
+    }
     print(json.dumps(numbers))
     if args.json:
         args.json.write_text(json.dumps(numbers, indent=1))

@@ -41,8 +41,21 @@ class IllegalMove(RuntimeError):
 
 
 def start_engine(size: int, komi: float, level: int) -> gtp.GtpClient:
-    client = gtp.GtpClient([gtp.GNUGO, "--mode", "gtp", "--chinese-rules", "--positional-superko", "--capture-all-dead",
-                            "--never-resign", "--level", str(level), "--komi", str(komi)])
+    client = gtp.GtpClient(
+        [
+            gtp.GNUGO,
+            "--mode",
+            "gtp",
+            "--chinese-rules",
+            "--positional-superko",
+            "--capture-all-dead",
+            "--never-resign",
+            "--level",
+            str(level),
+            "--komi",
+            str(komi),
+        ]
+    )
     client.send_many([f"boardsize {size}", f"komi {komi}"])
     return client
 
@@ -72,8 +85,10 @@ def play_game(engine: gtp.GtpClient, size: int, komi: float, history: int, rando
             answer = engine.send(f"genmove {name}")
             move = gtp.action(answer, size)
             if not state.legal[0, move]:
-                raise IllegalMove(f"GNU Go played {answer} as {name} at move {len(moves) + 1}, illegal under our rules "
-                                  f"(seed {seed}):\n{engine.send('showboard')}")
+                raise IllegalMove(
+                    f"GNU Go played {answer} as {name} at move {len(moves) + 1}, illegal under our rules "
+                    f"(seed {seed}):\n{engine.send('showboard')}"
+                )
             obs.append(observation_planes(boards, state.turn, size).astype(np.uint8)[0])
             actions.append(move)
             legal.append(state.legal[0].numpy())
@@ -82,8 +97,14 @@ def play_game(engine: gtp.GtpClient, size: int, komi: float, history: int, rando
         boards = torch.cat([state.board.view(1, 1, A), boards[:, :-1]], 1)
         moves.append((who, move))
     margin = float(game.score(state, komi)[0])  # Black's
-    return {"obs": np.stack(obs), "action": np.array(actions, dtype=np.int64), "legal": np.stack(legal),
-            "mover": np.array(movers, dtype=np.int8), "moves": moves, "margin": margin}
+    return {
+        "obs": np.stack(obs),
+        "action": np.array(actions, dtype=np.int64),
+        "legal": np.stack(legal),
+        "mover": np.array(movers, dtype=np.int8),
+        "moves": moves,
+        "margin": margin,
+    }
 
 
 def play_games(args: tuple) -> list[tuple[int, dict]]:
@@ -116,8 +137,18 @@ def main(argv: list[str] | None = None) -> int:
     komi = game.default_komi(args.size) if args.komi is None else args.komi
 
     start = time.time()
-    shares = [(list(range(w, args.games, args.workers)), args.size, komi, args.level, args.history, args.random_opening, args.seed)
-              for w in range(args.workers)]
+    shares = [
+        (
+            list(range(w, args.games, args.workers)),
+            args.size,
+            komi,
+            args.level,
+            args.history,
+            args.random_opening,
+            args.seed,
+        )
+        for w in range(args.workers)
+    ]
     try:
         if args.workers == 1:
             results = play_games(shares[0])
@@ -132,19 +163,30 @@ def main(argv: list[str] | None = None) -> int:
 
     outcome = [np.sign(g["margin"]) * g["mover"].astype(np.float32) for g in games]  # +1: the mover won
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, obs=np.concatenate([g["obs"] for g in games]),
-                        action=np.concatenate([g["action"] for g in games]), legal=np.concatenate([g["legal"] for g in games]),
-                        outcome=np.concatenate(outcome).astype(np.float32),
-                        game=np.concatenate([np.full(len(g["action"]), i, dtype=np.int64) for i, g in enumerate(games)]),
-                        size=np.int64(args.size), komi=np.float32(komi))
+    np.savez_compressed(
+        args.out,
+        obs=np.concatenate([g["obs"] for g in games]),
+        action=np.concatenate([g["action"] for g in games]),
+        legal=np.concatenate([g["legal"] for g in games]),
+        outcome=np.concatenate(outcome).astype(np.float32),
+        game=np.concatenate([np.full(len(g["action"]), i, dtype=np.int64) for i, g in enumerate(games)]),
+        size=np.int64(args.size),
+        komi=np.float32(komi),
+    )
     name = f"GNU Go {gtp.GNUGO} level {args.level}"
-    args.out.with_suffix(".sgf").write_text("".join(
-        sgf.write(args.size, komi, g["moves"], gtp.result_text(g["margin"]), black=name, white=name) for g in games))
+    args.out.with_suffix(".sgf").write_text(
+        "".join(
+            sgf.write(args.size, komi, g["moves"], gtp.result_text(g["margin"]), black=name, white=name) for g in games
+        )
+    )
     positions = sum(len(g["action"]) for g in games)
     black_wins = sum(g["margin"] > 0 for g in games)
-    print(f"{args.games} games, {positions} positions ({positions / args.games:.1f} a game), Black won {black_wins}, "
-          f"{seconds:.1f} s = {args.games / seconds * 60:.1f} games/minute with {args.workers} worker(s); "
-          f"wrote {args.out} and {args.out.with_suffix('.sgf')}", file=sys.stderr)
+    print(
+        f"{args.games} games, {positions} positions ({positions / args.games:.1f} a game), Black won {black_wins}, "
+        f"{seconds:.1f} s = {args.games / seconds * 60:.1f} games/minute with {args.workers} worker(s); "
+        f"wrote {args.out} and {args.out.with_suffix('.sgf')}",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -5,20 +5,19 @@
 
 Each point is one evaluation round (colours alternating); the shaded band is the 95% Wilson interval of that
 round's win rate, so two curves whose bands overlap are not shown apart. A round's number of games is counted from
-its SGFs (`agents.go.matches.round_folder`: games/step_<step>/<opponent>_<k>.sgf), since a resumed run may have changed go.eval_games; where they are
+its SGFs (`agents.go.matches.round_folder`: games/step_<step>/<opponent>_<k>.sgf), since a resumed run \
+may have changed go.eval_games; where they are
 missing, the run's config.yaml value is used.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -58,9 +57,12 @@ def main() -> None:
     parser.add_argument("--label", action="append", default=[], help="one per run, in order (default: the folder name)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    labels = args.label + [run.name for run in args.runs[len(args.label):]]
+    labels = args.label + [run.name for run in args.runs[len(args.label) :]]
     curves = {run: win_rates(run) for run in args.runs}
-    opponents = sorted({o for c in curves.values() for o in c}, key=lambda o: (("random", "greedy").index(o) if o in ("random", "greedy") else 2, len(o), o))
+    opponents = sorted(
+        {o for c in curves.values() for o in c},
+        key=lambda o: (("random", "greedy").index(o) if o in ("random", "greedy") else 2, len(o), o),
+    )
     fig, axes = plt.subplots(1, len(opponents), figsize=(4 * len(opponents), 3.4), squeeze=False, sharey=True)
     for ax, opponent in zip(axes[0], opponents):
         for run, label in zip(args.runs, labels):

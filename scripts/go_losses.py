@@ -30,7 +30,7 @@ def agent_passes(record: sgf.Record, agent: int) -> tuple[int, int, game.GoState
     state = game.new_games(1, record.size)
     early = back = 0
     for _, action in record.moves:
-        if int(state.turn[0]) == agent and action == record.size ** 2:
+        if int(state.turn[0]) == agent and action == record.size**2:
             others = bool(offered_moves(state, eye_fill=False)[0, :-1].any())
             early += others and int(state.passes[0]) == 0
             back += others and int(state.passes[0]) == 1 and float(game.score(state, record.komi)[0]) * agent < 0
@@ -41,7 +41,9 @@ def agent_passes(record: sgf.Record, agent: int) -> tuple[int, int, game.GoState
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path)
-    parser.add_argument("--opponent", default="", help="only the files whose names start with this (random, greedy, gnugo_l1)")
+    parser.add_argument(
+        "--opponent", default="", help="only the files whose names start with this (random, greedy, gnugo_l1)"
+    )
     args = parser.parse_args()
     files = sorted(args.folder.glob(f"{args.opponent}*.sgf"))
     if not files:
@@ -60,10 +62,14 @@ def main() -> None:
         lost += 1
         after_pass += bool(early or back)
         capped_lost += cap
-        print(f"{path.name}: agent {'Black' if agent == game.BLACK else 'White'}, {record.result}, "
-              f"{len(record.moves)} moves{' (cap)' if cap else ''}, {early} early passes, {back} passes back while behind")
-    print(f"{lost}/{len(files)} lost; {after_pass} of them after a pass with other moves left; "
-          f"{capped_lost} of them stopped by the move cap ({capped}/{len(files)} games in all)")
+        print(
+            f"{path.name}: agent {'Black' if agent == game.BLACK else 'White'}, {record.result}, "
+            f"{len(record.moves)} moves{' (cap)' if cap else ''}, {early} early passes, {back} passes back while behind"
+        )
+    print(
+        f"{lost}/{len(files)} lost; {after_pass} of them after a pass with other moves left; "
+        f"{capped_lost} of them stopped by the move cap ({capped}/{len(files)} games in all)"
+    )
 
 
 if __name__ == "__main__":

@@ -32,13 +32,21 @@ def main(argv: list[str] | None = None) -> int:
     size = round((model.head.out_features - 1) ** 0.5)  # N*N moves + pass
     policy = greedy_policy(model, device)
     for colour in ("black", "white"):
-        env = envs.make(f"Go{size}", min(args.games, 8), args.seed, opponent=args.opponent, agent_colour=colour,
-                        gnugo_level=args.gnugo_level)
+        env = envs.make(
+            f"Go{size}",
+            min(args.games, 8),
+            args.seed,
+            opponent=args.opponent,
+            agent_colour=colour,
+            gnugo_level=args.gnugo_level,
+        )
         scores = run_episodes(env, policy, args.games, args.seed)
         env.close()
         stats = summarize(scores)
-        print(f"Go{size} as {colour} vs {args.opponent}: won {scores.count(1.0)} of {len(scores)} "
-              f"(mean result {stats['mean']:+.2f}, 95% CI [{stats['ci95_low']:+.2f}, {stats['ci95_high']:+.2f}])")
+        print(
+            f"Go{size} as {colour} vs {args.opponent}: won {scores.count(1.0)} of {len(scores)} "
+            f"(mean result {stats['mean']:+.2f}, 95% CI [{stats['ci95_low']:+.2f}, {stats['ci95_high']:+.2f}])"
+        )
     return 0
 
 

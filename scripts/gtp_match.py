@@ -49,8 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     rl_gtp = shlex.join([sys.executable, "-m", "agents.cli", "gtp"])
     parser.add_argument("--black", default=rl_gtp, help="command of the Black engine (default: rl gtp)")
-    parser.add_argument("--white", default=f"{gtp.GNUGO} --mode gtp --chinese-rules --positional-superko --level 1",
-                        help="command of the White engine (default: GNU Go, level 1)")
+    parser.add_argument(
+        "--white",
+        default=f"{gtp.GNUGO} --mode gtp --chinese-rules --positional-superko --level 1",
+        help="command of the White engine (default: GNU Go, level 1)",
+    )
     parser.add_argument("--size", type=int, default=9)
     parser.add_argument("--komi", type=float, default=None, help="default by size (envs/go/game.py default_komi)")
     parser.add_argument("--out", type=Path, help="SGF file to write (default: print it)")

@@ -39,9 +39,31 @@ def train(runs_dir: Path, impl: str, seed: int, steps: int, budget: int | None) 
     if budget is not None and budget <= 0:
         return None
     before = set(runs_dir.glob("*"))
-    cmd = [sys.executable, "-m", "agents.cli", "train", "dqn", "--env", "CartPole-v1", "--steps", str(steps),
-           "--seed", str(seed), "--device", "cpu", "--impl", impl, "--set", f"runs_dir={runs_dir}",
-           "--set", "progress=false", "--set", "torch_threads=1", "--set", "eval_frequency=0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "agents.cli",
+        "train",
+        "dqn",
+        "--env",
+        "CartPole-v1",
+        "--steps",
+        str(steps),
+        "--seed",
+        str(seed),
+        "--device",
+        "cpu",
+        "--impl",
+        impl,
+        "--set",
+        f"runs_dir={runs_dir}",
+        "--set",
+        "progress=false",
+        "--set",
+        "torch_threads=1",
+        "--set",
+        "eval_frequency=0",
+    ]
     print("$", " ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     (new,) = set(runs_dir.glob("*")) - before
@@ -74,11 +96,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
-    parser.add_argument("--runs-dir", type=Path, default=None, help="keep the runs here and reuse finished ones "
-                        "(default: a temporary folder)")
-    parser.add_argument("--max-new-runs", type=int, default=None, help="train at most this many runs now, then stop "
-                        "(to split the work into several shorter commands with --runs-dir)")
-    parser.add_argument("--gif-steps", type=int, default=300, help="length cap of the GIF (CartPole games last up to 500)")
+    parser.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=None,
+        help="keep the runs here and reuse finished ones (default: a temporary folder)",
+    )
+    parser.add_argument(
+        "--max-new-runs",
+        type=int,
+        default=None,
+        help="train at most this many runs now, then stop "
+        "(to split the work into several shorter commands with --runs-dir)",
+    )
+    parser.add_argument(
+        "--gif-steps", type=int, default=300, help="length cap of the GIF (CartPole games last up to 500)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         runs_dir = args.runs_dir or Path(tmp)
@@ -97,8 +130,10 @@ def main() -> None:
         rows = compare(ours + theirs, "charts/episodic_return", args.out / "compare.png", smooth=10)
         print("| implementation | seeds | steps | mean final return | IQM [95% bootstrap CI] |\n|---|---|---|---|---|")
         for r in rows:
-            print(f"| {r['label']} | {r['runs']} | {r['steps']:,} | {r['mean']:.1f} | "
-                  f"{r['iqm']:.1f} [{r['iqm_ci95_low']:.1f}, {r['iqm_ci95_high']:.1f}] |")
+            print(
+                f"| {r['label']} | {r['runs']} | {r['steps']:,} | {r['mean']:.1f} | "
+                f"{r['iqm']:.1f} [{r['iqm_ci95_low']:.1f}, {r['iqm_ci95_high']:.1f}] |"
+            )
         best = max(zip(rows[0]["final_scores"], ours))[1]
         frames = gif(best, args.out / "cartpole.gif", seed=0, max_steps=args.gif_steps, scale=0.5)
         print(f"wrote {args.out / 'compare.png'} and {args.out / 'cartpole.gif'} ({frames} frames, from {best.name})")

@@ -49,7 +49,9 @@ def invoke(args: list[str]):
 
 def ok(result) -> str:
     """Assert a CLI call succeeded (showing what it printed if not) and return its stdout."""
-    assert result.exit_code == 0, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}\n{result.exception!r}"
+    assert result.exit_code == 0, (
+        f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}\n{result.exception!r}"
+    )
     return result.stdout
 
 

@@ -7,19 +7,23 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import copy_run, invoke, ok
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
     """Every file under folder (hidden ones too) -> sha256 of its bytes."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def assert_user_error(result, *needles: str) -> str:
     """Exit code 2, nothing on stdout, exactly one line on stderr that contains every needle."""
-    assert result.exit_code == 2, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}\n{result.exception!r}"
+    assert result.exit_code == 2, (
+        f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}\n{result.exception!r}"
+    )
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, f"expected one line on stderr, got:\n{result.stderr}"
     assert lines[0].startswith("error: ") and "Traceback" not in result.stderr
@@ -30,13 +34,16 @@ def assert_user_error(result, *needles: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- help and listings
-@pytest.mark.parametrize("args, example", [
-    (["--help"], "Example: rl train dqn --env Pong"),
-    (["train", "--help"], "rl train dqn --env CartPole-v1 --steps 50000 --seed 3"),
-    (["eval", "--help"], "rl eval runs/CartPole-v1__dqn__1__20261123-101500 --json"),
-    (["envs", "--help"], "rl envs --family atari"),
-    (["algos", "--help"], "rl algos"),
-])
+@pytest.mark.parametrize(
+    "args, example",
+    [
+        (["--help"], "Example: rl train dqn --env Pong"),
+        (["train", "--help"], "rl train dqn --env CartPole-v1 --steps 50000 --seed 3"),
+        (["eval", "--help"], "rl eval runs/CartPole-v1__dqn__1__20261123-101500 --json"),
+        (["envs", "--help"], "rl envs --family atari"),
+        (["algos", "--help"], "rl algos"),
+    ],
+)
 def test_every_help_text_shows_an_example(args, example):
     out = ok(invoke(args))
     assert "Example" in out and example in out
@@ -68,13 +75,25 @@ BAD_TRAIN = {
     "unknown algo": (["train", "dqm", "--env", "Pong"], ["'dqm'", "did you mean 'dqn'"]),
     "unknown env": (["train", "dqn", "--env", "Pongg"], ["'Pongg'", "did you mean Pong"]),
     "unknown env, case": (["train", "dqn", "--env", "Cartpole-v1"], ["'Cartpole-v1'", "CartPole-v1"]),
-    "unknown key": (["train", "dqn", "--env", "CartPole-v1", "--set", "learning_rat=1"], ["'learning_rat'", "did you mean 'learning_rate'"]),
-    "unknown nested key": (["train", "dqn", "--env", "CartPole-v1", "--set", "encoder.nme=mlp"], ["'encoder.nme'", "'encoder.name'"]),
-    "wrong type": (["train", "dqn", "--env", "CartPole-v1", "--set", "batch_size=abc"], ["'batch_size'", "int", "'abc'"]),
+    "unknown key": (
+        ["train", "dqn", "--env", "CartPole-v1", "--set", "learning_rat=1"],
+        ["'learning_rat'", "did you mean 'learning_rate'"],
+    ),
+    "unknown nested key": (
+        ["train", "dqn", "--env", "CartPole-v1", "--set", "encoder.nme=mlp"],
+        ["'encoder.nme'", "'encoder.name'"],
+    ),
+    "wrong type": (
+        ["train", "dqn", "--env", "CartPole-v1", "--set", "batch_size=abc"],
+        ["'batch_size'", "int", "'abc'"],
+    ),
     "set without =": (["train", "dqn", "--env", "CartPole-v1", "--set", "batch_size"], ["key=value"]),
     "out of range": (["train", "dqn", "--env", "CartPole-v1", "--set", "gamma=1.5"], ["'gamma'", "[0, 1]"]),
     "missing --env": (["train", "dqn"], ["--env is required", "rl train dqn --env Pong"]),
-    "missing config file": (["train", "dqn", "--env", "CartPole-v1", "--config", "nope.yaml"], ["'nope.yaml'", "does not exist"]),
+    "missing config file": (
+        ["train", "dqn", "--env", "CartPole-v1", "--config", "nope.yaml"],
+        ["'nope.yaml'", "does not exist"],
+    ),
 }
 
 
@@ -88,7 +107,9 @@ def test_bad_train_input_is_one_line_and_exit_2_and_creates_nothing(case, tmp_pa
 
 def test_cuda_without_cuda_is_a_config_error(no_cuda, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = invoke(["train", "dqn", "--env", "CartPole-v1", "--device", "cuda", "--set", f"runs_dir={tmp_path / 'runs'}"])
+    result = invoke(
+        ["train", "dqn", "--env", "CartPole-v1", "--device", "cuda", "--set", f"runs_dir={tmp_path / 'runs'}"]
+    )
     assert_user_error(result, "'cuda'", "CUDA is not available", "--device cpu")
     assert list(tmp_path.iterdir()) == []
 
@@ -122,10 +143,19 @@ CORRUPTIONS = {
     "state.json truncated": (lambda c: _truncate(c / "step_800" / "state.json"), "corrupt: state.json"),
     "state.json binary": (lambda c: (c / "step_800" / "state.json").write_bytes(bytes(range(256))), "state.json"),
     "state.json without keys": (lambda c: (c / "step_800" / "state.json").write_text("{}"), "state.json"),
-    "model.safetensors missing": (lambda c: (c / "step_800" / "model.safetensors").unlink(), "missing model.safetensors"),
-    "optimizer.safetensors missing": (lambda c: (c / "step_800" / "optimizer.safetensors").unlink(), "missing optimizer.safetensors"),
+    "model.safetensors missing": (
+        lambda c: (c / "step_800" / "model.safetensors").unlink(),
+        "missing model.safetensors",
+    ),
+    "optimizer.safetensors missing": (
+        lambda c: (c / "step_800" / "optimizer.safetensors").unlink(),
+        "missing optimizer.safetensors",
+    ),
     "latest.json garbage": (lambda c: (c / "latest.json").write_text("{not json"), "latest.json"),
-    "latest.json names a missing folder": (lambda c: (c / "latest.json").write_text('{"step": 9, "path": "step_9"}'), "step_9"),
+    "latest.json names a missing folder": (
+        lambda c: (c / "latest.json").write_text('{"step": 9, "path": "step_9"}'),
+        "step_9",
+    ),
     "no checkpoints at all": (lambda c: [p.unlink() for p in c.rglob("*") if p.is_file()], "latest.json"),
 }
 
@@ -144,8 +174,8 @@ def test_eval_of_a_corrupt_checkpoint_is_exit_2_and_overwrites_nothing(case, tin
 
 
 def test_eval_of_weights_that_do_not_fit_the_config_is_exit_2(tiny_run, tmp_path):
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     run_dir = copy_run(tiny_run[0], tmp_path)
     save_file({"q.head.weight": torch.zeros(3, 3)}, str(run_dir / "checkpoints" / "step_800" / "model.safetensors"))

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
+from conftest import event_files, invoke, ok, scalars
 from scipy import stats
 from torch.utils.tensorboard import SummaryWriter
 
 from agents.compare import compare, group_runs, iqm, mean_curve
-from conftest import event_files, invoke, ok, scalars
 
 
 def fake_run(root, name, seed, values, steps, learning_rate=1e-3):
@@ -66,8 +66,16 @@ def test_compare_cli_table_and_errors(tmp_path):
     assert bad.exit_code == 2 and "does not exist" in bad.stderr
 
 
-DQN_TAGS = {"charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/epsilon", "charts/learning_rate",
-            "losses/td_loss", "losses/q_values", "eval/episodic_return"}
+DQN_TAGS = {
+    "charts/episodic_return",
+    "charts/episodic_length",
+    "charts/SPS",
+    "charts/epsilon",
+    "charts/learning_rate",
+    "losses/td_loss",
+    "losses/q_values",
+    "eval/episodic_return",
+}
 
 
 def test_dqn_run_writes_every_contract_tag(tiny_run):

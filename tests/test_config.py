@@ -12,8 +12,14 @@ from agents.config import ConfigError, DQNConfig, PPOConfig, SupervisedConfig
 def test_defaults_then_family_file_then_file_then_flags_then_set(tmp_path: Path):
     user = tmp_path / "mine.yaml"
     user.write_text("learning_rate: 5.0e-4\nbatch_size: 16\n")
-    cfg = config_lib.resolve("dqn", "ALE/Pong-v5", "atari", user, {"seed": 7, "total_timesteps": None},
-                             ["batch_size=64", "double_dqn=true", "encoder.name=nature_cnn", "gamma=0.98"])
+    cfg = config_lib.resolve(
+        "dqn",
+        "ALE/Pong-v5",
+        "atari",
+        user,
+        {"seed": 7, "total_timesteps": None},
+        ["batch_size=64", "double_dqn=true", "encoder.name=nature_cnn", "gamma=0.98"],
+    )
     assert cfg.buffer_size == 1_000_000  # from configs/dqn/atari.yaml
     assert cfg.learning_rate == 5e-4  # --config beats the family file
     assert cfg.batch_size == 64  # --set beats --config
@@ -23,23 +29,36 @@ def test_defaults_then_family_file_then_file_then_flags_then_set(tmp_path: Path)
 
 
 def test_set_parses_to_the_field_type():
-    cfg = config_lib.resolve("dqn", "CartPole-v1", "none", overrides=[
-        "learning_rate=1e-4", "buffer_size=1_000", "total_timesteps=1e5", "encoder.hidden_sizes=64,32", "dueling=yes"])
+    cfg = config_lib.resolve(
+        "dqn",
+        "CartPole-v1",
+        "none",
+        overrides=[
+            "learning_rate=1e-4",
+            "buffer_size=1_000",
+            "total_timesteps=1e5",
+            "encoder.hidden_sizes=64,32",
+            "dueling=yes",
+        ],
+    )
     assert cfg.learning_rate == 1e-4 and isinstance(cfg.learning_rate, float)
     assert cfg.buffer_size == 1000 and cfg.total_timesteps == 100_000
     assert cfg.encoder.hidden_sizes == (64, 32) and cfg.dueling is True
 
 
-@pytest.mark.parametrize("item, words", [
-    ("learning_rat=1e-4", ["learning_rat", "learning_rate"]),
-    ("encoder.nme=mlp", ["encoder.nme", "encoder.name"]),
-    ("batch_size=abc", ["batch_size", "int", "abc"]),
-    ("double_dqn=maybe", ["double_dqn", "bool"]),
-    ("gamma=1.5", ["gamma", "[0, 1]"]),
-    ("loss=hubr", ["loss", "huber"]),
-    ("encoder.activation=tan", ["encoder.activation", "tanh"]),
-    ("batch_size", ["key=value"]),
-])
+@pytest.mark.parametrize(
+    "item, words",
+    [
+        ("learning_rat=1e-4", ["learning_rat", "learning_rate"]),
+        ("encoder.nme=mlp", ["encoder.nme", "encoder.name"]),
+        ("batch_size=abc", ["batch_size", "int", "abc"]),
+        ("double_dqn=maybe", ["double_dqn", "bool"]),
+        ("gamma=1.5", ["gamma", "[0, 1]"]),
+        ("loss=hubr", ["loss", "huber"]),
+        ("encoder.activation=tan", ["encoder.activation", "tanh"]),
+        ("batch_size", ["key=value"]),
+    ],
+)
 def test_bad_set_is_one_line_naming_key_and_nearest(item, words):
     with pytest.raises(ConfigError) as e:
         config_lib.resolve("dqn", "CartPole-v1", "cartpole", overrides=[item])
@@ -88,8 +107,11 @@ def _declared(cls: type, prefix: str = ""):
         if dataclasses.is_dataclass(default):
             yield from _declared(type(default), f"{prefix}{f.name}.")
             continue
-        own = [vars(k)["__dataclass_fields__"][f.name].metadata for k in cls.__mro__
-               if f.name in vars(k).get("__dataclass_fields__", {})]
+        own = [
+            vars(k)["__dataclass_fields__"][f.name].metadata
+            for k in cls.__mro__
+            if f.name in vars(k).get("__dataclass_fields__", {})
+        ]
         checks = next((m for m in own if m), None)
         if checks:
             yield f"{prefix}{f.name}", checks, default
@@ -121,10 +143,24 @@ def test_every_declared_choice_and_range_is_enforced():
                 assert msg.startswith(f"config key {key!r} ") and str(item) in msg, (algo, msg)
                 assert "\n" not in msg
                 checked.setdefault(algo, set()).add(key)
-    assert {"loss", "replay_device", "amp", "gamma", "total_timesteps", "keep_checkpoints", "encoder.name",
-            "encoder.dropout"} <= checked["dqn"]
-    assert {"optimizer", "heads", "go.eval_opponents", "go.gnugo_levels", "go.score_reward",
-            "go.anchor_prob"} <= checked["ppo"]
+    assert {
+        "loss",
+        "replay_device",
+        "amp",
+        "gamma",
+        "total_timesteps",
+        "keep_checkpoints",
+        "encoder.name",
+        "encoder.dropout",
+    } <= checked["dqn"]
+    assert {
+        "optimizer",
+        "heads",
+        "go.eval_opponents",
+        "go.gnugo_levels",
+        "go.score_reward",
+        "go.anchor_prob",
+    } <= checked["ppo"]
     assert {"learning_rate", "num_envs", "gae_lambda"} <= checked["a2c"] & checked["reinforce"]  # redeclared defaults
     assert {"data", "optimizer", "schedule", "momentum", "epochs"} <= checked["supervised"]
 
@@ -161,13 +197,21 @@ def test_shared_run_fields_are_declared_once():
     assert common(config_lib.ALGOS[a] for a in config_lib.TRAIN_ALGOS) == set(env_run)
 
 
-@pytest.mark.parametrize("algo, env, overrides, match", [
-    ("ppo", "CartPole-v1", ["encoder.name=lstm", "amp=bf16"], "encoder.name=lstm"),
-    ("reinforce", "CartPole-v1", ["encoder.name=lstm", "compile=true"], "encoder.name=lstm"),
-    ("a2c", "CartPole-v1", ["heads=alphazero"], "heads.*resnet_tower"),
-    ("dqn", "Go5", ["clip_rewards=true"], "'clip_rewards' is true on Go5"),
-    ("ppo", "Go9", ["go.latest_prob=0.6", "go.anchor_prob=0.5"], "'go.latest_prob' .0.6. and 'go.anchor_prob' .0.5."),
-])
+@pytest.mark.parametrize(
+    "algo, env, overrides, match",
+    [
+        ("ppo", "CartPole-v1", ["encoder.name=lstm", "amp=bf16"], "encoder.name=lstm"),
+        ("reinforce", "CartPole-v1", ["encoder.name=lstm", "compile=true"], "encoder.name=lstm"),
+        ("a2c", "CartPole-v1", ["heads=alphazero"], "heads.*resnet_tower"),
+        ("dqn", "Go5", ["clip_rewards=true"], "'clip_rewards' is true on Go5"),
+        (
+            "ppo",
+            "Go9",
+            ["go.latest_prob=0.6", "go.anchor_prob=0.5"],
+            "'go.latest_prob' .0.6. and 'go.anchor_prob' .0.5.",
+        ),
+    ],
+)
 def test_cross_field_rules_hold_for_the_class_and_its_subclasses(algo, env, overrides, match):
     assert config_lib.resolve(algo, env, "none")  # the defaults pass the rules
     with pytest.raises(ConfigError, match=match):

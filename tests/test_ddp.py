@@ -13,11 +13,11 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import invoke, only_run, scalars
 
 from agents import distributed, ppo
 from agents.config import PPOConfig
 from agents.rollout import Rollout
-from conftest import invoke, only_run, scalars
 
 ROOT = Path(__file__).parents[1]
 T, N, OBS, A = 8, 4, 4, 2  # the combined rollout: N envs, split by env over the ranks
@@ -26,7 +26,11 @@ T, N, OBS, A = 8, 4, 4, 2  # the combined rollout: N envs, split by env over the
 def _rollout(envs: slice) -> tuple[Rollout, torch.Tensor, torch.Tensor]:
     """A fixed random (T, N) rollout (every step a transition) and its advantages and returns, envs `envs` of it."""
     g = torch.Generator().manual_seed(0)
-    obs, values, adv = torch.randn(T, N, OBS, generator=g), torch.randn(T, N, generator=g), torch.randn(T, N, generator=g) * 3 + 1
+    obs, values, adv = (
+        torch.randn(T, N, OBS, generator=g),
+        torch.randn(T, N, generator=g),
+        torch.randn(T, N, generator=g) * 3 + 1,
+    )
     actions, logprobs = torch.randint(0, A, (T, N), generator=g), -torch.rand(T, N, generator=g) - 0.2
     zeros = torch.zeros(T, N)
     r = Rollout(obs, actions, logprobs, values, zeros, zeros, zeros, torch.ones(T, N, dtype=torch.bool), None)
@@ -40,8 +44,16 @@ def _update(num_minibatches: int, envs: slice, seed: int) -> torch.Tensor:
     agent = ppo.make_agent(config, (OBS,), A)
     optimizer = ppo.make_optimizer(agent, config)
     rollout, advantages, returns = _rollout(envs)
-    ppo.update(distributed.wrap(agent, torch.device("cpu")), optimizer, rollout, advantages, returns, config,
-               config.clip_coef, torch.Generator().manual_seed(seed))
+    ppo.update(
+        distributed.wrap(agent, torch.device("cpu")),
+        optimizer,
+        rollout,
+        advantages,
+        returns,
+        config,
+        config.clip_coef,
+        torch.Generator().manual_seed(seed),
+    )
     return torch.cat([p.detach().flatten() for p in agent.parameters()])
 
 
@@ -51,9 +63,14 @@ def _rank(rank: int, world: int, init_file: str, out: str) -> None:
     try:
         half = slice(rank * N // world, (rank + 1) * N // world)
         # whole-rollout minibatches: the union of the ranks' minibatches is the whole combined batch
-        torch.save({"full": _update(1, half, seed=0),
-                    # shuffled minibatches, a different order on each rank: DDP still keeps the ranks identical
-                    "shuffled": _update(4, half, seed=rank)}, os.path.join(out, f"rank{rank}.pt"))
+        torch.save(
+            {
+                "full": _update(1, half, seed=0),
+                # shuffled minibatches, a different order on each rank: DDP still keeps the ranks identical
+                "shuffled": _update(4, half, seed=rank),
+            },
+            os.path.join(out, f"rank{rank}.pt"),
+        )
     finally:
         dist.destroy_process_group()
 
@@ -71,19 +88,54 @@ def test_two_rank_update_equals_one_process_on_the_combined_batch(tmp_path):
 
 def _torchrun(runs_dir: Path, *args: str) -> str:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "agents.cli",
-           "train", "ppo", *args, "--set", f"runs_dir={runs_dir}", "--set", "torch_threads=1", "--set", "progress=false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "agents.cli",
+        "train",
+        "ppo",
+        *args,
+        "--set",
+        f"runs_dir={runs_dir}",
+        "--set",
+        "torch_threads=1",
+        "--set",
+        "progress=false",
+    ]
     result = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr[-3000:]}"
+    )
     return result.stdout
 
 
 @pytest.mark.slow
 def test_torchrun_two_ranks_train_one_run_folder_and_resume(tmp_path):
     # 2 ranks x 2 envs x 64 steps = 256 env steps per iteration
-    out = _torchrun(tmp_path, "--env", "CartPole-v1", "--steps", "512", "--num-envs", "2", "--set", "num_steps=64",
-                    "--set", "checkpoint_frequency=256", "--set", "eval_frequency=512", "--set", "eval_episodes=2",
-                    "--set", "log_frequency=256")
+    out = _torchrun(
+        tmp_path,
+        "--env",
+        "CartPole-v1",
+        "--steps",
+        "512",
+        "--num-envs",
+        "2",
+        "--set",
+        "num_steps=64",
+        "--set",
+        "checkpoint_frequency=256",
+        "--set",
+        "eval_frequency=512",
+        "--set",
+        "eval_episodes=2",
+        "--set",
+        "log_frequency=256",
+    )
     run = only_run(tmp_path)
     assert out.count("finished at step 512") == 1  # rank 0 alone reports
     assert len(list(run.glob("events.out.tfevents.*"))) == 1
@@ -101,13 +153,37 @@ def test_torchrun_two_ranks_train_one_run_folder_and_resume(tmp_path):
 
 @pytest.mark.slow
 def test_torchrun_two_ranks_supervised_matches_one_process(tmp_path):
-    settings = ["--epochs", "4", "--set", "batch_size=64", "--set", "torch_threads=1", "--set", "progress=false",
-                "--set", "encoder.hidden_sizes=64"]
+    settings = [
+        "--epochs",
+        "4",
+        "--set",
+        "batch_size=64",
+        "--set",
+        "torch_threads=1",
+        "--set",
+        "progress=false",
+        "--set",
+        "encoder.hidden_sizes=64",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     metrics = []
-    for name, launcher in (("one", []), ("two", ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"])):
-        cmd = [sys.executable, *launcher, "-m", "agents.cli", "supervised", "mlp", "--data", "digits", *settings,
-               "--set", f"runs_dir={tmp_path / name}"]
+    for name, launcher in (
+        ("one", []),
+        ("two", ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]),
+    ):
+        cmd = [
+            sys.executable,
+            *launcher,
+            "-m",
+            "agents.cli",
+            "supervised",
+            "mlp",
+            "--data",
+            "digits",
+            *settings,
+            "--set",
+            f"runs_dir={tmp_path / name}",
+        ]
         result = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
         assert result.returncode == 0, result.stderr[-3000:]
         assert result.stdout.count("test accuracy") == 1  # rank 0 alone reports

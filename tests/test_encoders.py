@@ -4,25 +4,38 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import invoke, ok, only_run, train_args
 from safetensors.torch import load_file
 
 from agents import checkpoint
 from agents.config import ConfigError, EncoderConfig
-from agents.encoders import (ImpalaCNN, LSTMEncoder, ResidualTower, encoder_from_config, make_encoder, save_encoder,
-                             sinusoidal_positions)
-from conftest import invoke, ok, only_run, train_args
+from agents.encoders import (
+    ImpalaCNN,
+    LSTMEncoder,
+    ResidualTower,
+    encoder_from_config,
+    make_encoder,
+    save_encoder,
+    sinusoidal_positions,
+)
 
 torch.set_num_threads(1)
 
 # (name, observation shape, options, expected output_dim or None when it depends on a layer width only)
 CASES = [
-    ("mlp", (4,), {}, 84), ("mlp", (3, 5), {"norm": "batch", "dropout": 0.1}, 84), ("mlp", (6,), {"norm": "layer"}, 84),
+    ("mlp", (4,), {}, 84),
+    ("mlp", (3, 5), {"norm": "batch", "dropout": 0.1}, 84),
+    ("mlp", (6,), {"norm": "layer"}, 84),
     ("mlp", (4,), {"hidden_sizes": (16, 8), "activation": "tanh"}, 8),
-    ("nature_cnn", (4, 84, 84), {}, 512), ("nature_cnn", (1, 40, 50), {"features_dim": 64}, 64),
-    ("impala", (4, 84, 84), {}, 256), ("impala", (1, 8, 8), {"channels": (8, 16)}, 256), ("impala", (3, 13, 21), {}, 256),
+    ("nature_cnn", (4, 84, 84), {}, 512),
+    ("nature_cnn", (1, 40, 50), {"features_dim": 64}, 64),
+    ("impala", (4, 84, 84), {}, 256),
+    ("impala", (1, 8, 8), {"channels": (8, 16)}, 256),
+    ("impala", (3, 13, 21), {}, 256),
     ("resnet_tower", (3, 9, 9), {"tower_channels": 8, "tower_blocks": 2}, 8 * 9 * 9),
     ("resnet_tower", (17, 5, 7), {"tower_channels": 4, "tower_blocks": 1}, 4 * 5 * 7),
-    ("lstm", (4,), {"lstm_hidden": 16}, 16), ("lstm", (8, 8), {"lstm_hidden": 16, "lstm_layers": 2, "dropout": 0.1}, 16),
+    ("lstm", (4,), {"lstm_hidden": 16}, 16),
+    ("lstm", (8, 8), {"lstm_hidden": 16, "lstm_layers": 2, "dropout": 0.1}, 16),
     ("transformer", (4,), {"d_model": 16, "num_heads": 2}, 16),
     ("transformer", (8, 8), {"d_model": 16, "positions": "sinusoidal"}, 16),
     ("transformer", (1, 8, 8), {"d_model": 16, "patch_size": 2}, 16),
@@ -35,7 +48,11 @@ def test_output_shape_and_gradients_reach_every_parameter(name, shape, options, 
     torch.manual_seed(0)
     encoder = make_encoder(name, shape, **options)
     assert encoder.output_dim == out
-    obs = torch.randint(0, 256, (3, *shape), dtype=torch.uint8) if len(shape) == 3 and name != "resnet_tower" else torch.randn(3, *shape)
+    obs = (
+        torch.randint(0, 256, (3, *shape), dtype=torch.uint8)
+        if len(shape) == 3 and name != "resnet_tower"
+        else torch.randn(3, *shape)
+    )
     if name == "lstm" and len(shape) == 1:  # a one-step sequence from a zero state never uses weight_hh: give it two
         obs = torch.randn(3, 2, *shape)
     features = encoder(obs)
@@ -74,7 +91,9 @@ def test_wrong_observation_shapes_are_config_errors():
 
 def test_sinusoidal_positions_follow_vaswani():
     pe = sinusoidal_positions(5, 6)
-    assert torch.allclose(pe[3, 0], torch.sin(torch.tensor(3.0))) and torch.allclose(pe[3, 1], torch.cos(torch.tensor(3.0)))
+    assert torch.allclose(pe[3, 0], torch.sin(torch.tensor(3.0))) and torch.allclose(
+        pe[3, 1], torch.cos(torch.tensor(3.0))
+    )
     assert torch.allclose(pe[2, 4], torch.sin(torch.tensor(2.0 / 10000 ** (4 / 6))))
 
 
@@ -102,8 +121,13 @@ def test_lstm_step_by_step_equals_whole_sequence_and_resets_at_episode_starts():
     assert not torch.allclose(with_reset[3:, 1], whole[3:, 1], atol=1e-3)
 
 
-@pytest.mark.parametrize("name,shape,options", [("resnet_tower", (3, 5, 5), {"tower_channels": 4, "tower_blocks": 1}),
-                                                ("transformer", (1, 8, 8), {"d_model": 16, "patch_size": 4})])
+@pytest.mark.parametrize(
+    "name,shape,options",
+    [
+        ("resnet_tower", (3, 5, 5), {"tower_channels": 4, "tower_blocks": 1}),
+        ("transformer", (1, 8, 8), {"d_model": 16, "patch_size": 4}),
+    ],
+)
 def test_loaded_encoder_gives_the_saved_features(tmp_path, name, shape, options):
     torch.manual_seed(0)
     saved = make_encoder(name, shape, **options)
@@ -112,7 +136,9 @@ def test_loaded_encoder_gives_the_saved_features(tmp_path, name, shape, options)
     saved.eval()
     save_encoder(saved, tmp_path / "enc.safetensors")
     torch.manual_seed(1)
-    loaded = encoder_from_config(EncoderConfig(name=name, init=str(tmp_path / "enc.safetensors"), **options), shape).eval()
+    loaded = encoder_from_config(
+        EncoderConfig(name=name, init=str(tmp_path / "enc.safetensors"), **options), shape
+    ).eval()
     x = torch.randn(4, *shape)
     assert torch.equal(loaded(x), saved(x))
     assert not torch.equal(make_encoder(name, shape, **options).eval()(x), saved(x))  # not equal by accident
@@ -147,12 +173,22 @@ def test_frozen_pretrained_encoder_stays_fixed_in_a_dqn_run(tmp_path):
     torch.manual_seed(3)
     pretrained = make_encoder("mlp", (4,), (32, 32))
     save_encoder(pretrained, tmp_path / "enc.safetensors")
-    ok(invoke(train_args(tmp_path / "runs", 400, eval_frequency=0, **{"encoder.init": tmp_path / "enc.safetensors",
-                                                                       "encoder.freeze": "true"})))
+    ok(
+        invoke(
+            train_args(
+                tmp_path / "runs",
+                400,
+                eval_frequency=0,
+                **{"encoder.init": tmp_path / "enc.safetensors", "encoder.freeze": "true"},
+            )
+        )
+    )
     ckpt = checkpoint.load(checkpoint.latest(only_run(tmp_path / "runs") / "checkpoints"))
     assert ckpt.state["num_updates"] > 0  # the head did train
     for key, value in load_file(str(tmp_path / "enc.safetensors")).items():
-        assert torch.equal(ckpt.tensors[f"q.encoder.{key}"], value) and torch.equal(ckpt.tensors[f"target.encoder.{key}"], value)
+        assert torch.equal(ckpt.tensors[f"q.encoder.{key}"], value) and torch.equal(
+            ckpt.tensors[f"target.encoder.{key}"], value
+        )
 
 
 def test_cli_shape_mismatch_exits_2(tmp_path):
@@ -163,8 +199,12 @@ def test_cli_shape_mismatch_exits_2(tmp_path):
 
 
 def test_dqn_trains_with_a_transformer_encoder_by_config(tmp_path):
-    args = train_args(tmp_path / "runs", 300, eval_frequency=0, **{"encoder.name": "transformer", "encoder.d_model": 16,
-                                                                    "encoder.num_heads": 2, "encoder.num_layers": 1})
+    args = train_args(
+        tmp_path / "runs",
+        300,
+        eval_frequency=0,
+        **{"encoder.name": "transformer", "encoder.d_model": 16, "encoder.num_heads": 2, "encoder.num_layers": 1},
+    )
     ok(invoke(args))
     tensors = checkpoint.load(checkpoint.latest(only_run(tmp_path / "runs") / "checkpoints")).tensors
     assert tensors["q.encoder.pos"].shape == (1, 5, 16)  # [CLS] + one token per CartPole feature

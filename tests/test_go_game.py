@@ -21,7 +21,7 @@ def parse(text: str) -> tuple[torch.Tensor, int]:
 def drawing(board: torch.Tensor, size: int) -> str:
     marks = {game.BLACK: "X", game.WHITE: "O", game.EMPTY: "."}
     cells = [marks[int(v)] for v in board.view(-1)]
-    return "\n".join(" ".join(cells[r * size:(r + 1) * size]) for r in range(size))
+    return "\n".join(" ".join(cells[r * size : (r + 1) * size]) for r in range(size))
 
 
 def start(text: str, turn: int = game.BLACK) -> tuple[game.GoState, int]:
@@ -70,8 +70,7 @@ def test_one_move_captures_two_groups_at_once():
         . . . . .""")
     # Black at (1,2) takes the last liberty of the white stone above it and of the one below.
     state = play(state, n, (1, 2))
-    assert drawing(state.board, n) == "\n".join([
-        "O X . X .", "O X X . .", ". X . X .", ". . X . .", ". . . . ."])
+    assert drawing(state.board, n) == "\n".join(["O X . X .", "O X X . .", ". X . X .", ". . X . .", ". . . . ."])
     assert_consistent(state, n)
 
 

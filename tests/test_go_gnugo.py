@@ -12,7 +12,9 @@ import torch
 
 from envs.go import game, gtp
 
-pytestmark = pytest.mark.skipif(not os.access(gtp.GNUGO, os.X_OK), reason="GNU Go not installed (apt-get install gnugo)")
+pytestmark = pytest.mark.skipif(
+    not os.access(gtp.GNUGO, os.X_OK), reason="GNU Go not installed (apt-get install gnugo)"
+)
 
 
 def stones(state: game.GoState, who: int, size: int) -> set[str]:
@@ -42,8 +44,10 @@ def test_gnugo_agrees_on_stones_and_legality(size, moves):
             answers = engine.send_many([f"is_legal {colour} {gtp.vertex(p, size)}" for p in range(A)])
             theirs = [answer == "1" for answer in answers]
             ours = state.legal[0, :A].tolist()
-            assert ours == theirs, (f"legality differs at {[gtp.vertex(p, size) for p in range(A) if ours[p] != theirs[p]]}"
-                                    f"\n{engine.send('showboard')}")
+            assert ours == theirs, (
+                f"legality differs at {[gtp.vertex(p, size) for p in range(A) if ours[p] != theirs[p]]}"
+                f"\n{engine.send('showboard')}"
+            )
             superko_only += len(beyond_simple_ko(state, previous))
             previous = state.hash
             legal = [p for p in range(A) if ours[p]]

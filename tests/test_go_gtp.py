@@ -12,13 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from envs.go import game, gtp, play, render, sgf
-from envs.go.env import random_policy
+from conftest import invoke, ok
 from typer.testing import CliRunner
 
 from agents.cli import app
-from conftest import invoke, ok
+from envs.go import game, gtp, play, render, sgf
+from envs.go.env import random_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 HAVE_GNUGO = os.access(gtp.GNUGO, os.X_OK)
@@ -71,12 +70,21 @@ def test_gtp_scores_and_captures():
     assert over[3].startswith("? the game is over") and over[4:] == ["= pass", "=", "="]
 
 
-@pytest.mark.parametrize("line,message", [
-    ("play b Z9", "invalid coordinate"), ("play x A1", "invalid color"), ("play b", "wrong number"),
-    ("boardsize 3", "unacceptable size"), ("boardsize x", "integer"), ("komi x", "number"),
-    ("frobnicate", "unknown command"), ("undo", "cannot undo"), ("loadsgf /no/such.sgf", "cannot read"),
-    ("play b I3", "invalid coordinate"),
-])
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ("play b Z9", "invalid coordinate"),
+        ("play x A1", "invalid color"),
+        ("play b", "wrong number"),
+        ("boardsize 3", "unacceptable size"),
+        ("boardsize x", "integer"),
+        ("komi x", "number"),
+        ("frobnicate", "unknown command"),
+        ("undo", "cannot undo"),
+        ("loadsgf /no/such.sgf", "cannot read"),
+        ("play b I3", "invalid coordinate"),
+    ],
+)
 def test_malformed_input_gets_an_error_not_a_crash(line, message):
     response = session(line + "\nname\n")
     assert response[0].startswith("? ") and message in response[0], response
@@ -91,7 +99,9 @@ def test_sgf_round_trip_and_loadsgf(tmp_path):
     assert sgf.read(text.replace(";B[]", ";B[tt]")).moves == moves
     path = tmp_path / "g.sgf"
     path.write_text(text)
-    responses = session(f"loadsgf {path}\nlist_stones black\nlist_stones white\nloadsgf {path} 2\nlist_stones white\nprintsgf\n")
+    responses = session(
+        f"loadsgf {path}\nlist_stones black\nlist_stones white\nloadsgf {path} 2\nlist_stones white\nprintsgf\n"
+    )
     assert responses[:5] == ["= black", "= C3", "= A5 C4", "= white", "="]
     assert sgf.read(responses[5][2:]).moves == moves[:1]
     with pytest.raises(sgf.SgfError, match="SZ"):
@@ -138,16 +148,30 @@ def test_illegal_move_messages():
         suicide.cmd_play(who, where)
     assert "suicide" in play.why_illegal(suicide, gtp.action("A5", 5))
     ko = play.random_engine(5, None, 0)
-    for who, where in [("b", "B5"), ("b", "A4"), ("b", "B3"), ("w", "C5"), ("w", "B4"), ("w", "D4"),
-                       ("w", "C3"), ("b", "C4")]:  # Black takes the ko at C4
+    for who, where in [
+        ("b", "B5"),
+        ("b", "A4"),
+        ("b", "B3"),
+        ("w", "C5"),
+        ("w", "B4"),
+        ("w", "D4"),
+        ("w", "C3"),
+        ("b", "C4"),
+    ]:  # Black takes the ko at C4
         ko.cmd_play(who, where)
     assert ko.cmd_list_stones("white") == "C5 D4 C3"
     assert "ko" in play.why_illegal(ko, gtp.action("B4", 5))
 
 
 def test_rl_gtp_process():
-    process = subprocess.run([sys.executable, "-m", "agents.cli", "gtp", "--size", "7"], input="name\nbogus\ngenmove b\nquit\n",
-                             capture_output=True, text=True, timeout=120, cwd=ROOT)
+    process = subprocess.run(
+        [sys.executable, "-m", "agents.cli", "gtp", "--size", "7"],
+        input="name\nbogus\ngenmove b\nquit\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     responses = process.stdout.split("\n\n")
     assert process.returncode == 0, process.stderr
     assert responses[0] == "= rl-random" and responses[1].startswith("? unknown command")
@@ -157,8 +181,13 @@ def test_rl_gtp_process():
 @pytest.mark.skipif(not HAVE_GNUGO, reason="GNU Go not installed (apt-get install gnugo)")
 def test_referee_game_against_gnugo_ends_in_a_valid_sgf(tmp_path):
     out = tmp_path / "game.sgf"
-    process = subprocess.run([sys.executable, "scripts/gtp_match.py", "--size", "7", "--out", str(out)],
-                             capture_output=True, text=True, timeout=300, cwd=ROOT)
+    process = subprocess.run(
+        [sys.executable, "scripts/gtp_match.py", "--size", "7", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert process.returncode == 0, process.stderr
     record = sgf.read(out.read_text())
     assert record.size == 7 and record.komi == 8.5 and len(record.moves) >= 10
@@ -222,8 +251,16 @@ def test_go_losses_script_finds_the_lost_games_and_the_passes_with_moves_left(tm
     capped = int(((state.moves == 50) & (state.passes < 2)).nonzero()[0, 0])  # a game the cap stopped
     loser = game.WHITE if float(game.score(state.index(capped), 0.5)[0]) > 0 else game.BLACK
     record = [(int(turn[capped]), int(action[capped])) for turn, action, done in moves if not done[capped]]
-    (tmp_path / "random_2.sgf").write_text(sgf.write(5, 0.5, record, "?", black="rl step 1" if loser == game.BLACK else "random",
-                                                     white="random" if loser == game.BLACK else "rl step 1"))
+    (tmp_path / "random_2.sgf").write_text(
+        sgf.write(
+            5,
+            0.5,
+            record,
+            "?",
+            black="rl step 1" if loser == game.BLACK else "random",
+            white="random" if loser == game.BLACK else "rl step 1",
+        )
+    )
     script = [sys.executable, "scripts/go_losses.py"]
     process = subprocess.run(script + [str(tmp_path), "--opponent", "random"], capture_output=True, text=True, cwd=ROOT)
     assert process.returncode == 0, process.stderr
@@ -231,7 +268,8 @@ def test_go_losses_script_finds_the_lost_games_and_the_passes_with_moves_left(tm
     assert process.stdout.splitlines() == [
         "random_0.sgf: agent Black, W+0.5, 5 moves, 1 early passes, 1 passes back while behind",
         f"random_2.sgf: agent {colour}, ?, 50 moves (cap), 0 early passes, 0 passes back while behind",
-        "2/3 lost; 1 of them after a pass with other moves left; 1 of them stopped by the move cap (1/3 games in all)"]
+        "2/3 lost; 1 of them after a pass with other moves left; 1 of them stopped by the move cap (1/3 games in all)",
+    ]
     process = subprocess.run(script + [str(tmp_path), "--opponent", "greedy"], capture_output=True, text=True, cwd=ROOT)
     assert process.returncode == 2 and len(process.stderr.strip().splitlines()) == 1
 

@@ -4,7 +4,6 @@ level, the stone lead that shaping adds) finds the right move."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -35,14 +34,17 @@ class FixedNet(nn.Module):
 
 def boards_of(state: game.GoState, k: int = 8) -> torch.Tensor:
     """(B, k, A) history planes holding only the current board (enough for a FixedNet, which ignores them)."""
-    return torch.cat([state.board.unsqueeze(1), torch.zeros(len(state.board), k - 1, state.board.shape[1], dtype=torch.int8)], 1)
+    return torch.cat(
+        [state.board.unsqueeze(1), torch.zeros(len(state.board), k - 1, state.board.shape[1], dtype=torch.int8)], 1
+    )
 
 
 @pytest.mark.parametrize("komi, favourite, passes", [(0.5, 0, True), (30.5, 25, False)])
 def test_search_passes_back_exactly_when_the_finished_game_is_won(komi, favourite, passes):
     """Black C3 against nothing, White has just passed; the net values every position -0.5 for Black. At komi 0.5
     passing back ends the game won (+1, scored exactly from the view of White, to move there, then turned round): the
-    search passes although its prior favours A5. At komi 30.5 passing loses (-1): it plays on though its prior says pass."""
+    search passes although its prior favours A5. At komi 30.5 passing loses (-1): it plays on though its prior says
+    pass."""
     state = game.step(game.step(game.new_games(1, 5), torch.tensor([12])), torch.tensor([25]))
     net = FixedNet(favourite, black_value=-0.5)
     offered = offered_moves(state, komi=komi)
@@ -62,7 +64,9 @@ class PointNet(FixedNet):
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits, _ = super().forward(obs)
         black_to_move = obs[:, -1, 0, 0] == 1
-        black_stones = torch.where(black_to_move, obs[:, 0], obs[:, 1]).flatten(1)  # planes: the mover's, the opponent's
+        black_stones = torch.where(black_to_move, obs[:, 0], obs[:, 1]).flatten(
+            1
+        )  # planes: the mover's, the opponent's
         black_value = torch.where(black_stones[:, self.point] == 1, 0.5, -0.5)
         return logits, torch.where(black_to_move, black_value, -black_value)
 
@@ -114,6 +118,17 @@ def test_a_run_is_searched_on_the_scale_of_its_training_returns():
     whose value the search cannot reconstruct from a position, is refused in one line."""
     config = resolve("ppo", "Go9", "go", overrides=["go.score_reward=0.5"])
     search = for_run(FixedNet(0, 0.0, actions=82), config, 8, torch.device("cpu"))
-    assert (search.komi, search.eye_fill, search.pass_rule, search.shaping, search.score_reward) == (7.5, False, "end", 1.0, 0.5)
+    assert (search.komi, search.eye_fill, search.pass_rule, search.shaping, search.score_reward) == (
+        7.5,
+        False,
+        "end",
+        1.0,
+        0.5,
+    )
     with pytest.raises(ConfigError, match="shaping_potential=stones"):
-        for_run(FixedNet(0, 0.0, actions=82), resolve("ppo", "Go9", "go", overrides=["go.shaping_potential=captures"]), 8, "cpu")
+        for_run(
+            FixedNet(0, 0.0, actions=82),
+            resolve("ppo", "Go9", "go", overrides=["go.shaping_potential=captures"]),
+            8,
+            "cpu",
+        )

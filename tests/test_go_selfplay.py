@@ -6,15 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import invoke, ok, only_run, scalars
 from torch import nn
-
-from agents.go import matches as go_eval
-from agents.config import ConfigError, resolve
-from agents.go.league import League
 from typer.testing import CliRunner
 
 from agents.cli import app
-from conftest import invoke, ok, only_run, scalars
+from agents.config import ConfigError, resolve
+from agents.go import matches as go_eval
+from agents.go.league import League
 from envs.go import game, sgf, symmetry
 from envs.go.env import GoEnv, greedy_policy
 
@@ -29,7 +28,9 @@ def random_position(size: int, moves: int, seed: int) -> game.GoState:
     rng = np.random.default_rng(seed)
     state = game.new_games(1, size)
     for _ in range(moves):
-        state = game.step(state, torch.as_tensor(random_legal(state.legal.numpy()[:, :-1], rng)))  # no passes: the game goes on
+        state = game.step(
+            state, torch.as_tensor(random_legal(state.legal.numpy()[:, :-1], rng))
+        )  # no passes: the game goes on
     return state
 
 
@@ -151,7 +152,9 @@ def test_league_samples_past_versions_and_keeps_its_first():
     for _ in range(3000):
         anchored.new_games(np.arange(4))
     share = np.array(anchored.games) / sum(anchored.games)
-    assert np.allclose(share, [0.3 + 0.2 / 3, 0.2 / 3, 0.5 + 0.2 / 3], atol=0.02)  # go.anchor_prob: the first member's share
+    assert np.allclose(
+        share, [0.3 + 0.2 / 3, 0.2 / 3, 0.5 + 0.2 / 3], atol=0.02
+    )  # go.anchor_prob: the first member's share
     with pytest.raises(ConfigError, match="go.anchor_prob"):
         resolve("ppo", "Go9", "go", overrides=["go.anchor_prob=0.6"])  # with latest_prob 0.5: more than every game
 
@@ -193,17 +196,48 @@ def test_go_config_layers_and_checks():
 
 
 def test_self_play_run_saves_league_and_sgf_then_resumes(tmp_path):
-    args = ["train", "ppo", "--env", "Go5", "--steps", "512", "--device", "cpu", "--set", f"runs_dir={tmp_path}",
-            "--set", "num_envs=4", "--set", "num_steps=32", "--set", "encoder.tower_channels=8", "--set", "encoder.tower_blocks=1",
-            "--set", "eval_frequency=512", "--set", "eval_episodes=2", "--set", "go.eval_games=4",
-            "--set", "go.eval_opponents=random,greedy", "--set", "go.snapshot_frequency=1", "--set", "progress=false",
-            "--set", "torch_threads=1", "--set", "checkpoint_frequency=256"]
+    args = [
+        "train",
+        "ppo",
+        "--env",
+        "Go5",
+        "--steps",
+        "512",
+        "--device",
+        "cpu",
+        "--set",
+        f"runs_dir={tmp_path}",
+        "--set",
+        "num_envs=4",
+        "--set",
+        "num_steps=32",
+        "--set",
+        "encoder.tower_channels=8",
+        "--set",
+        "encoder.tower_blocks=1",
+        "--set",
+        "eval_frequency=512",
+        "--set",
+        "eval_episodes=2",
+        "--set",
+        "go.eval_games=4",
+        "--set",
+        "go.eval_opponents=random,greedy",
+        "--set",
+        "go.snapshot_frequency=1",
+        "--set",
+        "progress=false",
+        "--set",
+        "torch_threads=1",
+        "--set",
+        "checkpoint_frequency=256",
+    ]
     out = ok(invoke(args))
     run_dir = only_run(tmp_path)
     tags = scalars(run_dir)
     assert "eval at step 512: return" in out and "/4 vs random, " in out and "/4 vs greedy" in out
     for name in ("random", "greedy"):
-        (step, rate), = tags[f"go/win_rate/{name}"]
+        ((step, rate),) = tags[f"go/win_rate/{name}"]
         assert step == 512 and 0 <= rate <= 1 and f"go/elo/{name}" in tags
         assert len(list((run_dir / "games" / "step_512").glob(f"{name}_*.sgf"))) == 4
     from agents import checkpoint
@@ -212,21 +246,54 @@ def test_self_play_run_saves_league_and_sgf_then_resumes(tmp_path):
     assert ckpt.state["league"]["versions"] == [0, 1, 2, 3, 4]  # the first policy and one per update
     assert any(k.startswith("league.4.") for k in ckpt.tensors)
     ok(invoke(["train", "ppo", "--resume", str(run_dir), "--steps", "768"]))
-    assert checkpoint.load(checkpoint.latest(run_dir / "checkpoints")).state["league"]["versions"] == [0, 1, 2, 3, 4, 5, 6]
+    assert checkpoint.load(checkpoint.latest(run_dir / "checkpoints")).state["league"]["versions"] == [
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+    ]
     out = ok(invoke(["eval", str(run_dir), "--opponent", "greedy", "--episodes", "4", "--device", "cpu"]))
     assert "vs greedy: won" in out and "as Black" in out
     out = ok(invoke(["eval", str(run_dir), "--opponent", "random", "--episodes", "4", "--greedy", "--device", "cpu"]))
     assert "(greedy) vs random: won" in out and list((run_dir / "games").glob("eval_step_*_seed_0_greedy/random_*.sgf"))
-    out = ok(invoke(["eval", str(run_dir), "--opponent", "random", "--episodes", "4", "--greedy", "--symmetries", "--device", "cpu"]))
+    out = ok(
+        invoke(
+            [
+                "eval",
+                str(run_dir),
+                "--opponent",
+                "random",
+                "--episodes",
+                "4",
+                "--greedy",
+                "--symmetries",
+                "--device",
+                "cpu",
+            ]
+        )
+    )
     assert "(greedy, 8 symmetries) vs random: won" in out
     assert len(list((run_dir / "games").glob("eval_step_*_seed_0_greedy_symmetries/random_*.sgf"))) == 4
-    out = ok(invoke(["eval", str(run_dir), "--opponent", "random", "--episodes", "4", "--search", "4", "--device", "cpu"]))
-    assert "(search 4) vs random: won" in out and len(list((run_dir / "games").glob("eval_step_*_seed_0_search4/random_*.sgf"))) == 4
-    for args, needle in ((["eval", str(run_dir), "--search", "4"], "add --opponent"), (["gtp", "--search", "4"], "add --agent"),
-                         (["eval", str(run_dir), "--opponent", "random", "--search", "4", "--greedy"], "drop --greedy")):
+    out = ok(
+        invoke(["eval", str(run_dir), "--opponent", "random", "--episodes", "4", "--search", "4", "--device", "cpu"])
+    )
+    assert (
+        "(search 4) vs random: won" in out
+        and len(list((run_dir / "games").glob("eval_step_*_seed_0_search4/random_*.sgf"))) == 4
+    )
+    for args, needle in (
+        (["eval", str(run_dir), "--search", "4"], "add --opponent"),
+        (["gtp", "--search", "4"], "add --agent"),
+        (["eval", str(run_dir), "--opponent", "random", "--search", "4", "--greedy"], "drop --greedy"),
+    ):
         bad = invoke(args)
         assert bad.exit_code == 2 and needle in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
-    out = ok(CliRunner().invoke(app, ["gtp", "--agent", str(run_dir), "--search", "4"], input="genmove b\ngenmove w\nquit\n"))
+    out = ok(
+        CliRunner().invoke(app, ["gtp", "--agent", str(run_dir), "--search", "4"], input="genmove b\ngenmove w\nquit\n")
+    )
     replies = [r.strip() for r in out.split("\n\n") if r.strip()]
     assert len(replies) == 3 and all(r.startswith("= ") for r in replies[:2]) and replies[2] == "="  # two moves, quit
     _gtp_symmetries_are_equivariant(run_dir)
@@ -261,9 +328,34 @@ def test_short_self_play_run_on_5x5_beats_random_in_90_percent_of_games(tmp_path
     50k steps 100 games against the random player, colours alternating. The run must reach 90% at one of
     those evaluations and end above 85% (measured on this CPU with go.eye_fill false and go.pass_rule end:
     89%, 90%, 95%, 92%; after the batch-norm fix, before both rules: 77%, 89%, 92%, 96%)."""
-    ok(invoke(["train", "ppo", "--env", "Go5", "--steps", "200000", "--seed", "1", "--device", "cpu",
-               "--set", f"runs_dir={tmp_path}", "--set", "torch_threads=1", "--set", "progress=false",
-               "--set", "eval_frequency=50000", "--set", "go.eval_opponents=random", "--set", "go.eval_games=100"]))
+    ok(
+        invoke(
+            [
+                "train",
+                "ppo",
+                "--env",
+                "Go5",
+                "--steps",
+                "200000",
+                "--seed",
+                "1",
+                "--device",
+                "cpu",
+                "--set",
+                f"runs_dir={tmp_path}",
+                "--set",
+                "torch_threads=1",
+                "--set",
+                "progress=false",
+                "--set",
+                "eval_frequency=50000",
+                "--set",
+                "go.eval_opponents=random",
+                "--set",
+                "go.eval_games=100",
+            ]
+        )
+    )
     run_dir = only_run(tmp_path)
     rates = [rate for _, rate in scalars(run_dir)["go/win_rate/random"]]
     assert len(rates) == 4 and max(rates) >= 0.9 and rates[-1] >= 0.85, rates

@@ -11,17 +11,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import invoke, ok, only_run
 
 import envs
-from agents import config as config_lib, ppo
-from agents.encoders import load_encoder
+from agents import config as config_lib
+from agents import ppo
 from agents.evaluate import run_episodes
-from agents.supervised import evaluate, load_classifier, load_data, greedy_policy
-from conftest import invoke, ok, only_run
+from agents.supervised import evaluate, greedy_policy, load_classifier, load_data
 from envs.go import game, gtp, sgf
 from envs.go.env import GoEnv
 
-pytestmark = pytest.mark.skipif(not os.access(gtp.GNUGO, os.X_OK), reason="GNU Go not installed (apt-get install gnugo)")
+pytestmark = pytest.mark.skipif(
+    not os.access(gtp.GNUGO, os.X_OK), reason="GNU Go not installed (apt-get install gnugo)"
+)
 torch.set_num_threads(1)
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gnugo_games.py"
 spec = importlib.util.spec_from_file_location("gnugo_games", SCRIPT)
@@ -31,14 +33,19 @@ spec.loader.exec_module(gnugo_games)
 
 def go_config(*overrides: str):
     """The config of `rl supervised resnet_tower --data go --set OVERRIDE...`."""
-    return config_lib.resolve("supervised", None, "go", flags={"data": "go", "encoder": {"name": "resnet_tower"}}, overrides=overrides)
+    return config_lib.resolve(
+        "supervised", None, "go", flags={"data": "go", "encoder": {"name": "resnet_tower"}}, overrides=overrides
+    )
 
 
 @pytest.fixture(scope="module")
 def games5(tmp_path_factory) -> Path:
     """Four 5x5 GNU Go games (about a second), two random opening moves each."""
     out = tmp_path_factory.mktemp("gnugo") / "go5.npz"
-    assert gnugo_games.main(["--size", "5", "--games", "4", "--random-opening", "2", "--seed", "3", "--out", str(out)]) == 0
+    assert (
+        gnugo_games.main(["--size", "5", "--games", "4", "--random-opening", "2", "--seed", "3", "--out", str(out)])
+        == 0
+    )
     return out
 
 
@@ -85,12 +92,34 @@ def test_supervised_go_uses_ppos_go_encoder():
 
 
 def test_go_dataset_trains_and_its_encoder_loads_into_ppo(tmp_path, games5):
-    out = ok(invoke(["supervised", "resnet_tower", "--data", "go", "--epochs", "1", "--device", "cpu", "--set", f"data_path={games5}",
-                     "--set", f"runs_dir={tmp_path}", "--set", "progress=false"]))
+    out = ok(
+        invoke(
+            [
+                "supervised",
+                "resnet_tower",
+                "--data",
+                "go",
+                "--epochs",
+                "1",
+                "--device",
+                "cpu",
+                "--set",
+                f"data_path={games5}",
+                "--set",
+                f"runs_dir={tmp_path}",
+                "--set",
+                "progress=false",
+            ]
+        )
+    )
     run = only_run(tmp_path)
     metrics = json.loads((run / "metrics.json").read_text())
     data = load_data(go_config(f"data_path={games5}"))
-    assert data.n_classes == 26 and metrics["test_size"] == len(data.test.y) > 0 and f"{metrics['test_accuracy']:.2%}" in out
+    assert (
+        data.n_classes == 26
+        and metrics["test_size"] == len(data.test.y) > 0
+        and f"{metrics['test_accuracy']:.2%}" in out
+    )
     assert 0 < metrics["chance_accuracy"] < 1
     # the supervised run's network plays: the loaded classifier scores the test split as training did, and never
     # plays an illegal move against the random player
@@ -110,18 +139,38 @@ def test_splits_are_by_whole_games(games5):
     data = np.load(games5)
     split = load_data(go_config(f"data_path={games5}", "test_fraction=0.25"))
     assert len(split.train.y) + len(split.val.y) + len(split.test.y) == len(data["action"])
-    games = [(torch.from_numpy(data["action"][data["game"] == g]), torch.from_numpy(data["legal"][data["game"] == g])) for g in range(4)]
+    games = [
+        (torch.from_numpy(data["action"][data["game"] == g]), torch.from_numpy(data["legal"][data["game"] == g]))
+        for g in range(4)
+    ]
     for part in (split.test, split.val):  # one whole game each, out of four
         assert sum(torch.equal(part.y, y) and torch.equal(part.mask, legal) for y, legal in games) == 1
 
 
-@pytest.mark.parametrize("setting,needle", [("data_path=", "data=go needs"), ("data_path={tmp}/none.npz", "does not exist"),
-                                            ("data_path={tmp}/text.npz", "not a readable .npz"),
-                                            ("data_path={tmp}/other.npz", "has no obs, action, legal, game")])
+@pytest.mark.parametrize(
+    "setting,needle",
+    [
+        ("data_path=", "data=go needs"),
+        ("data_path={tmp}/none.npz", "does not exist"),
+        ("data_path={tmp}/text.npz", "not a readable .npz"),
+        ("data_path={tmp}/other.npz", "has no obs, action, legal, game"),
+    ],
+)
 def test_bad_data_path_is_one_line_and_exit_2(tmp_path, setting, needle):
     (tmp_path / "text.npz").write_text("not a zip file")
     np.savez(tmp_path / "other.npz", a=np.zeros(3))
     runs = tmp_path / "runs"
-    result = invoke(["supervised", "resnet_tower", "--data", "go", "--set", setting.format(tmp=tmp_path), "--set", f"runs_dir={runs}"])
+    result = invoke(
+        [
+            "supervised",
+            "resnet_tower",
+            "--data",
+            "go",
+            "--set",
+            setting.format(tmp=tmp_path),
+            "--set",
+            f"runs_dir={runs}",
+        ]
+    )
     assert result.exit_code == 2 and result.stderr.count("\n") == 1 and needle in result.stderr, result.stderr
     assert not runs.exists()

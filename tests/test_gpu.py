@@ -10,20 +10,38 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from conftest import scalars
 
 import agents.dqn
 import envs
-from agents import accel, checkpoint, config as config_lib, dqn, ppo, run as run_lib
+from agents import accel, checkpoint, dqn, ppo
+from agents import config as config_lib
+from agents import run as run_lib
 from agents.config import ConfigError
 from agents.replay import GPU_SHARE, FrameReplay, replay_device
-from conftest import scalars
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (this path exists only on a GPU)")
 GB = 10**9
-SMALL = {"dqn": ["learning_starts=64", "train_frequency=4", "gradient_steps=1", "batch_size=32", "buffer_size=1000", "target_network_frequency=50",
-                 "log_frequency=32", "encoder.hidden_sizes=32,32"],
-         "ppo": ["num_envs=2", "num_steps=32", "num_minibatches=2", "update_epochs=2", "log_frequency=64",
-                 "encoder.hidden_sizes=16,16"]}
+SMALL = {
+    "dqn": [
+        "learning_starts=64",
+        "train_frequency=4",
+        "gradient_steps=1",
+        "batch_size=32",
+        "buffer_size=1000",
+        "target_network_frequency=50",
+        "log_frequency=32",
+        "encoder.hidden_sizes=32,32",
+    ],
+    "ppo": [
+        "num_envs=2",
+        "num_steps=32",
+        "num_minibatches=2",
+        "update_epochs=2",
+        "log_frequency=64",
+        "encoder.hidden_sizes=16,16",
+    ],
+}
 LOSS = {"dqn": "losses/td_loss", "ppo": "losses/value_loss"}
 
 
@@ -34,9 +52,22 @@ def _train(tmp_path, algo: str, steps: int, device: str, *extra: str, monkeypatc
         module, name = (agents.dqn, "make_q_network") if algo == "dqn" else (ppo, "make_agent")
         real = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, **k: made.append(real(*a, **k)) or made[-1])
-    cfg = config_lib.resolve(algo, "CartPole-v1", "cartpole", overrides=[
-        *SMALL[algo], f"total_timesteps={steps}", f"device={device}", "eval_frequency=0", "checkpoint_frequency=0",
-        "progress=false", "torch_threads=1", f"runs_dir={tmp_path}", *extra])
+    cfg = config_lib.resolve(
+        algo,
+        "CartPole-v1",
+        "cartpole",
+        overrides=[
+            *SMALL[algo],
+            f"total_timesteps={steps}",
+            f"device={device}",
+            "eval_frequency=0",
+            "checkpoint_frequency=0",
+            "progress=false",
+            "torch_threads=1",
+            f"runs_dir={tmp_path}",
+            *extra,
+        ],
+    )
     run = run_lib.start(algo, cfg, "CartPole-v1")
     try:
         (dqn if algo == "dqn" else ppo).train(cfg, run)
@@ -56,10 +87,15 @@ def _assert_trained_and_round_trips(algo: str, cfg, run_dir, live) -> None:
     assert saved.keys() == live.state_dict().keys()  # no "_orig_mod." from torch.compile
     assert all(t.dtype == torch.float32 and torch.equal(t, live.state_dict()[k].cpu()) for k, t in saved.items())
     env = envs.make("CartPole-v1", 1, 0)
-    obs = (torch.randn(256, 4, generator=torch.Generator().manual_seed(0)) * torch.tensor([1.0, 1.5, 0.15, 1.5])).numpy()
+    obs = (
+        torch.randn(256, 4, generator=torch.Generator().manual_seed(0)) * torch.tensor([1.0, 1.5, 0.15, 1.5])
+    ).numpy()
     device = next(live.parameters()).device  # the same device: CPU and CUDA kernels round differently
     scores = (dqn if algo == "dqn" else ppo).action_scores(cfg, ckpt, env, device)(obs)
-    with torch.no_grad(), torch.compiler.set_stance("force_eager"):  # evaluation runs eager (no compile for a few games)
+    with (
+        torch.no_grad(),
+        torch.compiler.set_stance("force_eager"),
+    ):  # evaluation runs eager (no compile for a few games)
         out = live(torch.from_numpy(obs).to(device))
     expected = (out if algo == "dqn" else torch.softmax(out[0], 1)).cpu().numpy()
     np.testing.assert_array_equal(scores, expected)
@@ -91,7 +127,9 @@ def test_compiled_networks_train_dqn_and_ppo(tmp_path, monkeypatch):
     torch._dynamo.utils.counters.clear()
     for algo in ("dqn", "ppo"):
         with monkeypatch.context() as patch:
-            cfg, run_dir, live = _train(tmp_path / algo, algo, 256, "cpu", "compile=true", "amp=bf16", monkeypatch=patch)
+            cfg, run_dir, live = _train(
+                tmp_path / algo, algo, 256, "cpu", "compile=true", "amp=bf16", monkeypatch=patch
+            )
         assert live._compiled_call_impl is not None  # compiled in place
         _assert_trained_and_round_trips(algo, cfg, run_dir, live)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 4  # acting and updating graphs of both
@@ -119,8 +157,12 @@ def test_compile_leaves_names_and_evaluation_eager():
     compiled, eager = dqn.make_q_network(cfg, (4,), 2), dqn.make_q_network(replace(cfg, compile=False), (4,), 2)
     assert compiled._compiled_call_impl is not None and eager._compiled_call_impl is None
     assert compiled.state_dict().keys() == eager.state_dict().keys()  # checkpoints load either way
-    ckpt = checkpoint.Checkpoint(path=None, step=0, tensors=checkpoint.prefixed("q", compiled.state_dict()), optimizer={}, state={})
-    assert dqn._load_q_network(cfg, ckpt, envs.make("CartPole-v1", 1, 0), torch.device("cpu"))._compiled_call_impl is None
+    ckpt = checkpoint.Checkpoint(
+        path=None, step=0, tensors=checkpoint.prefixed("q", compiled.state_dict()), optimizer={}, state={}
+    )
+    assert (
+        dqn._load_q_network(cfg, ckpt, envs.make("CartPole-v1", 1, 0), torch.device("cpu"))._compiled_call_impl is None
+    )
 
 
 def test_gpu_keys_are_checked():

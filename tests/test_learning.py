@@ -21,10 +21,22 @@ pytestmark = pytest.mark.slow
 
 def _train(env: str, family: str, seed: int, overrides: tuple[str, ...] = ()) -> dict:
     torch.set_num_threads(1)
-    from agents import config as config_lib, dqn, run as run_lib
+    from agents import config as config_lib
+    from agents import dqn
+    from agents import run as run_lib
 
-    cfg = config_lib.resolve("dqn", env, family, overrides=[
-        f"seed={seed}", "progress=false", f"runs_dir={tempfile.mkdtemp()}", "checkpoint_replay=false", *overrides])
+    cfg = config_lib.resolve(
+        "dqn",
+        env,
+        family,
+        overrides=[
+            f"seed={seed}",
+            "progress=false",
+            f"runs_dir={tempfile.mkdtemp()}",
+            "checkpoint_replay=false",
+            *overrides,
+        ],
+    )
     run = run_lib.start("dqn", cfg, env)
     try:
         summary = dqn.train(cfg, run)
@@ -52,7 +64,9 @@ def _success_within_limit(P, policy: np.ndarray, horizon: int = 100) -> float:
     (finite-horizon policy evaluation on the env's own transition model P[s][a])."""
     v = np.zeros(len(P))
     for _ in range(horizon):
-        v = np.array([sum(p * (r + (0.0 if done else v[s2])) for p, s2, r, done in P[s][policy[s]]) for s in range(len(P))])
+        v = np.array(
+            [sum(p * (r + (0.0 if done else v[s2])) for p, s2, r, done in P[s][policy[s]]) for s in range(len(P))]
+        )
     return float(v[0])
 
 
@@ -61,8 +75,12 @@ def _optimal_policy(P, gamma: float = 0.999) -> np.ndarray:
     n = len(P)
     v = np.zeros(n)
     for _ in range(5000):
-        q = np.array([[sum(p * (r + (0.0 if done else gamma * v[s2])) for p, s2, r, done in P[s][a]) for a in range(4)]
-                      for s in range(n)])
+        q = np.array(
+            [
+                [sum(p * (r + (0.0 if done else gamma * v[s2])) for p, s2, r, done in P[s][a]) for a in range(4)]
+                for s in range(n)
+            ]
+        )
         v = q.max(1)
     return q.argmax(1)
 

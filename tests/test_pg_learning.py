@@ -18,10 +18,16 @@ pytestmark = pytest.mark.slow
 
 def _train(algo: str, seed: int) -> dict:
     torch.set_num_threads(1)
-    from agents import config as config_lib, ppo, run as run_lib
+    from agents import config as config_lib
+    from agents import ppo
+    from agents import run as run_lib
 
-    cfg = config_lib.resolve(algo, "CartPole-v1", "cartpole",
-                             overrides=[f"seed={seed}", "progress=false", "device=cpu", f"runs_dir={tempfile.mkdtemp()}"])
+    cfg = config_lib.resolve(
+        algo,
+        "CartPole-v1",
+        "cartpole",
+        overrides=[f"seed={seed}", "progress=false", "device=cpu", f"runs_dir={tempfile.mkdtemp()}"],
+    )
     run = run_lib.start(algo, cfg, "CartPole-v1")
     try:
         return {**ppo.train(cfg, run), "config": cfg}

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import invoke, ok
 
 from agents import planning as pl
-from conftest import invoke, ok
 
 torch.set_num_threads(1)
 
@@ -18,8 +18,7 @@ def two_state_mdp():
     """Two states, two actions. Action 0 stays (reward 1 in state 0, 0 in state 1); action 1 moves
     to the other state with prob 0.8 (reward 0 from state 0, 2 from state 1).
     P (A, S, S), R (S, A)."""
-    P = torch.tensor([[[1.0, 0.0], [0.0, 1.0]],
-                      [[0.2, 0.8], [0.8, 0.2]]], dtype=torch.float64)
+    P = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[0.2, 0.8], [0.8, 0.2]]], dtype=torch.float64)
     R = torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
     return P, R
 
@@ -45,7 +44,8 @@ def closed_form(P, R, gamma, policy):
 def test_bellman_backup_by_hand():
     P, R = two_state_mdp()
     Q = pl.bellman_backup(P, R, 0.5, torch.tensor([2.0, 4.0], dtype=torch.float64))
-    # Q(0,0) = 1 + .5*2 = 2; Q(0,1) = 0 + .5*(.2*2 + .8*4) = 1.8; Q(1,0) = 0 + .5*4 = 2; Q(1,1) = 2 + .5*(.8*2 + .2*4) = 3.2
+    # Q(0,0) = 1 + .5*2 = 2; Q(0,1) = 0 + .5*(.2*2 + .8*4) = 1.8
+    # Q(1,0) = 0 + .5*4 = 2; Q(1,1) = 2 + .5*(.8*2 + .2*4) = 3.2
     assert torch.allclose(Q, torch.tensor([[2.0, 1.8], [2.0, 3.2]], dtype=torch.float64))
 
 
@@ -73,7 +73,10 @@ def test_stopping_rules_give_epsilon_optimal_policies(stop, epsilon, leak):
     P, R = random_mdp(40, 5, seed=3, leak=leak)
     gamma = 0.95
     v_star = pl.policy_iteration(P, R, gamma).V
-    for sol in (pl.value_iteration(P, R, gamma, epsilon, stop), pl.modified_policy_iteration(P, R, gamma, epsilon, stop)):
+    for sol in (
+        pl.value_iteration(P, R, gamma, epsilon, stop),
+        pl.modified_policy_iteration(P, R, gamma, epsilon, stop),
+    ):
         v_pi = pl.policy_evaluation(P, R, gamma, sol.policy)
         assert (v_star - v_pi).max() <= epsilon
         assert (sol.V - v_star).abs().max() <= epsilon / 2
@@ -84,8 +87,12 @@ def test_planners_agree_on_random_mdps():
     gamma = 0.9
     pi = pl.policy_iteration(P, R, gamma)
     assert np.allclose(pi.V.numpy(), closed_form(P, R, gamma, pi.policy.tolist()), atol=1e-10)
-    for sol in (pl.value_iteration(P, R, gamma, 1e-9), pl.value_iteration(P, R, gamma, 1e-9, gauss_seidel=True),
-                pl.modified_policy_iteration(P, R, gamma, 1e-9), pl.q_value_iteration(P, R, gamma, 1e-9)):
+    for sol in (
+        pl.value_iteration(P, R, gamma, 1e-9),
+        pl.value_iteration(P, R, gamma, 1e-9, gauss_seidel=True),
+        pl.modified_policy_iteration(P, R, gamma, 1e-9),
+        pl.q_value_iteration(P, R, gamma, 1e-9),
+    ):
         assert torch.equal(sol.policy, pi.policy)
         assert (sol.V - pi.V).abs().max() < 1e-8
         assert torch.allclose(sol.Q.amax(-1), sol.V, atol=1e-8)
@@ -181,14 +188,17 @@ def test_rl_plan_table_and_plot(tmp_path):
     assert (tmp_path / "v.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["plan", "value-iteraton", "--env", "FrozenLake-v1"], "did you mean value-iteration"),
-    (["plan", "value-iteration", "--env", "FrozenLak-v1"], "did you mean FrozenLake-v1"),
-    (["plan", "value-iteration"], "exactly one of --env"),
-    (["plan", "value-iteration", "--env", "Taxi-v4", "--gamma", "1.5"], "outside (0, 1]"),
-    (["plan", "value-iteration", "--env", "Taxi-v4", "--plot", "x.png"], "has no grid"),
-    (["plan", "modified-policy-iteration", "--env", "Gambler"], "needs gamma < 1"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["plan", "value-iteraton", "--env", "FrozenLake-v1"], "did you mean value-iteration"),
+        (["plan", "value-iteration", "--env", "FrozenLak-v1"], "did you mean FrozenLake-v1"),
+        (["plan", "value-iteration"], "exactly one of --env"),
+        (["plan", "value-iteration", "--env", "Taxi-v4", "--gamma", "1.5"], "outside (0, 1]"),
+        (["plan", "value-iteration", "--env", "Taxi-v4", "--plot", "x.png"], "has no grid"),
+        (["plan", "modified-policy-iteration", "--env", "Gambler"], "needs gamma < 1"),
+    ],
+)
 def test_rl_plan_bad_input_is_one_line_and_exit_2(args, expected):
     result = invoke(args)
     assert result.exit_code == 2, result.stdout

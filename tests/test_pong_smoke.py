@@ -20,9 +20,22 @@ def _scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
 
 
 def test_pong_train_checkpoint_resume(tmp_path: Path):
-    common = ["--set", "learning_starts=1000", "--set", "buffer_size=20000", "--set", "eval_frequency=0",
-              "--set", "checkpoint_frequency=1500", "--set", "log_frequency=250", "--set", "progress=false",
-              "--set", f"runs_dir={tmp_path}"]
+    common = [
+        "--set",
+        "learning_starts=1000",
+        "--set",
+        "buffer_size=20000",
+        "--set",
+        "eval_frequency=0",
+        "--set",
+        "checkpoint_frequency=1500",
+        "--set",
+        "log_frequency=250",
+        "--set",
+        "progress=false",
+        "--set",
+        f"runs_dir={tmp_path}",
+    ]
     runner = CliRunner()
     first = runner.invoke(app, ["train", "dqn", "--env", "Pong", "--steps", "3000", *common])
     assert first.exit_code == 0, first.output

@@ -5,21 +5,37 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import invoke, ok, only_run, scalars
 from gymnasium import spaces
 
-from agents import checkpoint, config as config_lib, ppo, run as run_lib
+from agents import checkpoint, ppo
+from agents import config as config_lib
+from agents import run as run_lib
 from agents.pg import logprob_and_entropy, ppo_loss
-from agents.rollout import sample_actions
-from agents.rollout import masked_logits
-from conftest import invoke, ok, only_run, scalars
+from agents.rollout import masked_logits, sample_actions
 
-TINY = ["num_envs=2", "num_steps=16", "num_minibatches=2", "update_epochs=2", "encoder.hidden_sizes=16,16",
-        "eval_frequency=0", "log_frequency=32", "checkpoint_frequency=0", "progress=false", "torch_threads=1", "device=cpu"]
+TINY = [
+    "num_envs=2",
+    "num_steps=16",
+    "num_minibatches=2",
+    "update_epochs=2",
+    "encoder.hidden_sizes=16,16",
+    "eval_frequency=0",
+    "log_frequency=32",
+    "checkpoint_frequency=0",
+    "progress=false",
+    "torch_threads=1",
+    "device=cpu",
+]
 
 
 def _train(tmp_path, algo="ppo", env="CartPole-v1", steps=128, seed=1, extra=()):
-    cfg = config_lib.resolve(algo, env, "cartpole", overrides=[*TINY, f"total_timesteps={steps}", f"seed={seed}",
-                                                               f"runs_dir={tmp_path}", *extra])
+    cfg = config_lib.resolve(
+        algo,
+        env,
+        "cartpole",
+        overrides=[*TINY, f"total_timesteps={steps}", f"seed={seed}", f"runs_dir={tmp_path}", *extra],
+    )
     run = run_lib.start(algo, cfg, env)
     try:
         return cfg, run.dir, ppo.train(cfg, run)
@@ -32,7 +48,9 @@ def test_ppo_loss_by_hand():
     old = torch.zeros(3)
     new = torch.log(torch.tensor([1.5, 1.5, 0.95]))  # ratios 1.5, 1.5, 0.95
     zeros = torch.zeros(3)
-    loss, stats = ppo_loss(new, old, adv, zeros, zeros, zeros, zeros, clip_coef=0.2, clip_vloss=False, ent_coef=0.0, vf_coef=0.5)
+    loss, stats = ppo_loss(
+        new, old, adv, zeros, zeros, zeros, zeros, clip_coef=0.2, clip_vloss=False, ent_coef=0.0, vf_coef=0.5
+    )
     # max(-A r, -A clip(r)): A=1: max(-1.5, -1.2) = -1.2; A=-1: max(1.5, 1.2) = 1.5; A=2: max(-1.9, -1.9) = -1.9
     assert stats["losses/policy_loss"].item() == pytest.approx((-1.2 + 1.5 - 1.9) / 3)
     assert stats["losses/clipfrac"].item() == pytest.approx(2 / 3)
@@ -46,7 +64,7 @@ def test_ppo_loss_by_hand():
     _, stats = ppo_loss(one, one, one, one, v_new, v_old, returns, 0.2, False, 0.0, 0.5)
     assert stats["losses/value_loss"].item() == pytest.approx(0.5 * 4.0)
     _, stats = ppo_loss(one, one, one, one, v_new, v_old, returns, 0.2, True, 0.0, 0.5)
-    assert stats["losses/value_loss"].item() == pytest.approx(0.5 * max(4.0, 0.8 ** 2))
+    assert stats["losses/value_loss"].item() == pytest.approx(0.5 * max(4.0, 0.8**2))
     # total: policy - ent_coef * entropy + vf_coef * value
     loss, _ = ppo_loss(one, one, one, torch.tensor([2.0]), v_new, v_old, returns, 0.2, False, 0.1, 0.5)
     assert loss.item() == pytest.approx(0.0 - 0.1 * 2.0 + 0.5 * 2.0)  # advantage 0: no policy term
@@ -100,7 +118,11 @@ class MaskedEnv:
         return self.mask_obs(), {"action_mask": self._mask(), "life_lost": np.zeros(self.num_envs, dtype=bool)}
 
     def mask_obs(self) -> np.ndarray:
-        return np.where(self.mask, 1.0, -1.0).astype(np.float32) if hasattr(self, "mask") else np.zeros((self.num_envs, 6), np.float32)
+        return (
+            np.where(self.mask, 1.0, -1.0).astype(np.float32)
+            if hasattr(self, "mask")
+            else np.zeros((self.num_envs, 6), np.float32)
+        )
 
     def step(self, actions):
         legal = self.mask[np.arange(self.num_envs), actions]
@@ -111,7 +133,13 @@ class MaskedEnv:
         truncated = ~self.ended & ~terminated & (self.t >= 20)
         self.ended = terminated | truncated
         self._mask()
-        return self.mask_obs(), reward, terminated, truncated, {"action_mask": self.mask, "life_lost": np.zeros(self.num_envs, dtype=bool)}
+        return (
+            self.mask_obs(),
+            reward,
+            terminated,
+            truncated,
+            {"action_mask": self.mask, "life_lost": np.zeros(self.num_envs, dtype=bool)},
+        )
 
     def close(self):
         pass
@@ -146,7 +174,9 @@ def test_save_load_gives_identical_action_probabilities(tmp_path, monkeypatch):
         expected = torch.softmax(trained(torch.as_tensor(obs))[0], 1).numpy()
     assert np.array_equal(ppo.action_scores(cfg, ckpt, env, torch.device("cpu"))(obs), expected)
     assert not np.allclose(expected, 0.5, atol=1e-3)  # trained weights, not a uniform policy
-    greedy = ppo.load_policy(cfg.__class__(**{**cfg.__dict__, "eval_greedy": True}), ckpt, env, torch.device("cpu"), 0.0, 0)
+    greedy = ppo.load_policy(
+        cfg.__class__(**{**cfg.__dict__, "eval_greedy": True}), ckpt, env, torch.device("cpu"), 0.0, 0
+    )
     assert np.array_equal(greedy(obs), expected.argmax(1))
 
 
@@ -154,7 +184,13 @@ def test_save_load_gives_identical_action_probabilities(tmp_path, monkeypatch):
 def test_one_seed_twice_gives_identical_losses(tmp_path, algo):
     runs = [_train(tmp_path / str(i), algo=algo, steps=160)[1] for i in range(2)]
     first, second = (scalars(r) for r in runs)
-    for tag in ("losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/approx_kl", "charts/episodic_return"):
+    for tag in (
+        "losses/policy_loss",
+        "losses/value_loss",
+        "losses/entropy",
+        "losses/approx_kl",
+        "charts/episodic_return",
+    ):
         assert first[tag] == second[tag] and len(first[tag]) >= 2, tag
     other = scalars(_train(tmp_path / "other", algo=algo, steps=160, seed=2)[1])
     assert other["losses/value_loss"] != first["losses/value_loss"]
@@ -168,8 +204,17 @@ def test_rl_train_and_eval_a_ppo_run(tmp_path):
     assert "finished at step 320" in out
     run_dir = only_run(tmp_path)
     tags = scalars(run_dir)
-    for tag in ("losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/approx_kl", "losses/clipfrac",
-                "charts/SPS", "charts/learning_rate", "charts/episodic_return", "eval/episodic_return"):
+    for tag in (
+        "losses/policy_loss",
+        "losses/value_loss",
+        "losses/entropy",
+        "losses/approx_kl",
+        "losses/clipfrac",
+        "charts/SPS",
+        "charts/learning_rate",
+        "charts/episodic_return",
+        "eval/episodic_return",
+    ):
         assert tag in tags, tag
     import json
 
@@ -180,14 +225,42 @@ def test_rl_train_and_eval_a_ppo_run(tmp_path):
 def test_ppo_on_go_trains_evaluates_and_watches_with_legal_moves_only(tmp_path):
     """The real Go env raises on any illegal move, so a finished run, an evaluation and a video show that the
     mask reaches the policy in training, in run_episodes and in rl watch; eval/optimal_return is tabular-only."""
-    args = ["train", "ppo", "--env", "Go5", "--steps", "256", "--device", "cpu", "--set", f"runs_dir={tmp_path}",
-            "--set", "num_envs=4", "--set", "num_steps=32", "--set", "encoder.tower_channels=8",
-            "--set", "encoder.tower_blocks=1", "--set", "eval_frequency=256", "--set", "eval_episodes=4",
-            "--set", "progress=false", "--set", "torch_threads=1", "--set", "go.eval_games=2", "--set", "go.eval_opponents=random"]
+    args = [
+        "train",
+        "ppo",
+        "--env",
+        "Go5",
+        "--steps",
+        "256",
+        "--device",
+        "cpu",
+        "--set",
+        f"runs_dir={tmp_path}",
+        "--set",
+        "num_envs=4",
+        "--set",
+        "num_steps=32",
+        "--set",
+        "encoder.tower_channels=8",
+        "--set",
+        "encoder.tower_blocks=1",
+        "--set",
+        "eval_frequency=256",
+        "--set",
+        "eval_episodes=4",
+        "--set",
+        "progress=false",
+        "--set",
+        "torch_threads=1",
+        "--set",
+        "go.eval_games=2",
+        "--set",
+        "go.eval_opponents=random",
+    ]
     ok(invoke(args))
     run_dir = only_run(tmp_path)
     tags = scalars(run_dir)
-    (step, value), = tags["eval/episodic_return"]
+    ((step, value),) = tags["eval/episodic_return"]
     assert step == 256 and -1.0 <= value <= 1.0  # Go's reward: +1 win, -1 loss, only at the game's end
     assert "eval/optimal_return" not in tags
     out = ok(invoke(["eval", run_dir, "--episodes", "4", "--json", "--device", "cpu"]))

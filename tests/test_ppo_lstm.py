@@ -8,21 +8,39 @@ import json
 import numpy as np
 import pytest
 import torch
-
-import envs
-from agents import checkpoint, config as config_lib, ppo, ppo_lstm, registry, run as run_lib
-from agents.encoders import LSTMEncoder
-from agents.evaluate import run_episodes
 from conftest import invoke, ok, only_run, scalars
 
-TINY = ["num_envs=3", "num_steps=16", "num_minibatches=3", "update_epochs=2", "encoder.name=lstm", "encoder.lstm_hidden=16",
-        "encoder.hidden_sizes=16",
-        "eval_frequency=0", "log_frequency=48", "checkpoint_frequency=0", "progress=false", "torch_threads=1", "device=cpu"]
+import envs
+from agents import checkpoint, ppo_lstm, registry
+from agents import config as config_lib
+from agents import run as run_lib
+from agents.encoders import LSTMEncoder
+from agents.evaluate import run_episodes
+
+TINY = [
+    "num_envs=3",
+    "num_steps=16",
+    "num_minibatches=3",
+    "update_epochs=2",
+    "encoder.name=lstm",
+    "encoder.lstm_hidden=16",
+    "encoder.hidden_sizes=16",
+    "eval_frequency=0",
+    "log_frequency=48",
+    "checkpoint_frequency=0",
+    "progress=false",
+    "torch_threads=1",
+    "device=cpu",
+]
 
 
 def _train(tmp_path, steps=144, extra=()):
-    cfg = config_lib.resolve("ppo", "CartPoleNoVel-v1", "cartpolenovel",
-                             overrides=[*TINY, f"total_timesteps={steps}", f"runs_dir={tmp_path}", *extra])
+    cfg = config_lib.resolve(
+        "ppo",
+        "CartPoleNoVel-v1",
+        "cartpolenovel",
+        overrides=[*TINY, f"total_timesteps={steps}", f"runs_dir={tmp_path}", *extra],
+    )
     run = run_lib.start("ppo", cfg, "CartPoleNoVel-v1")
     try:
         return cfg, run.dir, ppo_lstm.train(cfg, run)
@@ -53,7 +71,9 @@ def test_state_resets_exactly_at_episode_starts():
         for t in range(T):
             out, _, s = agent(obs[t : t + 1], s, starts[t : t + 1])
             stepped.append(out)
-    assert torch.allclose(logits[3:, :1], fresh_logits, atol=1e-6) and torch.allclose(values[3:, :1], fresh_values, atol=1e-6)
+    assert torch.allclose(logits[3:, :1], fresh_logits, atol=1e-6) and torch.allclose(
+        values[3:, :1], fresh_values, atol=1e-6
+    )
     assert not torch.allclose(carried_values[3:, :1], fresh_values, atol=1e-4)  # the memory mattered before the reset
     assert torch.allclose(logits[:3], carried_logits[:3]) and torch.allclose(logits[:, 1], carried_logits[:, 1])
     assert torch.allclose(torch.cat(stepped), logits, atol=1e-6)
@@ -71,7 +91,11 @@ def test_update_replays_the_rollout_as_acting_saw_it(tmp_path, monkeypatch):
         return real_update(*args, **kwargs)
 
     monkeypatch.setattr(ppo_lstm, "update", update)
-    monkeypatch.setattr(ppo_lstm, "ppo_loss", lambda *a, **k: calls[-1].append([x.detach().clone() for x in a[:7]]) or real_loss(*a, **k))
+    monkeypatch.setattr(
+        ppo_lstm,
+        "ppo_loss",
+        lambda *a, **k: calls[-1].append([x.detach().clone() for x in a[:7]]) or real_loss(*a, **k),
+    )
     _, run_dir, summary = _train(tmp_path, steps=144)
     assert summary["num_updates"] == 3 and len(calls) == 3
     for minibatches in calls:
@@ -94,7 +118,9 @@ def test_save_load_gives_identical_action_probabilities_over_a_sequence(tmp_path
     ckpt = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
     env = envs.make("CartPoleNoVel-v1", 2, 0)
     scores = ppo_lstm.action_scores(cfg, ckpt, env, torch.device("cpu"))
-    greedy = ppo_lstm.load_policy(cfg.__class__(**{**cfg.__dict__, "eval_greedy": True}), ckpt, env, torch.device("cpu"), 0.0, 0)
+    greedy = ppo_lstm.load_policy(
+        cfg.__class__(**{**cfg.__dict__, "eval_greedy": True}), ckpt, env, torch.device("cpu"), 0.0, 0
+    )
     obs, _ = env.reset(seed=3)
     state, seen, starts, ended = trained.initial_state(2), [], np.ones(2, dtype=bool), np.zeros(2, dtype=bool)
     for _ in range(40):  # random actions: episodes end and restart within the sequence
@@ -146,13 +172,16 @@ def test_lstm_pieces_between_starts_equal_the_per_step_loop(final_state):
 
 def test_observation_normalizer_tracks_running_mean_and_variance():
     """ObsNorm's statistics after several batches equal those of all the observations seen at once (Chan et al.'s
-    merge), the normalized observations then have mean 0 and std 1 (clipped at 10), and they are checkpointed buffers."""
+    merge), the normalized observations then have mean 0 and std 1 (clipped at 10), and they are checkpointed
+    buffers."""
     norm = ppo_lstm.ObsNorm((2,))
     batches = [torch.randn(n, 2) * torch.tensor([3.0, 0.05]) + torch.tensor([1.0, -0.2]) for n in (5, 64, 256)]
     for batch in batches:
         norm.update(batch)
     seen = torch.cat(batches)
-    assert torch.allclose(norm.mean, seen.mean(0), atol=1e-4) and torch.allclose(norm.var, seen.var(0, unbiased=False), rtol=1e-3)
+    assert torch.allclose(norm.mean, seen.mean(0), atol=1e-4) and torch.allclose(
+        norm.var, seen.var(0, unbiased=False), rtol=1e-3
+    )
     z = norm(seen)
     assert torch.allclose(z.mean(0), torch.zeros(2), atol=1e-3) and torch.allclose(z.std(0), torch.ones(2), atol=1e-2)
     assert norm(torch.tensor([[1e6, 0.0]]))[0, 0] == 10.0
@@ -195,27 +224,61 @@ def test_rl_train_ppo_lstm_by_config_then_eval_and_resume(tmp_path):
     assert "eval/episodic_return" in scalars(run_dir)
     summary = json.loads(ok(invoke(["eval", run_dir, "--episodes", "3", "--json", "--device", "cpu"])))
     assert summary["episodes"] == 3 and 8 <= summary["min"] <= summary["max"] <= 500
-    assert "finished at step 192" in ok(invoke(["train", "ppo", "--resume", run_dir, "--steps", "192", "--device", "cpu"]))
+    assert "finished at step 192" in ok(
+        invoke(["train", "ppo", "--resume", run_dir, "--steps", "192", "--device", "cpu"])
+    )
     assert checkpoint.load(checkpoint.latest(run_dir / "checkpoints")).step == 192
 
 
 def test_recurrent_minibatches_need_whole_envs(tmp_path):
-    res = invoke(["train", "ppo", "--env", "CartPoleNoVel-v1", "--steps", "96", "--set", "encoder.name=lstm",
-                  "--set", "num_envs=2", "--set", "num_minibatches=4", "--set", f"runs_dir={tmp_path}"])
+    res = invoke(
+        [
+            "train",
+            "ppo",
+            "--env",
+            "CartPoleNoVel-v1",
+            "--steps",
+            "96",
+            "--set",
+            "encoder.name=lstm",
+            "--set",
+            "num_envs=2",
+            "--set",
+            "num_minibatches=4",
+            "--set",
+            f"runs_dir={tmp_path}",
+        ]
+    )
     assert res.exit_code == 2 and "num_minibatches 4 must be <= num_envs 2" in res.stderr
 
 
 def test_transformer_encoder_in_ppo_by_config(tmp_path):
     """encoder.name=transformer with its own options builds a TransformerEncoder body, trains and evaluates."""
     args = ["train", "ppo", "--env", "CartPole-v1", "--steps", "128", "--device", "cpu"]
-    for item in ["num_envs=2", "num_steps=32", "num_minibatches=2", "update_epochs=1", "encoder.name=transformer",
-                 "encoder.d_model=16", "encoder.num_heads=2", "encoder.num_layers=1", "log_frequency=64", "eval_frequency=128", "eval_episodes=2",
-                 "progress=false", "torch_threads=1", f"runs_dir={tmp_path}"]:
+    for item in [
+        "num_envs=2",
+        "num_steps=32",
+        "num_minibatches=2",
+        "update_epochs=1",
+        "encoder.name=transformer",
+        "encoder.d_model=16",
+        "encoder.num_heads=2",
+        "encoder.num_layers=1",
+        "log_frequency=64",
+        "eval_frequency=128",
+        "eval_episodes=2",
+        "progress=false",
+        "torch_threads=1",
+        f"runs_dir={tmp_path}",
+    ]:
         args += ["--set", item]
     assert "finished at step 128" in ok(invoke(args))
     run_dir = only_run(tmp_path)
     tensors = checkpoint.load(checkpoint.latest(run_dir / "checkpoints")).tensors
-    assert tensors["agent.encoder.blocks.0.qkv.weight"].shape == (48, 16) and "agent.encoder.blocks.1.qkv.weight" not in tensors
+    assert (
+        tensors["agent.encoder.blocks.0.qkv.weight"].shape == (48, 16)
+        and "agent.encoder.blocks.1.qkv.weight" not in tensors
+    )
     assert all(np.isfinite(v) for _, v in scalars(run_dir)["losses/value_loss"])
     summary = json.loads(ok(invoke(["eval", run_dir, "--episodes", "2", "--json", "--device", "cpu"])))
     assert summary["episodes"] == 2
@@ -225,8 +288,16 @@ def _train_novel(job: tuple[str, int]) -> dict:
     import tempfile
 
     encoder, seed = job
-    overrides = [f"seed={seed}", "total_timesteps=30000", "eval_frequency=5000", "checkpoint_frequency=0", "progress=false",
-                 "device=cpu", "torch_threads=1", f"runs_dir={tempfile.mkdtemp()}"]
+    overrides = [
+        f"seed={seed}",
+        "total_timesteps=30000",
+        "eval_frequency=5000",
+        "checkpoint_frequency=0",
+        "progress=false",
+        "device=cpu",
+        "torch_threads=1",
+        f"runs_dir={tempfile.mkdtemp()}",
+    ]
     if encoder == "mlp":
         overrides += ["encoder.name=mlp", "encoder.hidden_sizes=64,64"]
     cfg = config_lib.resolve("ppo", "CartPoleNoVel-v1", "cartpolenovel", overrides=overrides)
@@ -250,4 +321,6 @@ def test_recurrent_ppo_remembers_what_feed_forward_ppo_cannot_see():
     with futures.ProcessPoolExecutor(max_workers=2, mp_context=mp.get_context("spawn")) as pool:
         *recurrent, feed_forward = pool.map(_train_novel, [("lstm", 1), ("lstm", 2), ("mlp", 1)])
     best = [max(r for _, r in res["evals"]) for res in (*recurrent, feed_forward)]
-    assert min(best[:2]) >= 300 and best[2] <= 100, f"recurrent {[r['evals'] for r in recurrent]}, feed-forward {feed_forward['evals']}"
+    assert min(best[:2]) >= 300 and best[2] <= 100, (
+        f"recurrent {[r['evals'] for r in recurrent]}, feed-forward {feed_forward['evals']}"
+    )

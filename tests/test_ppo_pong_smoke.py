@@ -6,13 +6,24 @@ import json
 from pathlib import Path
 
 import numpy as np
-
 from conftest import invoke, ok, scalars
 
 
 def test_ppo_pong_train_checkpoint_resume(tmp_path: Path):
-    common = ["--set", "num_steps=32", "--set", "eval_frequency=0", "--set", "checkpoint_frequency=512",
-              "--set", "log_frequency=256", "--set", "progress=false", "--device", "cpu"]
+    common = [
+        "--set",
+        "num_steps=32",
+        "--set",
+        "eval_frequency=0",
+        "--set",
+        "checkpoint_frequency=512",
+        "--set",
+        "log_frequency=256",
+        "--set",
+        "progress=false",
+        "--device",
+        "cpu",
+    ]
     ok(invoke(["train", "ppo", "--env", "Pong", "--steps", "768", *common, "--set", f"runs_dir={tmp_path}"]))
     (run_dir,) = tmp_path.iterdir()
     assert run_dir.name.startswith("Pong__ppo__1__")

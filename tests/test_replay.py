@@ -1,4 +1,5 @@
 """FrameReplay against a naive list of full transitions, hand-computed n-step numbers, and real Atari."""
+
 import collections
 
 import numpy as np
@@ -12,8 +13,17 @@ class FakeVectorEnv:
     """Lockstep vector env with gymnasium NEXT_STEP autoreset, random nonzero frames, stacks zero-filled
     before the first frame, lives (a life loss is terminal for learning, the game goes on) and time limits."""
 
-    def __init__(self, num_envs, rng, frame_shape=(2, 3), frame_dtype=np.uint8, stack=4, lives=3,
-                 p_life_loss=0.06, p_truncate=0.03):
+    def __init__(
+        self,
+        num_envs,
+        rng,
+        frame_shape=(2, 3),
+        frame_dtype=np.uint8,
+        stack=4,
+        lives=3,
+        p_life_loss=0.06,
+        p_truncate=0.03,
+    ):
         self.n, self.rng, self.frame_shape, self.dtype, self.stack = num_envs, rng, frame_shape, frame_dtype, stack
         self.max_lives, self.p_life_loss, self.p_truncate = lives, p_life_loss, p_truncate
 
@@ -67,8 +77,10 @@ class Recorder:
 
     def step(self, actions, next_obs, rewards, terminated, truncated, episode_over):
         self.replay.add(actions, rewards, terminated, truncated, self.newest(next_obs), self.next_is_first)
-        for store, value in zip((self.action, self.reward, self.terminated, self.truncated, self.obs, self.first),
-                                (actions, rewards, terminated, truncated, next_obs, self.next_is_first)):
+        for store, value in zip(
+            (self.action, self.reward, self.terminated, self.truncated, self.obs, self.first),
+            (actions, rewards, terminated, truncated, next_obs, self.next_is_first),
+        ):
             store.append(np.array(value))
         self.next_is_first = np.array(episode_over)
 
@@ -78,8 +90,10 @@ class Recorder:
         n = len(obs)
         if self.truncated:
             self.truncated[-1] = np.ones(n, bool)
-        for store, value in zip((self.action, self.reward, self.terminated, self.truncated),
-                                (np.zeros(n, int), np.zeros(n, np.float32), np.zeros(n, bool), np.zeros(n, bool))):
+        for store, value in zip(
+            (self.action, self.reward, self.terminated, self.truncated),
+            (np.zeros(n, int), np.zeros(n, np.float32), np.zeros(n, bool), np.zeros(n, bool)),
+        ):
             store.append(value)
         self.obs.append(obs)
         self.first.append(np.ones(n, bool))
@@ -137,12 +151,34 @@ def check_against_naive(replay, rec, frame_stack, n_step, gamma):
     return expected
 
 
-def run_fake(steps, n_step, frame_stack=4, frame_shape=(2, 3), frame_dtype=np.uint8, rows=40, num_envs=3,
-             gamma=0.9, seed=0, check_every=None, resume_at=(), device="cpu", sample_device=None):
+def run_fake(
+    steps,
+    n_step,
+    frame_stack=4,
+    frame_shape=(2, 3),
+    frame_dtype=np.uint8,
+    rows=40,
+    num_envs=3,
+    gamma=0.9,
+    seed=0,
+    check_every=None,
+    resume_at=(),
+    device="cpu",
+    sample_device=None,
+):
     rng = np.random.default_rng(seed)
     env = FakeVectorEnv(num_envs, rng, frame_shape, frame_dtype, frame_stack)
-    replay = FrameReplay(rows * num_envs, num_envs, frame_shape, torch.from_numpy(np.zeros(0, frame_dtype)).dtype,
-                         frame_stack, n_step, gamma, device, sample_device)
+    replay = FrameReplay(
+        rows * num_envs,
+        num_envs,
+        frame_shape,
+        torch.from_numpy(np.zeros(0, frame_dtype)).dtype,
+        frame_stack,
+        n_step,
+        gamma,
+        device,
+        sample_device,
+    )
     newest = (lambda o: o[:, -1]) if frame_stack > 1 else (lambda o: o)
     rec = Recorder(replay, env.reset(), newest)
     for step in range(steps):
@@ -178,8 +214,10 @@ def test_sample_is_uniform_over_valid_transitions():
     keys = {(v[0].tobytes(), v[1], v[4].tobytes()): k for k, v in expected.items()}
     for max_rounds in (32, 0):  # rejection sampling, and the direct fallback
         sample = replay.sample(30_000, torch.Generator().manual_seed(1), max_rounds=max_rounds)
-        drawn = collections.Counter(keys[(s.numpy().tobytes(), int(a), s2.numpy().tobytes())]
-                                    for s, a, s2 in zip(sample.s_tm1, sample.a_tm1, sample.s_t))
+        drawn = collections.Counter(
+            keys[(s.numpy().tobytes(), int(a), s2.numpy().tobytes())]
+            for s, a, s2 in zip(sample.s_tm1, sample.a_tm1, sample.s_t)
+        )
         assert set(drawn) == set(expected)  # every valid transition drawn, nothing else
         mean = 30_000 / len(expected)
         assert 0.6 * mean < min(drawn.values()) and max(drawn.values()) < 1.4 * mean
@@ -228,8 +266,9 @@ def test_n_step_hand_computed(truncate):
 def test_real_atari_stacks_equal_env_obs(game, max_frames):
     from ale_py.vector_env import AtariVectorEnv
 
-    env = AtariVectorEnv(game=game, num_envs=2, reward_clipping=False, max_num_frames_per_episode=max_frames,
-                         noop_max=30)
+    env = AtariVectorEnv(
+        game=game, num_envs=2, reward_clipping=False, max_num_frames_per_episode=max_frames, noop_max=30
+    )
     replay = FrameReplay(2 * 128, 2, (84, 84), torch.uint8, frame_stack=4, n_step=3, gamma=0.99)
     obs, info = env.reset(seed=3)
     rec = Recorder(replay, obs, lambda o: o[:, -1])

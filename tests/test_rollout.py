@@ -52,8 +52,16 @@ def test_gae_envs_are_independent_columns():
     end = torch.maximum(term, (torch.rand(T, N) < 0.2).float())
     together = gae(rewards, values, next_value, term, end, 0.99, 0.95)
     for i in range(N):
-        alone = gae(rewards[:, i:i + 1], values[:, i:i + 1], next_value[i:i + 1], term[:, i:i + 1], end[:, i:i + 1], 0.99, 0.95)
-        assert torch.allclose(together[:, i:i + 1], alone)
+        alone = gae(
+            rewards[:, i : i + 1],
+            values[:, i : i + 1],
+            next_value[i : i + 1],
+            term[:, i : i + 1],
+            end[:, i : i + 1],
+            0.99,
+            0.95,
+        )
+        assert torch.allclose(together[:, i : i + 1], alone)
 
 
 def test_discounted_returns_match_gae_with_lambda_1():

@@ -17,18 +17,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import copy_run, event_files, invoke, ok, only_run, scalars, start_rl, train_args
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
 import agents.dqn
 import agents.run
 import envs
-from agents import checkpoint, config as config_lib
+from agents import checkpoint
+from agents import config as config_lib
 from agents.replay import FrameReplay
-from conftest import copy_run, event_files, invoke, ok, only_run, scalars, start_rl, train_args
 
-CONTRACT_TAGS = ["charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/epsilon",
-                 "charts/learning_rate", "losses/td_loss", "losses/q_values", "eval/episodic_return"]
+CONTRACT_TAGS = [
+    "charts/episodic_return",
+    "charts/episodic_length",
+    "charts/SPS",
+    "charts/epsilon",
+    "charts/learning_rate",
+    "losses/td_loss",
+    "losses/q_values",
+    "eval/episodic_return",
+]
 
 
 def latest_step(run_dir: Path) -> int:
@@ -68,7 +77,11 @@ def test_loaded_checkpoint_acts_exactly_like_the_network_that_saved_it(tiny_run)
     again = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
     assert again.tensors.keys() == ckpt.tensors.keys() and again.state == ckpt.state
     assert all(torch.equal(again.tensors[k], ckpt.tensors[k]) for k in ckpt.tensors)
-    assert {p.name for p in ckpt.path.iterdir()} - {"replay"} == {"model.safetensors", "optimizer.safetensors", "state.json"}
+    assert {p.name for p in ckpt.path.iterdir()} - {"replay"} == {
+        "model.safetensors",
+        "optimizer.safetensors",
+        "state.json",
+    }
 
 
 def _toy_step(model: nn.Module, optimizer: torch.optim.Optimizer, seed: int) -> None:
@@ -90,8 +103,9 @@ def test_optimizer_state_round_trips_through_a_checkpoint(tmp_path, fused):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, eps=1e-6, fused=fused)
     for i in range(3):
         _toy_step(model, optimizer, i)
-    path = checkpoint.save(tmp_path / "checkpoints", 3, checkpoint.prefixed("q", model.state_dict()),
-                           optimizer, {"note": "toy"})
+    path = checkpoint.save(
+        tmp_path / "checkpoints", 3, checkpoint.prefixed("q", model.state_dict()), optimizer, {"note": "toy"}
+    )
     ckpt = checkpoint.load(path)
     assert ckpt.step == 3 and ckpt.state["note"] == "toy"
 
@@ -107,7 +121,10 @@ def test_optimizer_state_round_trips_through_a_checkpoint(tmp_path, fused):
         assert per_param.keys() == after["state"][idx].keys() == {"step", "exp_avg", "exp_avg_sq"}
         for key, value in per_param.items():
             restored = after["state"][idx][key]
-            assert restored.dtype == value.dtype and restored.shape == value.shape and torch.equal(restored, value), (idx, key)
+            assert restored.dtype == value.dtype and restored.shape == value.shape and torch.equal(restored, value), (
+                idx,
+                key,
+            )
     # JSON has no tuples: betas come back as a list, which Adam reads the same way
     assert json.loads(json.dumps(after["param_groups"])) == json.loads(json.dumps(before["param_groups"]))
     assert after["param_groups"][0]["lr"] == 1e-2 and after["param_groups"][0]["eps"] == 1e-6
@@ -152,8 +169,14 @@ def test_one_seed_gives_identical_losses_and_another_seed_differs(tiny_run, tmp_
     a, b, c = scalars(run_a), scalars(only_run(tmp_path / "same")), scalars(only_run(tmp_path / "other"))
 
     assert len(a["losses/td_loss"]) >= 10
-    for tag in ("losses/td_loss", "losses/q_values", "charts/episodic_return", "charts/episodic_length",
-                "charts/epsilon", "eval/episodic_return"):
+    for tag in (
+        "losses/td_loss",
+        "losses/q_values",
+        "charts/episodic_return",
+        "charts/episodic_length",
+        "charts/epsilon",
+        "eval/episodic_return",
+    ):
         assert a[tag] == b[tag], tag  # exact float equality, step by step
     assert [v for _, v in a["losses/td_loss"]] != [v for _, v in c["losses/td_loss"]]
     assert [v for _, v in a["charts/episodic_length"]] != [v for _, v in c["charts/episodic_length"]]
@@ -277,7 +300,9 @@ def _recorded(args) -> _Recorder:
 
 
 def _same_weights(a: list[dict], b: list[dict]) -> bool:
-    return len(a) == len(b) == 2 and all(x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x) for x, y in zip(a, b))
+    return len(a) == len(b) == 2 and all(
+        x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x) for x, y in zip(a, b)
+    )
 
 
 def test_resume_is_exact_up_to_the_env_restart(tmp_path):
@@ -318,7 +343,9 @@ def test_resume_is_exact_up_to_the_env_restart(tmp_path):
     for name in replay_files:
         if name.endswith(".npy"):
             np.testing.assert_array_equal(np.load(ck_a.path / "replay" / name), np.load(ck_b.path / "replay" / name))
-    assert json.loads((ck_a.path / "replay" / "meta.json").read_text()) == json.loads((ck_b.path / "replay" / "meta.json").read_text())
+    assert json.loads((ck_a.path / "replay" / "meta.json").read_text()) == json.loads(
+        (ck_b.path / "replay" / "meta.json").read_text()
+    )
 
     b = _recorded(["train", "dqn", "--resume", run_b, "--steps", 2 * n])
     updates_at_n = ck_b.state["num_updates"]
@@ -343,9 +370,17 @@ def test_resume_is_exact_up_to_the_env_restart(tmp_path):
 # ---------------------------------------------------------------------------------------------- 6. SIGKILL
 # A big network (two 1024-wide layers: ~16 MB of weights and Adam moments per checkpoint) so that a write takes
 # long enough to be caught; few updates so that steps stay fast; the replay goes into every checkpoint.
-KILL_SETTINGS = {"encoder.hidden_sizes": "1024,1024", "learning_starts": 300, "train_frequency": 100,
-                 "checkpoint_frequency": 200, "checkpoint_replay": "true", "buffer_size": 100_000,
-                 "eval_frequency": 0, "log_frequency": 100, "keep_checkpoints": 2}
+KILL_SETTINGS = {
+    "encoder.hidden_sizes": "1024,1024",
+    "learning_starts": 300,
+    "train_frequency": 100,
+    "checkpoint_frequency": 200,
+    "checkpoint_replay": "true",
+    "buffer_size": 100_000,
+    "eval_frequency": 0,
+    "log_frequency": 100,
+    "keep_checkpoints": 2,
+}
 
 
 def _wait(condition, proc, log: Path, what: str, timeout: float = 60.0, poll: float = 0.0005):
@@ -380,7 +415,9 @@ def test_sigkill_at_any_moment_leaves_a_complete_checkpoint_and_resume_finishes(
 
     # (a) a random moment once the first checkpoint exists
     proc = start_rl(train_args(runs_dir, total, **KILL_SETTINGS), log)
-    pointer = _wait(lambda: next(iter(runs_dir.glob("*/checkpoints/latest.json")), None), proc, log, "a first checkpoint")
+    pointer = _wait(
+        lambda: next(iter(runs_dir.glob("*/checkpoints/latest.json")), None), proc, log, "a first checkpoint"
+    )
     run_dir = pointer.parent.parent
     ckpts = run_dir / "checkpoints"
     time.sleep(rng.uniform(0.0, 0.4))
@@ -396,7 +433,9 @@ def test_sigkill_at_any_moment_leaves_a_complete_checkpoint_and_resume_finishes(
         suffix = f"-{proc.pid}"
 
         def writing():  # this process' half-written folder, once it holds `phase`
-            return next((p for p in ckpts.glob(".tmp-step_*") if p.name.endswith(suffix) and (p / phase).exists()), None)
+            return next(
+                (p for p in ckpts.glob(".tmp-step_*") if p.name.endswith(suffix) and (p / phase).exists()), None
+            )
 
         tmp = _wait(writing, proc, log, f"a checkpoint write at {phase or 'its start'}")
         time.sleep(rng.uniform(0.0, 0.002))
@@ -420,7 +459,9 @@ def test_sigkill_at_any_moment_leaves_a_complete_checkpoint_and_resume_finishes(
     leftovers = [p.name for p in ckpts.iterdir() if p.name.startswith(".")]
     assert leftovers == [], f"leftovers of killed writes: {leftovers}"
     assert sorted(p.name for p in ckpts.glob("step_*")) == sorted([f"step_{total - 200}", f"step_{total}"])
-    assert_no_duplicate_steps(scalars(run_dir))  # every resume purged what its dead predecessor logged past its checkpoint
+    assert_no_duplicate_steps(
+        scalars(run_dir)
+    )  # every resume purged what its dead predecessor logged past its checkpoint
 
 
 # ---------------------------------------------------------------------------------------------- 7. Ctrl-C
@@ -428,7 +469,9 @@ def test_ctrl_c_checkpoints_the_current_step_and_says_how_to_resume(tmp_path):
     runs_dir = tmp_path / "runs"
     log = tmp_path / "rl.log"
     proc = start_rl(train_args(runs_dir, 1_000_000, checkpoint_frequency=300, eval_frequency=0), log)
-    pointer = _wait(lambda: next(iter(runs_dir.glob("*/checkpoints/latest.json")), None), proc, log, "a first checkpoint")
+    pointer = _wait(
+        lambda: next(iter(runs_dir.glob("*/checkpoints/latest.json")), None), proc, log, "a first checkpoint"
+    )
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 0
@@ -453,7 +496,9 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeyp
             return cls(2026, 11, 23, 10, 15, 0)
 
     monkeypatch.setattr(agents.run, "datetime", FrozenClock)
-    cfg = config_lib.resolve("dqn", "CartPole-v1", "cartpole", overrides=[f"runs_dir={tmp_path}", "progress=false", "device=cpu"])
+    cfg = config_lib.resolve(
+        "dqn", "CartPole-v1", "cartpole", overrides=[f"runs_dir={tmp_path}", "progress=false", "device=cpu"]
+    )
     first = agents.run.start("dqn", cfg, "CartPole-v1")
     first.log(1, {"charts/SPS": 1.0})
     first.close()
@@ -513,8 +558,20 @@ def test_update_cadence_counts_env_steps_over_all_envs(tmp_path, num_envs):
     """train_frequency and target_network_frequency count env steps summed over the envs (CleanRL's
     global_step), so 3 envs do the same number of updates per env step as 1 env."""
     steps, learning_starts, train_frequency, gradient_steps = 1_500, 300, 10, 2
-    ok(invoke(train_args(tmp_path, steps, num_envs=num_envs, learning_starts=learning_starts, eval_frequency=0,
-                         train_frequency=train_frequency, gradient_steps=gradient_steps, buffer_size=3_000)))
+    ok(
+        invoke(
+            train_args(
+                tmp_path,
+                steps,
+                num_envs=num_envs,
+                learning_starts=learning_starts,
+                eval_frequency=0,
+                train_frequency=train_frequency,
+                gradient_steps=gradient_steps,
+                buffer_size=3_000,
+            )
+        )
+    )
     ckpt = checkpoint.load(checkpoint.latest(only_run(tmp_path) / "checkpoints"))
     assert ckpt.step == steps
     # learning runs from the first multiple of num_envs past learning_starts; one round per train_frequency crossed

@@ -7,10 +7,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import invoke, ok, only_run, scalars, train_args
 
 from agents import planning as pl
 from envs import tabular as tb
-from conftest import invoke, only_run, scalars, train_args, ok
 
 torch.set_num_threads(1)
 
@@ -27,12 +27,14 @@ def test_frozenlake_optimal_success_within_the_step_limit_matches_gymnasium():
 def test_deterministic_toy_text_values_match_rollouts_in_the_real_env(env_id):
     """Taxi and CliffWalking are deterministic: from every start state, the greedy policy's return
     played in gymnasium's own env equals the planner's finite-horizon value. Bootstrapping through
-    a terminating transition (NOTES.md) would make the discounted values wrong by orders of magnitude."""
+    a terminating transition would make the discounted values wrong by orders of magnitude."""
     mdp = tb.from_gymnasium(env_id)
     P, R = mdp.planning_tensors()
     horizon = gym.spec(env_id).max_episode_steps or 200
     V, _ = pl.finite_horizon(P, R, horizon)
-    policy = pl.value_iteration(P, R, 0.999, 1e-9).policy  # shortest paths: optimal at every horizon that reaches the goal
+    policy = pl.value_iteration(
+        P, R, 0.999, 1e-9
+    ).policy  # shortest paths: optimal at every horizon that reaches the goal
     env = gym.make(env_id).unwrapped
     starts = np.flatnonzero(mdp.start.numpy())
     for s0 in starts[:: max(1, len(starts) // 40)]:
@@ -74,8 +76,14 @@ def test_sutton_barto_gridworld_figures_3_2_and_3_5():
 
 
 def test_sparse_grid_world_equals_dense():
-    kwargs = dict(rows=12, cols=15, teleports={(0, 0): ((11, 14), 3.0)}, rewards={(5, 5): -2.0, (11, 0): 1.0},
-                  terminals=[(11, 0)], slip=0.2)
+    kwargs = dict(
+        rows=12,
+        cols=15,
+        teleports={(0, 0): ((11, 14), 3.0)},
+        rewards={(5, 5): -2.0, (11, 0): 1.0},
+        terminals=[(11, 0)],
+        slip=0.2,
+    )
     dense, sparse = tb.grid_world(**kwargs), tb.grid_world(**kwargs, sparse=True)
     assert sparse.P.is_sparse and sparse.P._nnz() <= 4 * 4 * 180
     assert torch.equal(sparse.P.to_dense(), dense.P)
@@ -135,9 +143,17 @@ BAD_FILES = [
     ("NaN", lambda d: d["P"].__setitem__((0, 1, 1), np.nan), "P[0, 1, 1] is nan"),
     ("NaN reward", lambda d: d["R"].__setitem__((2, 1), np.inf), "R[2, 1] is inf"),
     ("row sum", lambda d: d["P"].__setitem__((1, 0), [0.5, 0.3, 0.1]), "row P[1, 0, :] sums to 0.9, not 1"),
-    ("terminal length", lambda d: d.update(terminal=np.array([True, False])), "terminal has shape (2,), expected (S,) = (3,)"),
+    (
+        "terminal length",
+        lambda d: d.update(terminal=np.array([True, False])),
+        "terminal has shape (2,), expected (S,) = (3,)",
+    ),
     ("terminal values", lambda d: d.update(terminal=np.array([0, 2, 1])), "terminal must be boolean"),
-    ("typo", lambda d: d.update(terminals=d.pop("terminal")), "unexpected array 'terminals' (did you mean 'terminal'?)"),
+    (
+        "typo",
+        lambda d: d.update(terminals=d.pop("terminal")),
+        "unexpected array 'terminals' (did you mean 'terminal'?)",
+    ),
     ("strings", lambda d: d.update(R=np.array([["a", "b"]] * 3)), "R has dtype <U1"),
 ]
 
@@ -155,8 +171,11 @@ def test_bad_npz_is_one_line_and_exit_2(tmp_path, name, damage, message):
 def test_unreadable_npz(tmp_path):
     (tmp_path / "junk.npz").write_text("not a zip")
     np.savez(tmp_path / "obj.npz", P=np.array([{"a": 1}], dtype=object), R=np.zeros(1))
-    for path, message in ((tmp_path / "junk.npz", "cannot read"), (tmp_path / "obj.npz", "cannot read"),
-                          (tmp_path / "missing.npz", "no such file")):
+    for path, message in (
+        (tmp_path / "junk.npz", "cannot read"),
+        (tmp_path / "obj.npz", "cannot read"),
+        (tmp_path / "missing.npz", "no such file"),
+    ):
         result = invoke(["plan", "value-iteration", "--mdp", path])
         assert result.exit_code == 2 and message in result.stderr, result.stderr
     good = _good()

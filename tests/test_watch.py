@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import invoke, ok, only_run, train_args
 
 import envs
-from agents import checkpoint, config as config_lib, dqn
+from agents import checkpoint, dqn
+from agents import config as config_lib
 from agents.evaluate import run_episodes
 from agents.watch import Lockstep, make_viewable, write_video
 from agents.watch_run import watch
-from conftest import invoke, ok, only_run, train_args
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".gif"])
@@ -36,7 +37,9 @@ def test_atari_screen_is_the_agents_game():
     rewards, diffs = [], []
     for _ in range(300):
         obs, reward, *_ = env.step(rng.integers(0, 6, 1))
-        gray = cv2.resize(cv2.cvtColor(env.render_frames()[0], cv2.COLOR_RGB2GRAY), (84, 84), interpolation=cv2.INTER_AREA)
+        gray = cv2.resize(
+            cv2.cvtColor(env.render_frames()[0], cv2.COLOR_RGB2GRAY), (84, 84), interpolation=cv2.INTER_AREA
+        )
         diffs.append(np.abs(gray.astype(int) - obs[0, -1].astype(int)).mean())
         rewards.append(reward[0])
     env.close()
@@ -49,7 +52,9 @@ def test_watch_writes_one_frame_per_step(tiny_run, tmp_path):
     run_dir, _ = tiny_run
     algo, cfg = config_lib.load(run_dir / "config.yaml")
     env = envs.make(cfg.env, 1, 5)
-    policy = dqn.load_policy(cfg, checkpoint.load(checkpoint.latest(run_dir / "checkpoints")), env, torch.device("cpu"), 0.0, 5)
+    policy = dqn.load_policy(
+        cfg, checkpoint.load(checkpoint.latest(run_dir / "checkpoints")), env, torch.device("cpu"), 0.0, 5
+    )
     (length,) = run_episodes(env, policy, 1, seed=5)  # CartPole: score = steps
     out = tmp_path / "cartpole.gif"
     assert "wrote" in ok(invoke(["watch", run_dir, "--video", out, "--epsilon", "0", "--seed", "5", "--device", "cpu"]))
@@ -62,7 +67,11 @@ def test_watch_writes_one_frame_per_step(tiny_run, tmp_path):
 
 def test_watch_checkpoint_choice_and_bad_input(tiny_run, tmp_path, monkeypatch):
     run_dir, _ = tiny_run
-    out = ok(invoke(["watch", run_dir, "--checkpoint", "400", "--video", tmp_path / "a.mp4", "--no-overlay", "--device", "cpu"]))
+    out = ok(
+        invoke(
+            ["watch", run_dir, "--checkpoint", "400", "--video", tmp_path / "a.mp4", "--no-overlay", "--device", "cpu"]
+        )
+    )
     assert "a.mp4" in out and (tmp_path / "a.mp4").stat().st_size > 0
     bad = invoke(["watch", run_dir, "--checkpoint", "123"])
     assert bad.exit_code == 2 and "available: 400, 800" in bad.stderr

@@ -17,8 +17,10 @@ def with_symmetries(config, algo: str):
     """`config` set to average its network over the board's 8 symmetries (--symmetries), or a ConfigError where that
     does not apply: a Go run of a feed-forward policy-gradient network only."""
     if envs.family(config.env) != "go" or algo not in ("ppo", "a2c", "reinforce") or config.encoder.name == "lstm":
-        raise ConfigError(f"--symmetries averages a board network over the 8 symmetries: Go runs of ppo, a2c or "
-                          f"reinforce with a feed-forward encoder only, not a {algo} run on {config.env}")
+        raise ConfigError(
+            f"--symmetries averages a board network over the 8 symmetries: Go runs of ppo, a2c or "
+            f"reinforce with a feed-forward encoder only, not a {algo} run on {config.env}"
+        )
     return dataclasses.replace(config, eval_symmetries=True)
 
 
@@ -29,18 +31,28 @@ def searcher(opened: registry.OpenRun, env, device, playouts: int):
     algorithm = opened.algorithm
     if not hasattr(algorithm, "load_network"):
         raise ConfigError("--search evaluates positions out of order: it needs a feed-forward encoder, not lstm")
-    return for_run(algorithm.load_network(opened.config, opened.checkpoint, env, device), opened.config, playouts, device)
+    return for_run(
+        algorithm.load_network(opened.config, opened.checkpoint, env, device), opened.config, playouts, device
+    )
 
 
-def match(opened: registry.OpenRun, device, opponent: str, level: int, games: int, seed: int, search: int = 0) -> dict[str, Any]:
+def match(
+    opened: registry.OpenRun, device, opponent: str, level: int, games: int, seed: int, search: int = 0
+) -> dict[str, Any]:
     """`rl eval RUN --opponent ...`: `games` games against the opponent, colours alternating, saved as SGFs under
     <run>/games/eval_step_<N>_seed_<S>[_search<K>|_greedy][_symmetries]/; returns the result."""
     if opponent == "gnugo" and not matches.gnugo_available():
-        raise ConfigError("--opponent gnugo: GNU Go is not installed (apt-get install gnugo); random and greedy need nothing")
+        raise ConfigError(
+            "--opponent gnugo: GNU Go is not installed (apt-get install gnugo); random and greedy need nothing"
+        )
     cfg, step = opened.config, opened.checkpoint.step
     env = envs.make(cfg.env, 1, seed, **GoHooks(cfg).env_options())
     try:
-        player = searcher(opened, env, device, search) if search else registry.load_policy(opened, env, device, cfg.eval_epsilon, seed)
+        player = (
+            searcher(opened, env, device, search)
+            if search
+            else registry.load_policy(opened, env, device, cfg.eval_epsilon, seed)
+        )
         size, komi = env.size, cfg.go.komi
     finally:
         env.close()
@@ -49,12 +61,29 @@ def match(opened: registry.OpenRun, device, opponent: str, level: int, games: in
     num_envs = (16 if opponent == "gnugo" else 64) if search else 8
     records = matches.play_match(player, size, komi, opponent, games, seed, level, num_envs, **offer_options(cfg))
     greedy = cfg.eval_greedy and not search
-    how = (f"_search{search}" if search else "_greedy" if greedy else "") + ("_symmetries" if cfg.eval_symmetries else "")
+    how = (f"_search{search}" if search else "_greedy" if greedy else "") + (
+        "_symmetries" if cfg.eval_symmetries else ""
+    )
     folder = opened.dir / "games" / f"eval_step_{step}_seed_{seed}{how}"
-    matches.save_sgf(records, folder, name, size, komi, f"rl step {step}" + (f" search {search}" if search else "")
-                     + (" symmetries" if cfg.eval_symmetries else ""))
-    return {"run": str(opened.dir), "step": step, "opponent": name, "komi": komi, "greedy": greedy, "search": search,
-            "symmetries": cfg.eval_symmetries, **matches.summary(records), "sgf": str(folder)}
+    matches.save_sgf(
+        records,
+        folder,
+        name,
+        size,
+        komi,
+        f"rl step {step}" + (f" search {search}" if search else "") + (" symmetries" if cfg.eval_symmetries else ""),
+    )
+    return {
+        "run": str(opened.dir),
+        "step": step,
+        "opponent": name,
+        "komi": komi,
+        "greedy": greedy,
+        "search": search,
+        "symmetries": cfg.eval_symmetries,
+        **matches.summary(records),
+        "sgf": str(folder),
+    }
 
 
 def engine(size: int, komi: float | None, seed: int, agent: Path | None, search: int = 0, symmetries: bool = False):
@@ -66,7 +95,9 @@ def engine(size: int, komi: float | None, seed: int, agent: Path | None, search:
         raise ConfigError(f"--search {search} reads ahead with a trained network: add --agent RUN (a Go run folder)")
     if symmetries and agent is None:
         raise ConfigError("--symmetries averages a trained network: add --agent RUN (a Go run folder)")
-    return play.random_engine(size, komi, seed) if agent is None else agent_engine(agent, komi, seed, search, symmetries)
+    return (
+        play.random_engine(size, komi, seed) if agent is None else agent_engine(agent, komi, seed, search, symmetries)
+    )
 
 
 def agent_engine(run_dir: Path, komi: float | None, seed: int, search: int = 0, symmetries: bool = False):
@@ -79,8 +110,10 @@ def agent_engine(run_dir: Path, komi: float | None, seed: int, search: int = 0, 
     opened = registry.open_run(run_dir, None, "--agent")
     cfg = opened.config
     if envs.family(cfg.env) != "go" or opened.algo not in ("ppo", "a2c", "reinforce"):
-        raise ConfigError(f"--agent {str(run_dir)!r} is a {opened.algo} run on {cfg.env}, not a Go policy "
-                          f"(train one with: rl train ppo --env Go9)")
+        raise ConfigError(
+            f"--agent {str(run_dir)!r} is a {opened.algo} run on {cfg.env}, not a Go policy "
+            f"(train one with: rl train ppo --env Go9)"
+        )
     cfg = with_symmetries(cfg, opened.algo) if symmetries else cfg
     opened = registry.open_run(run_dir, "latest", "--agent")
     opened = dataclasses.replace(opened, config=dataclasses.replace(cfg, eval_greedy=True))
@@ -90,5 +123,12 @@ def agent_engine(run_dir: Path, komi: float | None, seed: int, search: int = 0, 
     policy = registry.load_policy(opened, env, device, 0.0, seed)
     if komi is None:
         komi = cfg.go.komi  # the komi it trained under, unless --komi (or GTP's komi command) says otherwise
-    return play.agent_engine(env.size, komi, lambda obs, legal: policy(obs, action_mask=legal), env.history,
-                             f"rl-{opened.algo}", search=player, **offer_options(cfg))
+    return play.agent_engine(
+        env.size,
+        komi,
+        lambda obs, legal: policy(obs, action_mask=legal),
+        env.history,
+        f"rl-{opened.algo}",
+        search=player,
+        **offer_options(cfg),
+    )

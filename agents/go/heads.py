@@ -17,9 +17,11 @@ class BoardHead(nn.Module):
         channels, height, width = spatial_shape
         self.conv, self.bn = nn.Conv2d(channels, filters, 1, bias=False), nn.BatchNorm2d(filters)
         inputs = filters * height * width
-        self.fc = nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, out)) if hidden else nn.Linear(inputs, out)
+        self.fc = (
+            nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, out))
+            if hidden
+            else nn.Linear(inputs, out)
+        )
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.relu(self.bn(self.conv(h))).flatten(1))
-
-

@@ -9,7 +9,6 @@ from typing import Any
 import torch
 
 
-
 def offer_options(config) -> dict[str, Any]:
     """The moves a run's agent is offered on Go (`envs.go.env.offered_moves`): its go.eye_fill and go.pass_rule,
     wherever it plays (training, evaluation, GTP); the plain rules' defaults for a config without a go section."""
@@ -36,8 +35,13 @@ class GoHooks:
         go = self.config.go
         options: dict[str, Any] = {"komi": go.komi, **offer_options(self.config)}
         if training:
-            options |= {"augment": go.symmetries, "shaping": go.shaping, "shaping_potential": go.shaping_potential,
-                        "score_reward": go.score_reward, **({"device": self.device} if self.device is not None else {})}
+            options |= {
+                "augment": go.symmetries,
+                "shaping": go.shaping,
+                "shaping_potential": go.shaping_potential,
+                "score_reward": go.score_reward,
+                **({"device": self.device} if self.device is not None else {}),
+            }
             if self.league is not None:
                 options |= {"opponent": self.league, "agent_colour": "alternate"}
         return options
@@ -66,9 +70,19 @@ class GoHooks:
 
         config, results = self.config, {}
         for name, kind, level in matches.opponent_names(config):
-            records = matches.play_match(policy, env.size, config.go.komi, kind, config.go.eval_games,
-                                         config.seed + 200_000 + step, level, **offer_options(config))
-            matches.save_sgf(records, matches.round_folder(run.dir, step), name, env.size, config.go.komi, f"rl step {step}")
+            records = matches.play_match(
+                policy,
+                env.size,
+                config.go.komi,
+                kind,
+                config.go.eval_games,
+                config.seed + 200_000 + step,
+                level,
+                **offer_options(config),
+            )
+            matches.save_sgf(
+                records, matches.round_folder(run.dir, step), name, env.size, config.go.komi, f"rl step {step}"
+            )
             results[name] = matches.summary(records)
             run.log(step, {f"go/win_rate/{name}": results[name]["win_rate"], f"go/elo/{name}": results[name]["elo"]})
         return "; won " + ", ".join(f"{r['wins']:g}/{r['games']} vs {name}" for name, r in results.items())

@@ -32,13 +32,27 @@ from agents.rollout import masked_logits, sample_actions
 class League:
     """Frozen past versions of a policy network and which one plays in each env (see module doc)."""
 
-    def __init__(self, num_envs: int, capacity: int, latest_prob: float, seed: int, device: torch.device | str = "cpu",
-                 anchor_prob: float = 0.0):
+    def __init__(
+        self,
+        num_envs: int,
+        capacity: int,
+        latest_prob: float,
+        seed: int,
+        device: torch.device | str = "cpu",
+        anchor_prob: float = 0.0,
+    ):
         if capacity < 1:
             raise ValueError(f"a league holds at least 1 member, got capacity {capacity}")
         if not (0 <= latest_prob and 0 <= anchor_prob and latest_prob + anchor_prob <= 1):
-            raise ValueError(f"latest_prob {latest_prob} and anchor_prob {anchor_prob} must be >= 0 and sum to at most 1")
-        self.capacity, self.latest_prob, self.anchor_prob, self.device = capacity, latest_prob, anchor_prob, torch.device(device)
+            raise ValueError(
+                f"latest_prob {latest_prob} and anchor_prob {anchor_prob} must be >= 0 and sum to at most 1"
+            )
+        self.capacity, self.latest_prob, self.anchor_prob, self.device = (
+            capacity,
+            latest_prob,
+            anchor_prob,
+            torch.device(device),
+        )
         self.members: list[nn.Module] = []
         self.versions: list[int] = []  # the update count at which each member was added
         self.assigned = np.zeros(num_envs, dtype=np.int64)  # member index playing in each env
@@ -52,7 +66,9 @@ class League:
             drop = 1 if self.capacity > 1 else 0  # the first member stays as an anchor
             del self.members[drop], self.versions[drop], self.games[drop]
             # games under way against the dropped member go on against the newest one left
-            self.assigned = np.where(self.assigned == drop, len(self.members) - 1, self.assigned - (self.assigned > drop))
+            self.assigned = np.where(
+                self.assigned == drop, len(self.members) - 1, self.assigned - (self.assigned > drop)
+            )
         self.members.append(member)
         self.versions.append(version)
         self.games.append(0)
@@ -79,7 +95,9 @@ class League:
             x = torch.as_tensor(obs[at], device=self.device)
             mask = torch.as_tensor(action_mask[at], device=self.device)
             with torch.inference_mode():
-                actions[at] = sample_actions(masked_logits(self.members[k].logits(x), mask), self.generator)[0].cpu().numpy()
+                actions[at] = (
+                    sample_actions(masked_logits(self.members[k].logits(x), mask), self.generator)[0].cpu().numpy()
+                )
         return actions
 
     # ------------------------------------------------------------------------------------ checkpoints
@@ -90,8 +108,12 @@ class League:
         return out
 
     def state(self) -> dict[str, Any]:
-        return {"versions": self.versions, "assigned": self.assigned.tolist(), "games": self.games,
-                "rng": rng_to_json(self.generator.get_state())}
+        return {
+            "versions": self.versions,
+            "assigned": self.assigned.tolist(),
+            "games": self.games,
+            "rng": rng_to_json(self.generator.get_state()),
+        }
 
     def load(self, template: nn.Module, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
         """Rebuild the pool saved by `tensors()`/`state()`; `template` is a network of the same shape."""

@@ -45,14 +45,34 @@ def elo(wins: float, games: int) -> float:
     return 400 * math.log10((wins + 0.5) / (games - wins + 0.5))
 
 
-def play_match(policy: Policy | Search, size: int, komi: float, opponent: str, games: int, seed: int, level: int = 1,
-               num_envs: int = 8, eye_fill: bool = True, pass_rule: str = "always") -> list[GameRecord]:
+def play_match(
+    policy: Policy | Search,
+    size: int,
+    komi: float,
+    opponent: str,
+    games: int,
+    seed: int,
+    level: int = 1,
+    num_envs: int = 8,
+    eye_fill: bool = True,
+    pass_rule: str = "always",
+) -> list[GameRecord]:
     """`games` whole games of `policy` against `opponent`, colours alternating; the finished games in order.
     eye_fill and pass_rule: the moves the policy is offered (as its run trained: hooks.offer_options).
     A `Search` (agents/go/search.py) as the policy reads the env's games themselves: rules state and last boards."""
     num_envs = min(num_envs, games)
-    env = GoEnv(size, num_envs, seed, opponent=opponent, agent_colour="alternate", komi=komi, gnugo_level=level, record=True,
-                eye_fill=eye_fill, pass_rule=pass_rule)
+    env = GoEnv(
+        size,
+        num_envs,
+        seed,
+        opponent=opponent,
+        agent_colour="alternate",
+        komi=komi,
+        gnugo_level=level,
+        record=True,
+        eye_fill=eye_fill,
+        pass_rule=pass_rule,
+    )
     quota = np.full(num_envs, games // num_envs)
     quota[: games % num_envs] += 1
     taken = np.zeros(num_envs, dtype=np.int64)
@@ -80,11 +100,18 @@ def play_match(policy: Policy | Search, size: int, komi: float, opponent: str, g
 def summary(records: list[GameRecord]) -> dict[str, Any]:
     """Wins (draws as halves), games, win rate overall and by the agent's colour, and the Elo estimate."""
     points = [0.5 if r.margin == 0 else float(np.sign(r.margin) == r.agent_colour) for r in records]
-    by_colour = {name: [p for p, r in zip(points, records) if r.agent_colour == colour]
-                 for name, colour in (("black", game.BLACK), ("white", game.WHITE))}
+    by_colour = {
+        name: [p for p, r in zip(points, records) if r.agent_colour == colour]
+        for name, colour in (("black", game.BLACK), ("white", game.WHITE))
+    }
     wins = sum(points)
-    return {"games": len(records), "wins": wins, "win_rate": wins / max(len(records), 1), "elo": elo(wins, len(records)),
-            **{f"win_rate_{name}": (sum(p) / len(p) if p else float("nan")) for name, p in by_colour.items()}}
+    return {
+        "games": len(records),
+        "wins": wins,
+        "win_rate": wins / max(len(records), 1),
+        "elo": elo(wins, len(records)),
+        **{f"win_rate_{name}": (sum(p) / len(p) if p else float("nan")) for name, p in by_colour.items()},
+    }
 
 
 def save_sgf(records: list[GameRecord], folder: Path, name: str, size: int, komi: float, agent: str) -> list[Path]:
@@ -93,8 +120,17 @@ def save_sgf(records: list[GameRecord], folder: Path, name: str, size: int, komi
     for k, record in enumerate(records):
         black, white = (agent, name) if record.agent_colour == game.BLACK else (name, agent)
         path = folder / f"{name}_{k}.sgf"
-        path.write_text(sgf.write(size, komi, record.moves, gtp.result_text(record.margin), black=black, white=white,
-                                  rules="Chinese (area scoring), positional superko"))
+        path.write_text(
+            sgf.write(
+                size,
+                komi,
+                record.moves,
+                gtp.result_text(record.margin),
+                black=black,
+                white=white,
+                rules="Chinese (area scoring), positional superko",
+            )
+        )
         paths.append(path)
     return paths
 

@@ -42,8 +42,18 @@ class Search:
     state: the games (envs/go/game.GoState, the agent to move); boards (B, k, N*N) int8: their last k boards, newest
     first (GoEnv.boards); offered (B, N*N+1) bool: the moves the agent may play (the env's info["action_mask"])."""
 
-    def __init__(self, net, playouts: int, komi: float, eye_fill: bool = True, pass_rule: str = "always",
-                 shaping: float = 0.0, score_reward: float = 0.0, c_puct: float = 1.5, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        net,
+        playouts: int,
+        komi: float,
+        eye_fill: bool = True,
+        pass_rule: str = "always",
+        shaping: float = 0.0,
+        score_reward: float = 0.0,
+        c_puct: float = 1.5,
+        device: str | torch.device = "cpu",
+    ):
         if playouts < 1:
             raise ConfigError(f"search playouts must be >= 1, got {playouts} (0: play the policy without search)")
         self.net, self.playouts, self.komi, self.c_puct = net, playouts, komi, c_puct
@@ -82,7 +92,9 @@ class Search:
         that a tie goes to the policy's favourite."""
         B, A = root.board.shape
         M = self.playouts + 1  # nodes per tree: the root and one new node per playout
-        pool = game.GoState(**{f.name: getattr(root, f.name).repeat_interleave(M, 0) for f in fields(root)})  # node b*M+n
+        pool = game.GoState(
+            **{f.name: getattr(root, f.name).repeat_interleave(M, 0) for f in fields(root)}
+        )  # node b*M+n
         pool_boards = boards.repeat_interleave(M, 0)  # (B*M, k, A)
         prior = np.zeros((B * M, A + 1), np.float32)
         allowed = np.zeros((B * M, A + 1), bool)
@@ -120,7 +132,9 @@ class Search:
                 stepped = game.step(pool.index(parent_ids), torch.as_tensor(moves))
                 for f in fields(stepped):
                     getattr(pool, f.name)[new_ids] = getattr(stepped, f.name)
-                pushed = torch.cat([stepped.board.unsqueeze(1), pool_boards[parent_ids, :-1]], 1)  # (L, k, A) newest first
+                pushed = torch.cat(
+                    [stepped.board.unsqueeze(1), pool_boards[parent_ids, :-1]], 1
+                )  # (L, k, A) newest first
                 pool_boards[new_ids] = pushed
                 p, v, o = self.evaluate(stepped, pushed)
                 prior[new], value[new], allowed[new] = p.numpy(), v.numpy(), o.numpy()
@@ -139,6 +153,8 @@ def for_run(net, config, playouts: int, device: torch.device) -> Search:
     """The search for a Go run's trained network: its komi, offered moves, and the scale of its value (shaping)."""
     go = config.go
     if go.shaping and go.shaping_potential != "stones":
-        raise ConfigError(f"search reads the value as V + Phi, known for go.shaping_potential=stones, not "
-                          f"{go.shaping_potential!r} (play this run without --search)")
+        raise ConfigError(
+            f"search reads the value as V + Phi, known for go.shaping_potential=stones, not "
+            f"{go.shaping_potential!r} (play this run without --search)"
+        )
     return Search(net, playouts, go.komi, go.eye_fill, go.pass_rule, go.shaping, go.score_reward, device=device)

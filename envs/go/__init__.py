@@ -1,1 +1,2 @@
-"""Go: batched rules on torch tensors (game), vector env (env), GTP (gtp), SGF (sgf), boards (render), terminal play (play)."""
+"""Go: batched rules on torch tensors (game), vector env (env), GTP (gtp), SGF (sgf), boards (render), terminal
+play (play)."""

@@ -44,7 +44,8 @@ game's moves; finished games are appended to `env.finished` (GameRecord) for SGF
 Observation (float32, (2k+1, N, N)), AlphaGo Zero's layout (Silver et al. 2017): for each of the
 last k boards, newest first, a plane of the mover's stones and a plane of the opponent's, then a
 plane of ones when Black is to move. `info["action_mask"]` (N, N*N+1) bool holds the legal actions
-(less the own eyes without eye_fill, and pass as pass_rule says) in reset and step infos; an illegal action raises ValueError.
+(less the own eyes without eye_fill, and pass as pass_rule says) in reset and step infos; an illegal action
+raises ValueError.
 Games end by two passes or at 2*N*N moves, scored by Tromp-Taylor area with komi (`terminated`;
 `truncated` is always False).
 """
@@ -59,8 +60,6 @@ import torch
 from gymnasium.spaces import Box, Discrete, MultiDiscrete
 
 from envs.go import game, gtp, render, symmetry
-
-SIZES = (5, 7, 9, 19)
 
 
 def observation_planes(boards: torch.Tensor, turn: torch.Tensor, size: int) -> np.ndarray:
@@ -81,7 +80,9 @@ def _planes(boards: torch.Tensor, turn: torch.Tensor, size: int) -> torch.Tensor
 PASS_RULES = ("always", "end")
 
 
-def offered_moves(state: game.GoState, eye_fill: bool = True, pass_rule: str = "always", komi: float = 7.5) -> torch.Tensor:
+def offered_moves(
+    state: game.GoState, eye_fill: bool = True, pass_rule: str = "always", komi: float = 7.5
+) -> torch.Tensor:
     """(B, A+1) bool: the moves a policy is offered, its action mask: the legal moves, less the mover's own one-point
     eyes when not `eye_fill` (pass stays, so a position where nothing else is left offers pass alone).
     pass_rule "end" offers pass only where nothing else is offered, or where the opponent has just passed and the
@@ -113,7 +114,9 @@ def greedy_policy(state: game.GoState, generator: torch.Generator | None = None)
     B, A = state.board.shape
     captures = torch.where(state.legal[:, :A], game.capture_counts(state), 0)  # (B, A)
     best = captures.amax(1, keepdim=True)
-    ties = ((captures == best) & (best > 0)).float() + torch.rand(B, A, generator=generator, device=captures.device) * 0.5
+    ties = ((captures == best) & (best > 0)).float() + torch.rand(
+        B, A, generator=generator, device=captures.device
+    ) * 0.5
     return torch.where(best.view(B) > 0, ties.argmax(1), random_policy(state, generator))
 
 
@@ -173,11 +176,25 @@ POTENTIALS = ("stones", "captures")
 class GoEnv:
     """`num_envs` Go games on `device`; see the module docstring for the modes and options."""
 
-    def __init__(self, size: int = 9, num_envs: int = 1, seed: int = 0, device: str | torch.device = "cpu",
-                 opponent: str | Opponent | None = None, agent_colour: str = "black", history: int = 8,
-                 komi: float | None = None, gnugo_level: int = 1, augment: bool = False, record: bool = False,
-                 shaping: float = 0.0, shaping_potential: str = "stones", eye_fill: bool = True,
-                 pass_rule: str = "always", score_reward: float = 0.0):
+    def __init__(
+        self,
+        size: int = 9,
+        num_envs: int = 1,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        opponent: str | Opponent | None = None,
+        agent_colour: str = "black",
+        history: int = 8,
+        komi: float | None = None,
+        gnugo_level: int = 1,
+        augment: bool = False,
+        record: bool = False,
+        shaping: float = 0.0,
+        shaping_potential: str = "stones",
+        eye_fill: bool = True,
+        pass_rule: str = "always",
+        score_reward: float = 0.0,
+    ):
         if size not in range(5, 20):
             raise ValueError(f"size must be 5..19, got {size}")
         if isinstance(opponent, str) and opponent not in OPPONENTS:
@@ -205,8 +222,9 @@ class GoEnv:
         self.action_space = MultiDiscrete(np.full(num_envs, A + 1))
         self.opponent = opponent
         self.colour_rule = agent_colour
-        self.agent = torch.full((num_envs,), game.WHITE if agent_colour == "white" else game.BLACK, dtype=torch.int8,
-                                device=self.device)  # (B,) the agent's colour in each env's current game
+        self.agent = torch.full(
+            (num_envs,), game.WHITE if agent_colour == "white" else game.BLACK, dtype=torch.int8, device=self.device
+        )  # (B,) the agent's colour in each env's current game
         self.gnugo = GnuGoOpponent(num_envs, size, self.komi, gnugo_level, seed) if opponent == "gnugo" else None
         self._fresh = game.new_games(1, size, self.device)
         self._seed: int | None = seed
@@ -219,14 +237,17 @@ class GoEnv:
         self._moves: list[list[tuple[int, int]]] = [[] for _ in range(num_envs)]
         self.finished: list[GameRecord] = []
         self._potential = torch.zeros(num_envs, device=self.device)  # Phi of each current position (shaping)
-        self._placed = torch.zeros(num_envs, 2, device=self.device)  # stones the agent [:, 0] and its opponent [:, 1] have played
+        self._placed = torch.zeros(
+            num_envs, 2, device=self.device
+        )  # stones the agent [:, 0] and its opponent [:, 1] have played
 
     def _potentials(self) -> torch.Tensor:
-        """Phi (B,): shaping * the agent's lead in stones on the board (or in prisoners) / (N*N), 0 where the game is over."""
+        """Phi (B,): shaping * the agent's lead in stones on the board (or in prisoners) / (N*N), 0 where the game
+        is over."""
         lead = self.state.board.sum(1, dtype=torch.float32) * self.agent.float()  # the agent's stones - the opponent's
         if self.shaping_potential == "captures":  # stones lost = stones played - stones left on the board
             lead = lead - (self._placed[:, 0] - self._placed[:, 1])
-        return torch.where(self.state.done, 0.0, self.shaping * lead / self.size ** 2)
+        return torch.where(self.state.done, 0.0, self.shaping * lead / self.size**2)
 
     def _legal(self) -> torch.Tensor:
         return offered_moves(self.state, self.eye_fill, self.pass_rule, self.komi)
@@ -236,9 +257,15 @@ class GoEnv:
         planes, legal = _planes(self.boards, self.state.turn, self.size), self._legal()
         if self.augment:
             self._image = torch.randint(symmetry.COUNT, (B,), generator=self.generator, device=self.device)
-            planes, legal = symmetry.transform(planes, self._image, self.size), symmetry.transform(legal, self._image, self.size)
-        info = {"action_mask": legal.cpu().numpy(), "life_lost": np.zeros(B, dtype=bool),
-                "to_play": self.state.turn.cpu().numpy().astype(np.int64)}
+            planes, legal = (
+                symmetry.transform(planes, self._image, self.size),
+                symmetry.transform(legal, self._image, self.size),
+            )
+        info = {
+            "action_mask": legal.cpu().numpy(),
+            "life_lost": np.zeros(B, dtype=bool),
+            "to_play": self.state.turn.cpu().numpy().astype(np.int64),
+        }
         return planes.float().cpu().numpy(), info
 
     def _record(self, rows: torch.Tensor | None = None) -> None:
@@ -251,10 +278,10 @@ class GoEnv:
         if self.record:
             for i in torch.nonzero(rows).view(-1).tolist():
                 self._moves[i].append((int(self.state.turn[i]), int(actions[i])))
-        stone = rows & (actions < self.size ** 2)
+        stone = rows & (actions < self.size**2)
         self._placed[:, 0] += (stone & (self.state.turn == self.agent)).float()
         self._placed[:, 1] += (stone & (self.state.turn != self.agent)).float()
-        stepped = game.step(self.state, torch.where(rows, actions, self.size ** 2))
+        stepped = game.step(self.state, torch.where(rows, actions, self.size**2))
         self.state = self.state.where(rows, stepped)
         self._record(rows)
 
@@ -269,7 +296,7 @@ class GoEnv:
         elif self.opponent == "greedy":
             actions = greedy_policy(self.state, self.generator)
         else:
-            actions = torch.full((self.num_envs,), self.size ** 2, dtype=torch.int64)
+            actions = torch.full((self.num_envs,), self.size**2, dtype=torch.int64)
             if self.gnugo is not None:
                 actions[idx] = torch.tensor(self.gnugo.reply(idx, -self.agent[idx].cpu().numpy()))
             else:  # an Opponent object sees the position as the agent would, from the mover's side
@@ -286,7 +313,9 @@ class GoEnv:
         self._record(rows)
         if self.colour_rule == "alternate":
             black = (idx + self._games[idx]) % 2 == 0
-            self.agent[idx] = torch.as_tensor(np.where(black, game.BLACK, game.WHITE), dtype=torch.int8, device=self.device)
+            self.agent[idx] = torch.as_tensor(
+                np.where(black, game.BLACK, game.WHITE), dtype=torch.int8, device=self.device
+            )
         self._games[idx] += 1
         for i in idx:
             self._moves[i] = []
@@ -310,17 +339,21 @@ class GoEnv:
         return self._observe()
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        B, A = self.num_envs, self.size ** 2
+        B, A = self.num_envs, self.size**2
         actions = torch.as_tensor(np.asarray(actions, dtype=np.int64), device=self.device)
         if self.augment:  # the action was chosen on the image shown: play it on the real board
-            actions = symmetry.original_action(actions.clamp(0, A), self._image, self.size).where((actions >= 0) & (actions <= A), actions)
+            actions = symmetry.original_action(actions.clamp(0, A), self._image, self.size).where(
+                (actions >= 0) & (actions <= A), actions
+            )
         restart = torch.as_tensor(self._ended, device=self.device)
         playing = ~restart
         legal = self.state.legal.gather(1, actions.clamp(0, A).view(B, 1)).view(B) & (actions >= 0) & (actions <= A)
         if (playing & ~legal).any():
             bad = torch.nonzero(playing & ~legal).view(-1).tolist()
-            raise ValueError(f"illegal Go action(s) in env(s) {bad}: {actions[bad].tolist()}; "
-                             "use info['action_mask'] to choose legal moves")
+            raise ValueError(
+                f"illegal Go action(s) in env(s) {bad}: {actions[bad].tolist()}; "
+                "use info['action_mask'] to choose legal moves"
+            )
         mover = self.state.turn.clone()
         if self.gnugo is not None:
             idx = torch.nonzero(playing).view(-1).cpu().numpy()
@@ -336,7 +369,9 @@ class GoEnv:
             reward[ended] = (torch.sign(margin) + self.score_reward * margin / A) * viewer.float()
             if self.record:
                 for i, m in zip(torch.nonzero(ended).view(-1).tolist(), margin.tolist()):
-                    self.finished.append(GameRecord(i, int(self.agent[i]), m, self._moves[i], self.state.board[i].cpu().numpy()))
+                    self.finished.append(
+                        GameRecord(i, int(self.agent[i]), m, self._moves[i], self.state.board[i].cpu().numpy())
+                    )
         if restart.any():
             self._reset_rows(restart)
         if self.shaping:

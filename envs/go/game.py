@@ -1,6 +1,6 @@
 """Go rules as pure functions of batched torch tensors: B games at once, on CPU or CUDA.
 
-Rules (ARCHITECTURE.md; Tromp-Taylor with suicide illegal and positional superko):
+Rules (Tromp-Taylor with suicide illegal and positional superko):
 - Board N x N for N in 5..19; action a in 0..N*N-1 is point (row, col) = divmod(a, N), row 0 at the
   top; action N*N is pass. Black (+1) moves first, White is -1, empty 0.
 - A stone on an empty point first removes the opponent groups it leaves without liberties, then the
@@ -75,8 +75,10 @@ class GoState:
 
     def where(self, rows: torch.Tensor, other: "GoState") -> "GoState":
         """Games from `other` (batch B or 1) where rows (B,) is True, from self elsewhere."""
+
         def pick(mine, theirs):
             return torch.where(rows.view(-1, *([1] * (mine.dim() - 1))), theirs, mine)
+
         return GoState(**{f.name: pick(getattr(self, f.name), getattr(other, f.name)) for f in fields(self)})
 
     def to(self, device: torch.device | str) -> "GoState":
@@ -178,7 +180,7 @@ def label_groups(board: torch.Tensor, size: int) -> torch.Tensor:
 def from_boards(board: torch.Tensor, turn: int | torch.Tensor = BLACK) -> GoState:
     """Games starting from the given boards (B, A) int8, `turn` to move; history is this board only."""
     B, A = board.shape
-    size = round(A ** 0.5)
+    size = round(A**0.5)
     if size * size != A or not 5 <= size <= 19:
         raise ValueError(f"board size must be 5..19, got {A} points")
     t = _tables(size, board.device)
@@ -190,8 +192,19 @@ def from_boards(board: torch.Tensor, turn: int | torch.Tensor = BLACK) -> GoStat
     history[:, 0] = hash_
     zeros = torch.zeros(B, dtype=torch.int64, device=board.device)
     atari_at, capture_keys, legal = _analyse(board, labels, turn, hash_, history, size)
-    return GoState(board, labels, atari_at, capture_keys, turn, zeros, zeros.clone(), hash_, history,
-                   legal, torch.zeros(B, dtype=torch.bool, device=board.device))
+    return GoState(
+        board,
+        labels,
+        atari_at,
+        capture_keys,
+        turn,
+        zeros,
+        zeros.clone(),
+        hash_,
+        history,
+        legal,
+        torch.zeros(B, dtype=torch.bool, device=board.device),
+    )
 
 
 def new_games(batch: int, size: int, device: torch.device | str = "cpu") -> GoState:
@@ -203,8 +216,19 @@ def with_turn(state: GoState, turn: int) -> GoState:
     """The same games with `turn` to move (GTP lets either colour play); legality recomputed."""
     turn = torch.full_like(state.turn, turn)
     atari_at, capture_keys, legal = _analyse(state.board, state.labels, turn, state.hash, state.history, state.size)
-    return GoState(state.board, state.labels, atari_at, capture_keys, turn, state.passes, state.moves,
-                   state.hash, state.history, legal, state.done)
+    return GoState(
+        state.board,
+        state.labels,
+        atari_at,
+        capture_keys,
+        turn,
+        state.passes,
+        state.moves,
+        state.hash,
+        state.history,
+        legal,
+        state.done,
+    )
 
 
 def legal_action_mask(state: GoState) -> torch.Tensor:
@@ -295,8 +319,3 @@ def own_eyes(state: GoState) -> torch.Tensor:
     mover = state.turn.view(B, 1, 1)
     up, down, left, right = ((v == mover) | (v == _OFF) for v in _neighbours(state.board, state.size, _OFF))
     return (up & down & left & right).reshape(B, A) & (state.board == EMPTY)
-
-
-def mover_view(state: GoState) -> torch.Tensor:
-    """The board from the mover's view: +1 own stones, -1 the opponent's, (B, A) int8."""
-    return state.board * state.turn.view(-1, 1)

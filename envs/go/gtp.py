@@ -42,8 +42,10 @@ def action(text: str, size: int) -> int:
         return size * size
     letter, digits = text[:1], text[1:]
     if letter not in COLUMNS[:size] or not digits.isdigit() or not 1 <= int(digits) <= size:
-        raise GtpError(f"invalid coordinate {text!r} on {size}x{size}: "
-                       f"columns A..{COLUMNS[size - 1]} (no I), rows 1..{size}, or pass")
+        raise GtpError(
+            f"invalid coordinate {text!r} on {size}x{size}: "
+            f"columns A..{COLUMNS[size - 1]} (no I), rows 1..{size}, or pass"
+        )
     return (size - int(digits)) * size + COLUMNS.index(letter)
 
 
@@ -170,7 +172,9 @@ class Engine:
         return "1" if bool(state.legal[0, move]) else "0"
 
     def cmd_printsgf(self):
-        return sgf.write(self.size, self.komi, self.moves, result_text(self.score()) if self.state.done.item() else None)
+        return sgf.write(
+            self.size, self.komi, self.moves, result_text(self.score()) if self.state.done.item() else None
+        )
 
     def cmd_loadsgf(self, path, move_number=None):
         try:
@@ -183,7 +187,7 @@ class Engine:
         self.komi_set = record.komi
         self.new_game(record.size)
         if record.setup:
-            board = torch.zeros(1, record.size ** 2, dtype=torch.int8)
+            board = torch.zeros(1, record.size**2, dtype=torch.int8)
             for who, point in record.setup:
                 board[0, point] = who
             self.states = [game.from_boards(board)]
@@ -235,10 +239,12 @@ class GtpClient:
 
     def __init__(self, command: list[str] | str):
         argv = shlex.split(command) if isinstance(command, str) else command
-        # its own session: a Ctrl-C in the terminal (SIGINT to the foreground group) must reach only us, so that a training
-        # run stopped during an evaluation against GNU Go finishes its games and checkpoints instead of losing the engine
-        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-                                        start_new_session=True)
+        # its own session: a Ctrl-C in the terminal (SIGINT to the foreground group) must reach only us, so that a
+        # training run stopped during an evaluation against GNU Go finishes its games and checkpoints instead of
+        # losing the engine
+        self.process = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, start_new_session=True
+        )
 
     def send(self, command: str) -> str:
         return self.send_many([command])[0]
@@ -283,7 +289,21 @@ def gnugo(size: int, komi: float, level: int = 1, seed: int = 0) -> GtpClient:
     --capture-all-dead it removes dead stones by capturing them before it passes, as Tromp-Taylor scoring
     (which counts every stone on the board as alive) needs; without it GNU Go passes in won positions
     that Tromp-Taylor scores as lost."""
-    client = GtpClient([GNUGO, "--mode", "gtp", "--chinese-rules", "--positional-superko", "--capture-all-dead",
-                        "--level", str(level), "--seed", str(seed), "--komi", str(komi)])
+    client = GtpClient(
+        [
+            GNUGO,
+            "--mode",
+            "gtp",
+            "--chinese-rules",
+            "--positional-superko",
+            "--capture-all-dead",
+            "--level",
+            str(level),
+            "--seed",
+            str(seed),
+            "--komi",
+            str(komi),
+        ]
+    )
     client.send_many([f"boardsize {size}", "clear_board", f"komi {komi}"])
     return client

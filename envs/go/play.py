@@ -35,8 +35,10 @@ def play_terminal(engine: gtp.Engine, human: int, stdin: TextIO | None = None, s
         last = engine.moves[-1][1] if engine.moves else None
         say(render.board_text(engine.state.board[0], size, last))
 
-    say(f"Go {size}x{size}, komi {engine.komi:g}, Tromp-Taylor area scoring. You play "
-        f"{'black (●)' if human == game.BLACK else 'white (○)'}; {HELP}.")
+    say(
+        f"Go {size}x{size}, komi {engine.komi:g}, Tromp-Taylor area scoring. You play "
+        f"{'black (●)' if human == game.BLACK else 'white (○)'}; {HELP}."
+    )
     while not engine.state.done.item():
         if int(engine.state.turn) != human:
             reply = gtp.vertex(int(engine.policy(engine.state)[0]), size)
@@ -88,8 +90,16 @@ def random_engine(size: int, komi: float | None, seed: int) -> gtp.Engine:
     return gtp.Engine(lambda state: random_policy(state, generator), size, komi, name="rl-random")
 
 
-def agent_engine(size: int, komi: float | None, act, history: int, name: str = "rl-agent", eye_fill: bool = True,
-                 pass_rule: str = "always", search=None) -> gtp.Engine:
+def agent_engine(
+    size: int,
+    komi: float | None,
+    act,
+    history: int,
+    name: str = "rl-agent",
+    eye_fill: bool = True,
+    pass_rule: str = "always",
+    search=None,
+) -> gtp.Engine:
     """An engine whose moves come from a trained agent: `act(obs (1, 2k+1, N, N), legal (1, N*N+1)) -> (1,)`,
     shown the observation and offered the moves GoEnv would (eye_fill and pass_rule as the agent trained, at the
     engine's komi), built from the engine's own record of the game. With `search` (agents/go/search.Search),

@@ -32,8 +32,8 @@ def board_rgb(board: torch.Tensor | np.ndarray, size: int, cell: int = 24) -> np
     lo, hi = cell, cell * size
     for i in range(size):
         at = cell * (i + 1)
-        image[at, lo:hi + 1] = 0
-        image[lo:hi + 1, at] = 0
+        image[at, lo : hi + 1] = 0
+        image[lo : hi + 1, at] = 0
     yy, xx = np.mgrid[0:side, 0:side]
     radius = 0.45 * cell
     for (row, col), value in np.ndenumerate(cells):

@@ -37,8 +37,15 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("]", "\\]")
 
 
-def write(size: int, komi: float, moves: list[tuple[int, int]], result: str | None = None,
-          black: str = "", white: str = "", rules: str = "Tromp-Taylor") -> str:
+def write(
+    size: int,
+    komi: float,
+    moves: list[tuple[int, int]],
+    result: str | None = None,
+    black: str = "",
+    white: str = "",
+    rules: str = "Tromp-Taylor",
+) -> str:
     """The game as an SGF FF[4] string: header (GM FF CA SZ KM RU [PB PW RE]) then one node a move."""
     header = f"(;GM[1]FF[4]CA[UTF-8]AP[rl:0.1.0]SZ[{size}]KM[{komi:g}]RU[{_escape(rules)}]"
     header += f"PB[{_escape(black)}]" if black else ""

@@ -74,6 +74,8 @@ class Averaged(torch.nn.Module):
         M = obs.shape[0]
         g = torch.arange(COUNT, device=obs.device).repeat_interleave(M)  # image g of row b at g*M+b
         logits, value = self.net(transform(obs.repeat(COUNT, 1, 1, 1), g, self.size))
-        probs = logits.float().softmax(1).gather(1, inverse_index(self.size, obs.device)[g])  # on the real board's points
+        probs = (
+            logits.float().softmax(1).gather(1, inverse_index(self.size, obs.device)[g])
+        )  # on the real board's points
         probs = probs.view(COUNT, M, -1).mean(0)
         return probs.clamp_min(1e-30).log(), value.float().view(COUNT, M).mean(0)
