@@ -166,193 +166,8 @@ class EnvRunFields(RunFields):
         super()._rules()
 
 
-@dataclass(frozen=True)
-class DQNConfig(EnvRunFields):
-    """Deep Q-Network (Mnih et al. 2015) with the usual extensions.
-
-    Defaults are CleanRL's `dqn.py` (classic control); configs/dqn/atari.yaml holds the Nature/CleanRL
-    Atari values. All counts are in environment steps summed over all envs ("global steps").
-    """
-
-    num_envs: int = option(1, positive=True)
-    # --- learning
-    learning_rate: float = option(2.5e-4, positive=True)
-    adam_eps: float = 1e-8
-    buffer_size: int = option(10_000, positive=True)
-    # 1.0: hard copy every target_network_frequency steps; < 1: Polyak averaging at that period
-    tau: float = option(1.0, low=0, high=1)
-    target_network_frequency: int = option(500, positive=True)
-    batch_size: int = option(128, positive=True)
-    start_e: float = option(1.0, low=0, high=1)
-    end_e: float = option(0.05, low=0, high=1)
-    exploration_fraction: float = option(0.5, low=0, high=1)  # of total_timesteps, over which epsilon decays linearly
-    learning_starts: int = 10_000
-    train_frequency: int = option(10, positive=True)  # one round of gradient_steps updates every this many env steps
-    gradient_steps: int = option(1, positive=True)
-    n_step: int = option(1, positive=True)  # n-step returns (Sutton 1988; Hessel et al. 2018)
-    double_dqn: bool = False  # van Hasselt et al. 2016: the online net picks, the target net evaluates
-    dueling: bool = False  # Wang et al. 2016: V + A - mean(A)
-    loss: str = option("mse", choices=("mse", "huber"))  # the Nature paper's error clipping is the Huber loss
-    max_grad_norm: float = 0.0  # 0 disables gradient clipping
-    # auto: the training GPU when the frames fit (agents/replay.py)
-    replay_device: str = option("auto", choices=("auto", "cpu", "cuda"))
-    # --- evaluation, logging, checkpoints
-    eval_epsilon: float = option(0.05, low=0, high=1)
-    log_frequency: int = option(100, positive=True)  # env steps between loss logs
-    checkpoint_replay: bool = True  # store the replay in checkpoints so that --resume is exact
-
-
-@dataclass(frozen=True)
-class PPOConfig(EnvRunFields):
-    """Proximal Policy Optimization (Schulman et al. 2017) in CleanRL's `ppo.py` order and names.
-
-    Defaults are CleanRL's classic-control values; configs/ppo/atari.yaml holds the CleanRL/rl-zoo Atari
-    values. A rollout is num_envs x num_steps env steps; each update runs update_epochs passes
-    over it in num_minibatches minibatches. All counts are global env steps (summed over envs).
-    """
-
-    num_envs: int = option(4, positive=True)
-    # --- learning
-    learning_rate: float = option(2.5e-4, positive=True)
-    anneal_lr: bool = True  # linear decay of the learning rate to 0 over the run
-    optimizer: str = option("adam", choices=("adam", "rmsprop"))  # rmsprop: A2C's (Mnih et al. 2016)
-    adam_eps: float = 1e-5  # epsilon of Adam or RMSprop
-    rmsprop_alpha: float = option(0.99, low=0, high=1)  # RMSprop smoothing constant (rmsprop only)
-    num_steps: int = option(128, positive=True)  # env steps per env per rollout
-    # GAE (Schulman et al. 2016); 1.0 gives discounted returns minus the value
-    gae_lambda: float = option(0.95, low=0, high=1)
-    num_minibatches: int = option(4, positive=True)
-    update_epochs: int = option(4, positive=True)
-    norm_adv: bool = True  # normalize advantages per minibatch
-    clip_coef: float = 0.2  # surrogate clipping epsilon; 0 disables clipping (A2C)
-    anneal_clip: bool = False  # decay clip_coef linearly to 0 with the learning rate (the paper's Atari setting)
-    clip_vloss: bool = True  # clip the value update around the rollout's values (CleanRL, baselines)
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5  # 0 disables gradient clipping
-    target_kl: float = 0.0  # stop the epochs early once the approximate KL passes this; 0 disables
-    shared_encoder: bool = False  # one encoder for policy and value (CleanRL's Atari agent); False: one each
-    # linear: one layer on the feature vector; alphazero: AlphaGo Zero's conv heads (needs encoder resnet_tower)
-    heads: str = option("linear", choices=("linear", "alphazero"))
-    go: GoConfig = field(default_factory=GoConfig)  # Go envs only
-    # --- evaluation, logging
-    # probability of a uniformly random legal action; else the policy acts (see ppo.load_policy)
-    eval_epsilon: float = option(0.0, low=0, high=1)
-    eval_greedy: bool = False  # the policy acts by its most likely action instead of sampling
-    # Go, at play time: the network averaged over the board's 8 symmetries (rl eval --symmetries)
-    eval_symmetries: bool = False
-    log_frequency: int = option(1_000, positive=True)
-
-    def _rules(self) -> None:
-        if self.encoder.name == "lstm" and (self.amp != "none" or self.compile):
-            raise ConfigError(
-                "config keys 'amp' and 'compile' apply to feed-forward PPO: recurrent PPO "
-                "(encoder.name=lstm) runs fp32 and eager; set amp=none compile=false"
-            )
-        if self.heads == "alphazero" and self.encoder.name != "resnet_tower":
-            raise ConfigError(
-                f"config key 'heads' is 'alphazero', which reads the per-point features of "
-                f"encoder.name=resnet_tower, not {self.encoder.name}: "
-                "set heads=linear or encoder.name=resnet_tower"
-            )
-        super()._rules()
-
-
-@dataclass(frozen=True)
-class A2CConfig(PPOConfig):
-    """Advantage actor-critic (Mnih et al. 2016, synchronous as in OpenAI baselines): PPO's loop with one
-    epoch over one minibatch of a short rollout, no clipping, RMSprop. Defaults are rl-zoo's A2C values
-    (5 steps x 16 envs on Atari; configs/a2c/*.yaml)."""
-
-    learning_rate: float = 7e-4
-    optimizer: str = "rmsprop"
-    num_steps: int = 5
-    num_envs: int = 8
-    gae_lambda: float = 1.0
-    num_minibatches: int = 1
-    update_epochs: int = 1
-    norm_adv: bool = False
-    clip_coef: float = 0.0
-    clip_vloss: bool = False
-    ent_coef: float = 0.0
-    vf_coef: float = 0.5
-    anneal_lr: bool = False
-
-
-@dataclass(frozen=True)
-class SupervisedConfig(RunFields):
-    """`rl supervised MODEL --data DATASET` (agents/supervised.py): an encoder + a linear classifier trained on
-    data that ships offline; its encoder weights then load into any agent through encoder.init."""
-
-    # digits: 8x8 images (1, 8, 8); digit_rows: the same as 8 steps of 8 pixels; parity: bit strings;
-    # go: GNU Go's moves in positions of the file data_path (scripts/gnugo_games.py)
-    data: str = option("digits", choices=("digits", "digit_rows", "parity", "go"))
-    epochs: int = option(30, positive=True)
-    batch_size: int = option(64, positive=True)
-    # --- optimisation
-    optimizer: str = option("adam", choices=("sgd", "adagrad", "rmsprop", "adam", "adamw"))
-    learning_rate: float = option(1e-3, positive=True)
-    momentum: float = option(0.9, low=0, high=1)  # sgd, rmsprop
-    nesterov: bool = False  # sgd: Nesterov momentum (Sutskever et al. 2013)
-    weight_decay: float = 0.0  # the optimizer's own: coupled L2 for sgd/adagrad/rmsprop/adam, decoupled for adamw
-    l1: float = 0.0  # coefficient of the L1 penalty sum|w| on weight matrices (not biases or norms) added to the loss
-    l2: float = 0.0  # coefficient of the L2 penalty sum w^2 on weight matrices added to the loss
-    max_grad_norm: float = 0.0  # 0 disables gradient clipping
-    # learning rate over the epochs (linear: to 0)
-    schedule: str = option("constant", choices=("constant", "cosine", "step", "linear"))
-    step_size: int = option(10, positive=True)  # step schedule: epochs between decays
-    step_gamma: float = 0.1  # step schedule: decay factor
-    # --- data
-    shift: int = 0  # augmentation for digits: random shifts of up to this many pixels (0 = none)
-    val_fraction: float = option(0.1, low=0, high=1)  # of the training split, held out for early stopping
-    test_fraction: float = option(0.2, low=0, high=1)  # stratified test split
-    patience: int = 0  # early stopping: epochs without a better validation loss before stopping (0 = never stop)
-    sequence_length: int = option(16, positive=True)  # parity: bits per sequence
-    num_samples: int = option(4000, positive=True)  # parity: sequences generated
-    data_path: str = ""  # go: the .npz file of scripts/gnugo_games.py
-    # --- checkpoints
-    checkpoint_frequency: int = 10  # epochs between checkpoints; 0: only at the end
-
-
-@dataclass(frozen=True)
-class ReinforceConfig(PPOConfig):
-    """REINFORCE with a learned baseline (Williams 1992; Sutton & Barto 2018, sec. 13.4): one gradient step
-    per rollout on -(G_t - V(s_t)) log pi(a_t|s_t), with G_t the Monte-Carlo discounted return (gae_lambda = 1
-    is exactly that) and the baseline V fitted to G_t. Long rollouts so that most episodes end inside one;
-    an episode cut by the rollout's end is completed by V of its last obs, as at a time limit."""
-
-    learning_rate: float = 1e-3
-    anneal_lr: bool = False
-    num_envs: int = 4
-    num_steps: int = 256
-    gae_lambda: float = 1.0
-    num_minibatches: int = 1
-    update_epochs: int = 1
-    clip_coef: float = 0.0
-    clip_vloss: bool = False
-    ent_coef: float = 0.0
-
-
-ALGOS: dict[str, type] = {
-    "dqn": DQNConfig,
-    "ppo": PPOConfig,
-    "a2c": A2CConfig,
-    "reinforce": ReinforceConfig,
-    "supervised": SupervisedConfig,
-}
-
-
-# What `rl train` accepts (and `rl algos` lists); "supervised" has its own command, `rl supervised`.
-TRAIN_ALGOS = tuple(a for a in ALGOS if a != "supervised")
-
-
-def algo_config_class(algo: str) -> type:
-    if algo not in ALGOS:
-        raise ConfigError(f"unknown algorithm {algo!r}: {_nearest(algo, ALGOS)} (`rl algos` lists them)")
-    return ALGOS[algo]
-
-
 def resolve(
+    cls: type,
     algo: str,
     env: str | None,
     family: str,
@@ -361,12 +176,12 @@ def resolve(
     overrides: list[str] | tuple[str, ...] = (),
     base: dict[str, Any] | None = None,
 ) -> Any:
-    """Build the frozen config of `algo` for `env`, applying each layer in order: defaults,
+    """Build the frozen config `cls` of `algo` for `env`, applying each layer in order: defaults,
     configs/<algo>/<family>.yaml, configs/<algo>/<env>.yaml (lower-cased, when it exists: go9.yaml after go.yaml),
     --config, flags, --set.
 
-    `base` (a resumed run's saved config) replaces the defaults and the config files."""
-    cls = algo_config_class(algo)
+    `base` (a resumed run's saved config) replaces the defaults and the config files. agents/registry.py names
+    the class of each algorithm; this module knows none."""
     values: dict[str, Any] = {}
     family_file = CONFIG_DIR / algo / f"{family}.yaml"
     # then a file for the env itself, where one exists: configs/ppo/go9.yaml refines go.yaml for 9x9
@@ -433,8 +248,8 @@ def save(config: Any, algo: str, path: Path) -> None:
     path.write_text(yaml.safe_dump({"algo": algo, **to_dict(config)}, sort_keys=False))
 
 
-def load(path: Path) -> tuple[str, Any]:
-    """Read a run folder's config.yaml back: (algo, config)."""
+def read_saved(path: Path) -> tuple[str, dict[str, Any]]:
+    """A run folder's config.yaml as (algo, its values), still to be built into the algorithm's class."""
     data = _read_yaml(path)
     algo = data.pop("algo", None)
     if data.pop("impl", "ours") == "sb3":
@@ -442,10 +257,14 @@ def load(path: Path) -> tuple[str, Any]:
             f"{str(path)!r} is a Stable-Baselines3 run (impl: sb3): its model is sb3_model.zip beside it, "
             "for SB3's own load(); rl eval/watch/--resume read our checkpoints"
         )
-    cls = algo_config_class(str(algo))
+    return str(algo), data
+
+
+def from_saved(cls: type, data: dict[str, Any], source: str) -> Any:
+    """Build `cls` from a saved config's values, each checked as a config file's would be."""
     values: dict[str, Any] = {}
-    _merge(values, data, cls, str(path))
-    return str(algo), build(cls, values)
+    _merge(values, data, cls, source)
+    return build(cls, values)
 
 
 # ---------------------------------------------------------------------------------------------- helpers

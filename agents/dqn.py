@@ -13,7 +13,7 @@ for a Nature-CNN update has not been measured on a GPU yet.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,12 +25,52 @@ import envs
 from agents import checkpoint
 from agents.accel import autocast, compile_in_place
 from agents.checkpoint import rng_from_json, rng_to_json
-from agents.config import DQNConfig
+from agents.config import EnvRunFields, option
 from agents.encoders import encoder_from_config, freeze_batch_norm_stats
 from agents.eval_round import evaluation_round
 from agents.replay import FrameReplay, ReplaySample, replay_device
 from agents.run import Clock, Counters, Run, crossed, finish, restoring
 from envs.episodes import EpisodeStats
+
+
+# ---------------------------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class DQNConfig(EnvRunFields):
+    """Deep Q-Network (Mnih et al. 2015) with the usual extensions.
+
+    Defaults are CleanRL's `dqn.py` (classic control); configs/dqn/atari.yaml holds the Nature/CleanRL
+    Atari values. All counts are in environment steps summed over all envs ("global steps").
+    """
+
+    num_envs: int = option(1, positive=True)
+    # --- learning
+    learning_rate: float = option(2.5e-4, positive=True)
+    adam_eps: float = 1e-8
+    buffer_size: int = option(10_000, positive=True)
+    # 1.0: hard copy every target_network_frequency steps; < 1: Polyak averaging at that period
+    tau: float = option(1.0, low=0, high=1)
+    target_network_frequency: int = option(500, positive=True)
+    batch_size: int = option(128, positive=True)
+    start_e: float = option(1.0, low=0, high=1)
+    end_e: float = option(0.05, low=0, high=1)
+    exploration_fraction: float = option(0.5, low=0, high=1)  # of total_timesteps, over which epsilon decays linearly
+    learning_starts: int = 10_000
+    train_frequency: int = option(10, positive=True)  # one round of gradient_steps updates every this many env steps
+    gradient_steps: int = option(1, positive=True)
+    n_step: int = option(1, positive=True)  # n-step returns (Sutton 1988; Hessel et al. 2018)
+    double_dqn: bool = False  # van Hasselt et al. 2016: the online net picks, the target net evaluates
+    dueling: bool = False  # Wang et al. 2016: V + A - mean(A)
+    loss: str = option("mse", choices=("mse", "huber"))  # the Nature paper's error clipping is the Huber loss
+    max_grad_norm: float = 0.0  # 0 disables gradient clipping
+    # auto: the training GPU when the frames fit (agents/replay.py)
+    replay_device: str = option("auto", choices=("auto", "cpu", "cuda"))
+    # --- evaluation, logging, checkpoints
+    eval_epsilon: float = option(0.05, low=0, high=1)
+    log_frequency: int = option(100, positive=True)  # env steps between loss logs
+    checkpoint_replay: bool = True  # store the replay in checkpoints so that --resume is exact
+
+
+Config = DQNConfig  # the registry's protocol (agents/registry.py): every algorithm names its config class
 
 
 # ---------------------------------------------------------------------------------------------- network

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
 import envs
-from agents import checkpoint, hooks, registry
+from agents import hooks, registry
 from agents.config import ConfigError
 from agents.evaluate import run_episodes, summarize
 from agents.run import pick_device
@@ -45,14 +44,12 @@ def evaluate_run(
     if greedy and not hasattr(cfg, "eval_greedy"):
         raise ConfigError(f"--greedy: a {opened.algo} run already acts greedily (its exploration is --epsilon)")
     if greedy:
-        cfg = dataclasses.replace(cfg, eval_greedy=True)
+        opened = opened.with_config(eval_greedy=True)
     if symmetries:
         from agents.go.engine import with_symmetries
 
-        cfg = with_symmetries(cfg, opened.algo)
-    opened = dataclasses.replace(
-        opened, config=cfg, checkpoint=checkpoint.load(checkpoint.latest(opened.dir / "checkpoints"))
-    )
+        opened = with_symmetries(opened)
+    opened, cfg = opened.with_checkpoint(), opened.config
     dev = pick_device(device)
     if opponent is not None:
         from agents.go.engine import match

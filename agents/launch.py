@@ -55,7 +55,7 @@ def train(
     if env is None:
         raise ConfigError("--env is required: e.g. rl train dqn --env Pong (`rl envs` lists them)")
     canonical = envs.canonical_name(env)
-    cfg = config_lib.resolve(algo, canonical, envs.family(canonical), config_file, flags, overrides, base=base)
+    cfg = registry.resolve(algo, canonical, envs.family(canonical), config_file, flags, overrides, base=base)
     run = run_lib.start(algo if impl == "ours" else f"{algo}-sb3", cfg, envs.short_name(canonical), resume)
     try:
         if impl == "sb3":
@@ -81,7 +81,7 @@ def supervised(
     """`rl supervised`: train an encoder and classifier on offline data (data-parallel under torchrun)."""
     from agents import supervised as supervised_lib
 
-    cfg = config_lib.resolve("supervised", None, flags["data"], config_file, flags, overrides)
+    cfg = registry.resolve("supervised", None, flags["data"], config_file, flags, overrides)
     supervised_lib.check(cfg)
     distributed.init()
     run = run_lib.start("supervised", cfg, f"{cfg.data}-{cfg.encoder.name}", total=cfg.epochs)

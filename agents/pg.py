@@ -2,7 +2,8 @@
 
 log pi and entropy, the clipped surrogate with its value and entropy terms, the learning-rate and clip
 schedules, the optimizer, CleanRL's orthogonal init and the helpers both loops use on observations and
-action masks. agents/ppo.py and agents/ppo_lstm.py import these; neither imports the other.
+action masks. agents/ppo.py and agents/ppo_lstm.py import these; neither imports the other. A `config`
+argument is agents/ppo.py's PPOConfig (or a subclass), passed in: this module imports no algorithm.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-
-from agents.config import PPOConfig
 
 
 def nhwc(obs: torch.Tensor) -> torch.Tensor:
@@ -39,7 +38,7 @@ def _last_linear(head: nn.Module) -> nn.Linear:
     return [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
 
 
-def make_optimizer(agent: nn.Module, config: PPOConfig) -> torch.optim.Optimizer:
+def make_optimizer(agent: nn.Module, config) -> torch.optim.Optimizer:
     """Adam (PPO) or RMSprop (A2C, Mnih et al. 2016); foreach kernels, one pass over all parameters."""
     if config.optimizer == "rmsprop":
         return torch.optim.RMSprop(
@@ -101,7 +100,7 @@ def ppo_loss(
     return loss, stats
 
 
-def anneal(config: PPOConfig, optimizer: torch.optim.Optimizer, global_step: int) -> tuple[float, float]:
+def anneal(config, optimizer: torch.optim.Optimizer, global_step: int) -> tuple[float, float]:
     """The learning rate (set in `optimizer`) and clip range at `global_step`: linear to 0 over the run when
     anneal_lr / anneal_clip (CleanRL; the original paper's Atari schedule), else constant."""
     frac = 1.0 - global_step / config.total_timesteps
@@ -124,7 +123,7 @@ def store_rewards(
     terminated: np.ndarray,
     truncated: np.ndarray,
     info: dict[str, Any],
-    config: PPOConfig,
+    config,
 ) -> None:
     """Step t's learning signal into the rollout: sign(r) with clip_rewards, and a lost life terminal for the
     advantage only with terminal_on_life_loss (the Nature protocol; the game goes on and its score stays raw)."""

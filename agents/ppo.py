@@ -20,7 +20,7 @@ is the step one process takes on their union. Rank 0 logs, evaluates and checkpo
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,7 @@ import envs
 from agents import checkpoint, distributed, hooks
 from agents.accel import autocast, compile_in_place
 from agents.checkpoint import rng_from_json, rng_to_json
-from agents.config import ConfigError, PPOConfig
+from agents.config import ConfigError, EnvRunFields, GoConfig, option
 from agents.encoders import encoder_from_config, freeze, freeze_batch_norm_stats, load_encoder
 from agents.eval_round import evaluation_round
 from agents.pg import (
@@ -47,6 +47,66 @@ from agents.pg import (
 from agents.rollout import Rollout, gae, make_rollout, masked_logits, sample_actions
 from agents.run import Clock, Counters, Run, crossed, finish, restoring
 from envs.episodes import EpisodeStats
+
+
+# ---------------------------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class PPOConfig(EnvRunFields):
+    """Proximal Policy Optimization (Schulman et al. 2017) in CleanRL's `ppo.py` order and names.
+
+    Defaults are CleanRL's classic-control values; configs/ppo/atari.yaml holds the CleanRL/rl-zoo Atari
+    values. A rollout is num_envs x num_steps env steps; each update runs update_epochs passes
+    over it in num_minibatches minibatches. All counts are global env steps (summed over envs).
+    """
+
+    num_envs: int = option(4, positive=True)
+    # --- learning
+    learning_rate: float = option(2.5e-4, positive=True)
+    anneal_lr: bool = True  # linear decay of the learning rate to 0 over the run
+    optimizer: str = option("adam", choices=("adam", "rmsprop"))  # rmsprop: A2C's (Mnih et al. 2016)
+    adam_eps: float = 1e-5  # epsilon of Adam or RMSprop
+    rmsprop_alpha: float = option(0.99, low=0, high=1)  # RMSprop smoothing constant (rmsprop only)
+    num_steps: int = option(128, positive=True)  # env steps per env per rollout
+    # GAE (Schulman et al. 2016); 1.0 gives discounted returns minus the value
+    gae_lambda: float = option(0.95, low=0, high=1)
+    num_minibatches: int = option(4, positive=True)
+    update_epochs: int = option(4, positive=True)
+    norm_adv: bool = True  # normalize advantages per minibatch
+    clip_coef: float = 0.2  # surrogate clipping epsilon; 0 disables clipping (A2C)
+    anneal_clip: bool = False  # decay clip_coef linearly to 0 with the learning rate (the paper's Atari setting)
+    clip_vloss: bool = True  # clip the value update around the rollout's values (CleanRL, baselines)
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5  # 0 disables gradient clipping
+    target_kl: float = 0.0  # stop the epochs early once the approximate KL passes this; 0 disables
+    shared_encoder: bool = False  # one encoder for policy and value (CleanRL's Atari agent); False: one each
+    # linear: one layer on the feature vector; alphazero: AlphaGo Zero's conv heads (needs encoder resnet_tower)
+    heads: str = option("linear", choices=("linear", "alphazero"))
+    go: GoConfig = field(default_factory=GoConfig)  # Go envs only
+    # --- evaluation, logging
+    # probability of a uniformly random legal action; else the policy acts (see ppo.load_policy)
+    eval_epsilon: float = option(0.0, low=0, high=1)
+    eval_greedy: bool = False  # the policy acts by its most likely action instead of sampling
+    # Go, at play time: the network averaged over the board's 8 symmetries (rl eval --symmetries)
+    eval_symmetries: bool = False
+    log_frequency: int = option(1_000, positive=True)
+
+    def _rules(self) -> None:
+        if self.encoder.name == "lstm" and (self.amp != "none" or self.compile):
+            raise ConfigError(
+                "config keys 'amp' and 'compile' apply to feed-forward PPO: recurrent PPO "
+                "(encoder.name=lstm) runs fp32 and eager; set amp=none compile=false"
+            )
+        if self.heads == "alphazero" and self.encoder.name != "resnet_tower":
+            raise ConfigError(
+                f"config key 'heads' is 'alphazero', which reads the per-point features of "
+                f"encoder.name=resnet_tower, not {self.encoder.name}: "
+                "set heads=linear or encoder.name=resnet_tower"
+            )
+        super()._rules()
+
+
+Config = PPOConfig  # the registry's protocol (agents/registry.py): every algorithm names its config class
 
 
 # ---------------------------------------------------------------------------------------------- network

@@ -28,7 +28,7 @@ from torch import nn
 import envs
 from agents import checkpoint, distributed
 from agents.checkpoint import rng_from_json, rng_to_json
-from agents.config import ConfigError, PPOConfig
+from agents.config import ConfigError
 from agents.encoders import MLP, LSTMEncoder, make_encoder
 from agents.eval_round import evaluation_round
 from agents.pg import (
@@ -41,10 +41,12 @@ from agents.pg import (
     ppo_loss,
     store_rewards,
 )
+from agents.ppo import PPOConfig
 from agents.rollout import Rollout, gae, make_rollout, masked_logits, sample_actions
 from agents.run import Clock, Counters, Run, crossed, finish, restoring
 from envs.episodes import EpisodeStats
 
+Config = PPOConfig  # the registry's protocol (agents/registry.py): recurrent PPO trains PPO's config
 State = tuple[torch.Tensor, torch.Tensor]  # LSTM (h, c), each (layers, N, hidden)
 
 

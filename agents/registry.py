@@ -1,13 +1,15 @@
 """Algorithm name -> its implementation, and `open_run`: the one way to open a run folder for use.
 
-An algorithm is a module with `train(config, run)`, `load_policy(config, ckpt, env, device, epsilon, seed)` and
-`action_scores(config, ckpt, env, device)` (the `Algorithm` protocol), and a config class. A2C and REINFORCE are
-PPO's loop with other defaults; a recurrent encoder (encoder.name=lstm) picks recurrent PPO (agents/ppo_lstm.py)
-here, where the algorithm is chosen, so no algorithm hands over to another.
+An algorithm is a module with its config dataclass `Config`, `train(config, run)`, `load_policy(config, ckpt, env,
+device, epsilon, seed)` and `action_scores(config, ckpt, env, device)`: the `Algorithm` protocol. A2C and REINFORCE
+are PPO's loop with their own config classes; a recurrent encoder (encoder.name=lstm) picks recurrent PPO
+(agents/ppo_lstm.py) here, where the algorithm is chosen, so no algorithm hands over to another. Modules are
+imported on use: listing the algorithms needs no torch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,8 @@ from agents.run import run_folder
 
 
 class Algorithm(Protocol):
+    Config: type  # the algorithm's config dataclass, declared beside its code
+
     def train(self, config: Any, run: Any) -> dict[str, Any]: ...
 
     def load_policy(
@@ -59,13 +63,22 @@ def _ppo_lstm() -> Algorithm:
     return ppo_lstm
 
 
+def _supervised_config() -> type:
+    from agents.supervised import SupervisedConfig
+
+    return SupervisedConfig
+
+
 @dataclass(frozen=True)
 class Entry:
     name: str
     summary: str  # one line for `rl algos`
-    config_class: type
-    module: Callable[[], Algorithm]  # imported on use: a config alone needs no torch
+    module: Callable[[], Algorithm]
     recurrent: Callable[[], Algorithm] | None = None  # the implementation for encoder.name=lstm, where there is one
+
+    @property
+    def config_class(self) -> type:
+        return self.module().Config
 
     def implementation(self, config: Any) -> Algorithm:
         if self.recurrent is not None and config.encoder.name == "lstm":
@@ -79,32 +92,34 @@ ALGORITHMS: dict[str, Entry] = {
         Entry(
             "dqn",
             "Deep Q-Network (Nature 2015) with double, dueling, n-step options; replay stores each frame once",
-            config_lib.DQNConfig,
             _dqn,
         ),
         Entry(
             "ppo",
             "Proximal Policy Optimization (2017), CleanRL's recipe: clipped objective, GAE, minibatch epochs",
-            config_lib.PPOConfig,
             _ppo,
             _ppo_lstm,
         ),
         Entry(
             "a2c",
             "Advantage actor-critic (2016): PPO's loop with one RMSprop step per short rollout, no clipping",
-            config_lib.A2CConfig,
             _a2c,
             _ppo_lstm,
         ),
         Entry(
             "reinforce",
             "REINFORCE with a learned baseline (Williams 1992): Monte-Carlo returns, one step per rollout",
-            config_lib.ReinforceConfig,
             _reinforce,
             _ppo_lstm,
         ),
     )
 }
+TRAIN_ALGOS = tuple(ALGORITHMS)  # what `rl train` accepts; `rl supervised` is a command of its own
+
+
+def _nearest(name: str, choices) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(sorted(choices))}"
 
 
 def entry(name: str) -> Entry:
@@ -114,9 +129,7 @@ def entry(name: str) -> Entry:
             "supervised training has its own command: rl supervised MODEL --data DATASET (see rl supervised --help)"
         )
     if name not in ALGORITHMS:
-        close = difflib.get_close_matches(name, list(ALGORITHMS), n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(sorted(ALGORITHMS))}"
-        raise ConfigError(f"unknown algorithm {name!r}: {hint} (`rl algos` lists them)")
+        raise ConfigError(f"unknown algorithm {name!r}: {_nearest(name, ALGORITHMS)} (`rl algos` lists them)")
     return ALGORITHMS[name]
 
 
@@ -125,14 +138,49 @@ def implementation(algo: str, config: Any) -> Algorithm:
     return entry(algo).implementation(config)
 
 
-@dataclass
+def config_class(algo: str) -> type:
+    """The config dataclass of `algo`: a training algorithm's, or supervised's."""
+    if algo == "supervised":
+        return _supervised_config()
+    if algo not in ALGORITHMS:
+        names = [*ALGORITHMS, "supervised"]
+        raise ConfigError(f"unknown algorithm {algo!r}: {_nearest(algo, names)} (`rl algos` lists them)")
+    return ALGORITHMS[algo].config_class
+
+
+def configs() -> dict[str, type]:
+    """Every config class by algorithm name, supervised's too (this imports every algorithm)."""
+    return {name: config_class(name) for name in (*ALGORITHMS, "supervised")}
+
+
+def resolve(
+    algo: str,
+    env: str | None,
+    family: str,
+    config_file: Path | None = None,
+    flags: dict[str, Any] | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    base: dict[str, Any] | None = None,
+) -> Any:
+    """The frozen config of `algo` for `env`: agents/config.py's layers (defaults, configs/<algo>/..., --config,
+    flags, --set) over the algorithm's own config class."""
+    return config_lib.resolve(config_class(algo), algo, env, family, config_file, flags, overrides, base)
+
+
+def load_config(path: Path) -> tuple[str, Any]:
+    """A run folder's config.yaml back as (algo, config)."""
+    algo, data = config_lib.read_saved(path)
+    return algo, config_lib.from_saved(config_class(algo), data, str(path))
+
+
+@dataclass(frozen=True)
 class OpenRun:
-    """A run folder opened for use: its algorithm, resolved config and (unless asked for none) a checkpoint."""
+    """A run folder opened for use: its algorithm, resolved config and (once loaded) a checkpoint."""
 
     dir: Path
     algo: str
     config: Any
-    checkpoint: checkpoint.Checkpoint | None
+    checkpoint: checkpoint.Checkpoint | None = None
 
     @property
     def algorithm(self) -> Algorithm:
@@ -142,26 +190,32 @@ class OpenRun:
             )
         return implementation(self.algo, self.config)
 
+    def with_checkpoint(self, step: int | str = "latest") -> OpenRun:
+        """This run with its latest checkpoint ("latest") or checkpoints/step_<step> loaded."""
+        folder = self.dir / "checkpoints"
+        if step == "latest":
+            return dataclasses.replace(self, checkpoint=checkpoint.load(checkpoint.latest(folder)))
+        path = folder / f"step_{step}"
+        if not (path / "state.json").exists():
+            have = sorted(int(p.name[5:]) for p in folder.glob("step_*") if p.name[5:].isdigit())
+            raise checkpoint.CheckpointError(
+                f"no checkpoint at step {step} in {str(self.dir)!r}: "
+                f"{'available: ' + ', '.join(map(str, have)) if have else 'it has none'}"
+            )
+        return dataclasses.replace(self, checkpoint=checkpoint.load(path))
+
+    def with_config(self, **changes: Any) -> OpenRun:
+        """This run with config keys changed for play (eval_greedy, eval_symmetries)."""
+        return dataclasses.replace(self, config=dataclasses.replace(self.config, **changes))
+
 
 def open_run(path: Path, step: int | str | None = "latest", option: str = "") -> OpenRun:
     """The one way eval, watch, gtp, play and --resume open a run: its config.yaml, and its latest checkpoint
-    ("latest"), checkpoints/step_<step> (an int) or none (None). Every problem is one CheckpointError or
-    ConfigError line; `option` names the command-line option the path came from."""
+    ("latest"), checkpoints/step_<step> (an int) or none yet (None: `with_checkpoint` later). Every problem is one
+    CheckpointError or ConfigError line; `option` names the command-line option the path came from."""
     run_dir = run_folder(path, option)
-    algo, config = config_lib.load(run_dir / "config.yaml")
-    folder = run_dir / "checkpoints"
-    if step is None:
-        return OpenRun(run_dir, algo, config, None)
-    if step == "latest":
-        return OpenRun(run_dir, algo, config, checkpoint.load(checkpoint.latest(folder)))
-    path = folder / f"step_{step}"
-    if not (path / "state.json").exists():
-        have = sorted(int(p.name[5:]) for p in folder.glob("step_*") if p.name[5:].isdigit())
-        raise checkpoint.CheckpointError(
-            f"no checkpoint at step {step} in {str(run_dir)!r}: "
-            f"{'available: ' + ', '.join(map(str, have)) if have else 'it has none'}"
-        )
-    return OpenRun(run_dir, algo, config, checkpoint.load(path))
+    opened = OpenRun(run_dir, *load_config(run_dir / "config.yaml"))
+    return opened if step is None else opened.with_checkpoint(step)
 
 
 def load_policy(opened: OpenRun, env, device, epsilon: float, seed: int, scores: bool = False):

@@ -22,7 +22,9 @@ import numpy as np
 
 import envs
 from agents import config as config_lib
-from agents.config import ConfigError, DQNConfig, PPOConfig
+from agents.config import ConfigError
+from agents.dqn import DQNConfig
+from agents.ppo import PPOConfig
 from agents.run import Run
 
 SB3_TAGS = {  # SB3 logger key -> (our tag, factor): SB3's entropy loss is -entropy, its value loss twice ours

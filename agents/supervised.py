@@ -25,7 +25,7 @@ import json
 import math
 import time
 import zipfile
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -35,10 +35,49 @@ import torch.nn.functional as F
 from torch import nn
 
 from agents import checkpoint, distributed
-from agents.config import ConfigError, SupervisedConfig
+from agents.config import ConfigError, RunFields, option
 from agents.encoders import encoder_from_config, save_encoder
 from agents.rollout import masked_logits
 from agents.run import Run, run_folder
+
+
+# ---------------------------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class SupervisedConfig(RunFields):
+    """`rl supervised MODEL --data DATASET` (agents/supervised.py): an encoder + a linear classifier trained on
+    data that ships offline; its encoder weights then load into any agent through encoder.init."""
+
+    # digits: 8x8 images (1, 8, 8); digit_rows: the same as 8 steps of 8 pixels; parity: bit strings;
+    # go: GNU Go's moves in positions of the file data_path (scripts/gnugo_games.py)
+    data: str = option("digits", choices=("digits", "digit_rows", "parity", "go"))
+    epochs: int = option(30, positive=True)
+    batch_size: int = option(64, positive=True)
+    # --- optimisation
+    optimizer: str = option("adam", choices=("sgd", "adagrad", "rmsprop", "adam", "adamw"))
+    learning_rate: float = option(1e-3, positive=True)
+    momentum: float = option(0.9, low=0, high=1)  # sgd, rmsprop
+    nesterov: bool = False  # sgd: Nesterov momentum (Sutskever et al. 2013)
+    weight_decay: float = 0.0  # the optimizer's own: coupled L2 for sgd/adagrad/rmsprop/adam, decoupled for adamw
+    l1: float = 0.0  # coefficient of the L1 penalty sum|w| on weight matrices (not biases or norms) added to the loss
+    l2: float = 0.0  # coefficient of the L2 penalty sum w^2 on weight matrices added to the loss
+    max_grad_norm: float = 0.0  # 0 disables gradient clipping
+    # learning rate over the epochs (linear: to 0)
+    schedule: str = option("constant", choices=("constant", "cosine", "step", "linear"))
+    step_size: int = option(10, positive=True)  # step schedule: epochs between decays
+    step_gamma: float = 0.1  # step schedule: decay factor
+    # --- data
+    shift: int = 0  # augmentation for digits: random shifts of up to this many pixels (0 = none)
+    val_fraction: float = option(0.1, low=0, high=1)  # of the training split, held out for early stopping
+    test_fraction: float = option(0.2, low=0, high=1)  # stratified test split
+    patience: int = 0  # early stopping: epochs without a better validation loss before stopping (0 = never stop)
+    sequence_length: int = option(16, positive=True)  # parity: bits per sequence
+    num_samples: int = option(4000, positive=True)  # parity: sequences generated
+    data_path: str = ""  # go: the .npz file of scripts/gnugo_games.py
+    # --- checkpoints
+    checkpoint_frequency: int = 10  # epochs between checkpoints; 0: only at the end
+
+
+Config = SupervisedConfig  # the registry's protocol (agents/registry.py): every algorithm names its config class
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -386,11 +425,13 @@ def load_classifier(run_dir: Path, device: torch.device) -> tuple[SupervisedConf
     """The encoder + linear head of a supervised run's latest checkpoint, in eval mode on `device`."""
     from agents import config as config_lib
 
-    algo, config = config_lib.load(run_folder(run_dir) / "config.yaml")
+    path = run_folder(run_dir) / "config.yaml"
+    algo, values = config_lib.read_saved(path)
     if algo != "supervised":
         raise checkpoint.CheckpointError(
             f"{str(run_dir)!r} is a {algo} run, not a supervised one (rl supervised MODEL --data go)"
         )
+    config = config_lib.from_saved(SupervisedConfig, values, str(path))
     ckpt = checkpoint.load(checkpoint.latest(Path(run_dir) / "checkpoints"))
     if "obs_shape" not in ckpt.state:
         raise checkpoint.CheckpointError(

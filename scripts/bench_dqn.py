@@ -39,8 +39,7 @@ from stable_baselines3.common.env_util import make_atari_env
 from stable_baselines3.common.vec_env import VecFrameStack
 from stable_baselines3.dqn import CnnPolicy
 
-from agents import config as config_lib
-from agents import dqn
+from agents import dqn, registry
 from agents import run as run_lib
 from agents.replay import FrameReplay, ReplaySample
 
@@ -266,7 +265,7 @@ def main() -> None:
             f"device={args.device}",
             *args.set,
         ]
-        cfg, r = config_lib.resolve("dqn", "ALE/Pong-v5", "atari", overrides=overrides), {}
+        cfg, r = registry.resolve("dqn", "ALE/Pong-v5", "atari", overrides=overrides), {}
 
         def bound():
             return (

@@ -37,8 +37,7 @@ from stable_baselines3.common.env_util import make_atari_env
 from stable_baselines3.common.policies import ActorCriticCnnPolicy
 from stable_baselines3.common.vec_env import VecFrameStack
 
-from agents import config as config_lib
-from agents import ppo
+from agents import ppo, registry
 from agents import run as run_lib
 
 SECTION = "## PPO on Pong, CPU (2 cores)"
@@ -271,7 +270,7 @@ def main() -> None:
             *([f"num_envs={args.num_envs}"] if args.num_envs else []),
             *args.set,
         ]
-        cfg, r = config_lib.resolve("ppo", "ALE/Pong-v5", "atari", overrides=overrides), {}
+        cfg, r = registry.resolve("ppo", "ALE/Pong-v5", "atari", overrides=overrides), {}
 
         def bound():
             return (

@@ -34,8 +34,7 @@ from bench_common import machine_line, seconds_per_call, write_section
 from torch import nn
 
 import envs
-from agents import config as config_lib
-from agents import ppo, ppo_lstm
+from agents import ppo, ppo_lstm, registry
 from agents import run as run_lib
 from agents.encoders import LSTMEncoder
 from agents.rollout import gae, make_rollout
@@ -47,7 +46,7 @@ EVAL_EVERY, EVAL_EPISODES = 10_000, 10
 
 
 def config(seed: int, steps: int, runs_dir: str, *extra: str):
-    return config_lib.resolve(
+    return registry.resolve(
         "ppo",
         ENV,
         "cartpolenovel",

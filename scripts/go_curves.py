@@ -22,7 +22,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from agents import config as config_lib  # noqa: E402
+from agents import registry
 from agents.go.matches import round_folder  # noqa: E402
 
 
@@ -46,7 +46,7 @@ def win_rates(run: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def games_per_round(run: Path, opponent: str, steps: np.ndarray) -> np.ndarray:
     """The number of games of each evaluation round against `opponent`: its SGFs, else config.yaml's go.eval_games."""
-    default = config_lib.load(run / "config.yaml")[1].go.eval_games
+    default = registry.load_config(run / "config.yaml")[1].go.eval_games
     counted = [len(list(round_folder(run, int(step)).glob(f"{opponent}_*.sgf"))) for step in steps]
     return np.array([n or default for n in counted])
 

@@ -64,7 +64,7 @@ def test_envs_lists_atari_and_gymnasium_names():
 
 
 def test_algos_lists_every_registered_algorithm():
-    from agents.config import TRAIN_ALGOS
+    from agents.registry import TRAIN_ALGOS
 
     out = ok(invoke(["algos"]))
     assert sorted(line.split()[0] for line in out.splitlines() if line.strip()) == sorted(TRAIN_ALGOS)

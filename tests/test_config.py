@@ -6,13 +6,19 @@ from pathlib import Path
 import pytest
 
 from agents import config as config_lib
-from agents.config import ConfigError, DQNConfig, PPOConfig, SupervisedConfig
+from agents import registry
+from agents.a2c import A2CConfig
+from agents.config import ConfigError
+from agents.dqn import DQNConfig
+from agents.ppo import PPOConfig
+from agents.reinforce import ReinforceConfig
+from agents.supervised import SupervisedConfig
 
 
 def test_defaults_then_family_file_then_file_then_flags_then_set(tmp_path: Path):
     user = tmp_path / "mine.yaml"
     user.write_text("learning_rate: 5.0e-4\nbatch_size: 16\n")
-    cfg = config_lib.resolve(
+    cfg = registry.resolve(
         "dqn",
         "ALE/Pong-v5",
         "atari",
@@ -29,7 +35,7 @@ def test_defaults_then_family_file_then_file_then_flags_then_set(tmp_path: Path)
 
 
 def test_set_parses_to_the_field_type():
-    cfg = config_lib.resolve(
+    cfg = registry.resolve(
         "dqn",
         "CartPole-v1",
         "none",
@@ -61,7 +67,7 @@ def test_set_parses_to_the_field_type():
 )
 def test_bad_set_is_one_line_naming_key_and_nearest(item, words):
     with pytest.raises(ConfigError) as e:
-        config_lib.resolve("dqn", "CartPole-v1", "cartpole", overrides=[item])
+        registry.resolve("dqn", "CartPole-v1", "cartpole", overrides=[item])
     msg = str(e.value)
     assert "\n" not in msg
     for w in words:
@@ -72,26 +78,26 @@ def test_bad_yaml_type_and_unknown_algo(tmp_path: Path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("batch_size: 3.5\n")
     with pytest.raises(ConfigError, match="batch_size.*int"):
-        config_lib.resolve("dqn", "CartPole-v1", "cartpole", bad)
+        registry.resolve("dqn", "CartPole-v1", "cartpole", bad)
     with pytest.raises(ConfigError, match="dqn"):
-        config_lib.resolve("dqm", "CartPole-v1", "cartpole")
+        registry.resolve("dqm", "CartPole-v1", "cartpole")
     with pytest.raises(ConfigError, match="does not exist"):
-        config_lib.resolve("dqn", "CartPole-v1", "cartpole", tmp_path / "missing.yaml")
+        registry.resolve("dqn", "CartPole-v1", "cartpole", tmp_path / "missing.yaml")
 
 
 def test_save_load_round_trip(tmp_path: Path):
-    cfg = config_lib.resolve("dqn", "CartPole-v1", "cartpole", overrides=["n_step=3"])
+    cfg = registry.resolve("dqn", "CartPole-v1", "cartpole", overrides=["n_step=3"])
     config_lib.save(cfg, "dqn", tmp_path / "config.yaml")
-    algo, back = config_lib.load(tmp_path / "config.yaml")
+    algo, back = registry.load_config(tmp_path / "config.yaml")
     assert algo == "dqn" and back == cfg and isinstance(back, DQNConfig)
 
 
 def test_every_shipped_yaml_resolves():
     for path in sorted(config_lib.CONFIG_DIR.glob("*/*.yaml")):
         if path.parent.name == "supervised":  # one file per data set, no env
-            assert config_lib.resolve("supervised", None, path.stem, flags={"data": path.stem}).data == path.stem, path
+            assert registry.resolve("supervised", None, path.stem, flags={"data": path.stem}).data == path.stem, path
             continue
-        cfg = config_lib.resolve(path.parent.name, "CartPole-v1", path.stem)
+        cfg = registry.resolve(path.parent.name, "CartPole-v1", path.stem)
         assert cfg.total_timesteps > 0, path
 
 
@@ -129,7 +135,7 @@ def _bad_values(checks, default) -> list:
 
 def test_every_declared_choice_and_range_is_enforced():
     checked: dict[str, set[str]] = {}
-    for algo, cls in config_lib.ALGOS.items():
+    for algo, cls in registry.configs().items():
         for key, checks, default in _declared(cls):
             for bad in _bad_values(checks, default):
                 *groups, name = key.split(".")
@@ -167,9 +173,9 @@ def test_every_declared_choice_and_range_is_enforced():
 
 def test_a_redeclared_default_keeps_the_base_fields_checks():
     with pytest.raises(ConfigError, match="'learning_rate' is 0: it must be positive"):
-        config_lib.build(config_lib.A2CConfig, {"learning_rate": 0})
+        config_lib.build(A2CConfig, {"learning_rate": 0})
     with pytest.raises(ConfigError, match=r"'gae_lambda' is 2: it must lie in \[0, 1\]"):
-        config_lib.build(config_lib.ReinforceConfig, {"gae_lambda": 2})
+        config_lib.build(ReinforceConfig, {"gae_lambda": 2})
 
 
 def test_choices_belong_to_the_field_not_to_its_name():
@@ -182,9 +188,9 @@ def test_shared_run_fields_are_declared_once():
     run = {f.name: f for f in dataclasses.fields(config_lib.RunFields)}
     env_run = {f.name: f for f in dataclasses.fields(config_lib.EnvRunFields)}
     assert set(run) < set(env_run) and "env" not in run
-    for algo, cls in config_lib.ALGOS.items():
+    for algo, cls in registry.configs().items():
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        shared = env_run if algo in config_lib.TRAIN_ALGOS else run
+        shared = env_run if algo in registry.TRAIN_ALGOS else run
         assert all(fields[name] is f for name, f in shared.items()), algo  # the base's Field, never redeclared
 
     def common(classes) -> set[str]:
@@ -193,8 +199,8 @@ def test_shared_run_fields_are_declared_once():
         return {k for k, v in defaults[0].items() if all(k in d and d[k] == v for d in defaults)}
 
     # and what they all repeat with one default is in the base, not copied into each class
-    assert common(config_lib.ALGOS.values()) == set(run)
-    assert common(config_lib.ALGOS[a] for a in config_lib.TRAIN_ALGOS) == set(env_run)
+    assert common(registry.configs().values()) == set(run)
+    assert common(registry.configs()[a] for a in registry.TRAIN_ALGOS) == set(env_run)
 
 
 @pytest.mark.parametrize(
@@ -213,6 +219,6 @@ def test_shared_run_fields_are_declared_once():
     ],
 )
 def test_cross_field_rules_hold_for_the_class_and_its_subclasses(algo, env, overrides, match):
-    assert config_lib.resolve(algo, env, "none")  # the defaults pass the rules
+    assert registry.resolve(algo, env, "none")  # the defaults pass the rules
     with pytest.raises(ConfigError, match=match):
-        config_lib.resolve(algo, env, "none", overrides=overrides)
+        registry.resolve(algo, env, "none", overrides=overrides)

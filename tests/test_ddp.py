@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 from conftest import invoke, only_run, scalars
 
 from agents import distributed, ppo
-from agents.config import PPOConfig
+from agents.ppo import PPOConfig
 from agents.rollout import Rollout
 
 ROOT = Path(__file__).parents[1]

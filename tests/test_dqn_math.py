@@ -80,8 +80,8 @@ def test_make_encoder_picks_and_refuses():
 
 def test_q_network_with_batch_norm_acts_on_one_state():
     """encoder.norm=batch used to crash DQN's first greedy action (BatchNorm1d in train mode on a batch of 1)."""
-    from agents.config import DQNConfig, EncoderConfig
-    from agents.dqn import make_q_network
+    from agents.config import EncoderConfig
+    from agents.dqn import DQNConfig, make_q_network
 
     q = make_q_network(DQNConfig(encoder=EncoderConfig(norm="batch")), (4,), 2).train()
     states = torch.randn(8, 4)

@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from agents.config import ConfigError, resolve
+from agents.config import ConfigError
 from agents.go.matches import play_match
 from agents.go.search import Search, for_run
+from agents.registry import resolve
 from envs.go import game
 from envs.go.env import offered_moves
 

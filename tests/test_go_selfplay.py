@@ -11,9 +11,10 @@ from torch import nn
 from typer.testing import CliRunner
 
 from agents.cli import app
-from agents.config import ConfigError, resolve
+from agents.config import ConfigError
 from agents.go import matches as go_eval
 from agents.go.league import League
+from agents.registry import resolve
 from envs.go import game, sgf, symmetry
 from envs.go.env import GoEnv, greedy_policy
 

@@ -14,8 +14,7 @@ import torch
 from conftest import invoke, ok, only_run
 
 import envs
-from agents import config as config_lib
-from agents import ppo
+from agents import ppo, registry
 from agents.evaluate import run_episodes
 from agents.supervised import evaluate, greedy_policy, load_classifier, load_data
 from envs.go import game, gtp, sgf
@@ -33,7 +32,7 @@ spec.loader.exec_module(gnugo_games)
 
 def go_config(*overrides: str):
     """The config of `rl supervised resnet_tower --data go --set OVERRIDE...`."""
-    return config_lib.resolve(
+    return registry.resolve(
         "supervised", None, "go", flags={"data": "go", "encoder": {"name": "resnet_tower"}}, overrides=overrides
     )
 
@@ -88,7 +87,7 @@ def test_a_move_our_rules_forbid_stops_the_script():
 
 def test_supervised_go_uses_ppos_go_encoder():
     """configs/supervised/go.yaml must build the encoder of configs/ppo/go.yaml, or encoder.init cannot load."""
-    assert go_config().encoder == config_lib.resolve("ppo", "Go5", "go").encoder
+    assert go_config().encoder == registry.resolve("ppo", "Go5", "go").encoder
 
 
 def test_go_dataset_trains_and_its_encoder_loads_into_ppo(tmp_path, games5):
@@ -128,7 +127,7 @@ def test_go_dataset_trains_and_its_encoder_loads_into_ppo(tmp_path, games5):
     env = envs.make("Go5", 2, seed=0)
     assert set(run_episodes(env, greedy_policy(model, torch.device("cpu")), 2, seed=0)) <= {-1.0, 1.0}
     # its encoder loads into PPO's Go agent (rl train ppo --env Go5 --set encoder.init=RUN)
-    cfg = config_lib.resolve("ppo", "Go5", "go", overrides=[f"encoder.init={run}"])
+    cfg = registry.resolve("ppo", "Go5", "go", overrides=[f"encoder.init={run}"])
     agent = ppo.make_agent(cfg, env.single_observation_space.shape, int(env.single_action_space.n))
     for name, value in agent.encoder.state_dict().items():
         assert torch.equal(value, model.encoder.state_dict()[name]), name

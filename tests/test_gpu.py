@@ -14,8 +14,7 @@ from conftest import scalars
 
 import agents.dqn
 import envs
-from agents import accel, checkpoint, dqn, ppo
-from agents import config as config_lib
+from agents import accel, checkpoint, dqn, ppo, registry
 from agents import run as run_lib
 from agents.config import ConfigError
 from agents.replay import GPU_SHARE, FrameReplay, replay_device
@@ -52,7 +51,7 @@ def _train(tmp_path, algo: str, steps: int, device: str, *extra: str, monkeypatc
         module, name = (agents.dqn, "make_q_network") if algo == "dqn" else (ppo, "make_agent")
         real = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, **k: made.append(real(*a, **k)) or made[-1])
-    cfg = config_lib.resolve(
+    cfg = registry.resolve(
         algo,
         "CartPole-v1",
         "cartpole",
@@ -140,7 +139,7 @@ def test_inductor_compiled_network_matches_eager():
     """The one Inductor compile on CPU (one graph: ~10 s on a 2-core machine)."""
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
-    cfg = config_lib.resolve("ppo", "CartPole-v1", "cartpole", overrides=["compile=true", "encoder.hidden_sizes=16,16"])
+    cfg = registry.resolve("ppo", "CartPole-v1", "cartpole", overrides=["compile=true", "encoder.hidden_sizes=16,16"])
     compiled = ppo.make_agent(cfg, (4,), 2)
     eager = ppo.make_agent(replace(cfg, compile=False), (4,), 2)
     eager.load_state_dict(compiled.state_dict())
@@ -153,7 +152,7 @@ def test_inductor_compiled_network_matches_eager():
 
 
 def test_compile_leaves_names_and_evaluation_eager():
-    cfg = config_lib.resolve("dqn", "CartPole-v1", "cartpole", overrides=["compile=true", "encoder.hidden_sizes=8"])
+    cfg = registry.resolve("dqn", "CartPole-v1", "cartpole", overrides=["compile=true", "encoder.hidden_sizes=8"])
     compiled, eager = dqn.make_q_network(cfg, (4,), 2), dqn.make_q_network(replace(cfg, compile=False), (4,), 2)
     assert compiled._compiled_call_impl is not None and eager._compiled_call_impl is None
     assert compiled.state_dict().keys() == eager.state_dict().keys()  # checkpoints load either way
@@ -167,11 +166,11 @@ def test_compile_leaves_names_and_evaluation_eager():
 
 def test_gpu_keys_are_checked():
     with pytest.raises(ConfigError, match="'amp' is 'fp16': did you mean 'bf16'"):
-        config_lib.resolve("ppo", "CartPole-v1", "cartpole", overrides=["amp=fp16"])
+        registry.resolve("ppo", "CartPole-v1", "cartpole", overrides=["amp=fp16"])
     with pytest.raises(ConfigError, match="did you mean 'cuda'"):
-        config_lib.resolve("dqn", "CartPole-v1", "cartpole", overrides=["replay_device=cud"])
+        registry.resolve("dqn", "CartPole-v1", "cartpole", overrides=["replay_device=cud"])
     with pytest.raises(ConfigError, match="encoder.name=lstm"):
-        config_lib.resolve("ppo", "CartPole-v1", "cartpole", overrides=["encoder.name=lstm", "compile=true"])
+        registry.resolve("ppo", "CartPole-v1", "cartpole", overrides=["encoder.name=lstm", "compile=true"])
 
 
 def test_replay_device_choice_from_memory_numbers():

@@ -21,11 +21,10 @@ pytestmark = pytest.mark.slow
 
 def _train(env: str, family: str, seed: int, overrides: tuple[str, ...] = ()) -> dict:
     torch.set_num_threads(1)
-    from agents import config as config_lib
-    from agents import dqn
+    from agents import dqn, registry
     from agents import run as run_lib
 
-    cfg = config_lib.resolve(
+    cfg = registry.resolve(
         "dqn",
         env,
         family,

@@ -18,11 +18,10 @@ pytestmark = pytest.mark.slow
 
 def _train(algo: str, seed: int) -> dict:
     torch.set_num_threads(1)
-    from agents import config as config_lib
-    from agents import ppo
+    from agents import ppo, registry
     from agents import run as run_lib
 
-    cfg = config_lib.resolve(
+    cfg = registry.resolve(
         algo,
         "CartPole-v1",
         "cartpole",

@@ -8,8 +8,7 @@ import torch
 from conftest import invoke, ok, only_run, scalars
 from gymnasium import spaces
 
-from agents import checkpoint, ppo
-from agents import config as config_lib
+from agents import checkpoint, ppo, registry
 from agents import run as run_lib
 from agents.pg import logprob_and_entropy, ppo_loss
 from agents.rollout import masked_logits, sample_actions
@@ -30,7 +29,7 @@ TINY = [
 
 
 def _train(tmp_path, algo="ppo", env="CartPole-v1", steps=128, seed=1, extra=()):
-    cfg = config_lib.resolve(
+    cfg = registry.resolve(
         algo,
         env,
         "cartpole",

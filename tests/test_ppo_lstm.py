@@ -35,7 +35,7 @@ TINY = [
 
 
 def _train(tmp_path, steps=144, extra=()):
-    cfg = config_lib.resolve(
+    cfg = registry.resolve(
         "ppo",
         "CartPoleNoVel-v1",
         "cartpolenovel",
@@ -50,7 +50,7 @@ def _train(tmp_path, steps=144, extra=()):
 
 def _agent(hidden=8):
     torch.manual_seed(0)
-    cfg = config_lib.resolve("ppo", "CartPoleNoVel-v1", "cartpolenovel", overrides=[f"encoder.lstm_hidden={hidden}"])
+    cfg = registry.resolve("ppo", "CartPoleNoVel-v1", "cartpolenovel", overrides=[f"encoder.lstm_hidden={hidden}"])
     return ppo_lstm.make_agent(cfg, (2,), 2)
 
 
@@ -188,7 +188,7 @@ def test_observation_normalizer_tracks_running_mean_and_variance():
     assert set(norm.state_dict()) == {"mean", "var", "count"}
     agent = _agent()
     assert {"obs_norm.mean", "obs_norm.var"} <= set(agent.state_dict())  # configs/ppo/cartpolenovel.yaml turns it on
-    cfg = config_lib.resolve("ppo", "CartPoleNoVel-v1", "cartpolenovel", overrides=[])
+    cfg = registry.resolve("ppo", "CartPoleNoVel-v1", "cartpolenovel", overrides=[])
     with pytest.raises(config_lib.ConfigError, match="encoder.obs_norm normalizes vector observations"):
         ppo_lstm.make_agent(cfg, (4, 84, 84), 6)
 
@@ -300,7 +300,7 @@ def _train_novel(job: tuple[str, int]) -> dict:
     ]
     if encoder == "mlp":
         overrides += ["encoder.name=mlp", "encoder.hidden_sizes=64,64"]
-    cfg = config_lib.resolve("ppo", "CartPoleNoVel-v1", "cartpolenovel", overrides=overrides)
+    cfg = registry.resolve("ppo", "CartPoleNoVel-v1", "cartpolenovel", overrides=overrides)
     run = run_lib.start("ppo", cfg, "CartPoleNoVel-v1")
     try:
         return registry.implementation("ppo", cfg).train(cfg, run)

@@ -24,8 +24,7 @@ from torch import nn
 import agents.dqn
 import agents.run
 import envs
-from agents import checkpoint
-from agents import config as config_lib
+from agents import checkpoint, registry
 from agents.replay import FrameReplay
 
 CONTRACT_TAGS = [
@@ -53,7 +52,7 @@ def assert_no_duplicate_steps(points_by_tag: dict[str, list[tuple[int, float]]])
 # ---------------------------------------------------------------------------------------------- 1. round trip
 def test_loaded_checkpoint_acts_exactly_like_the_network_that_saved_it(tiny_run):
     run_dir, live = tiny_run
-    _, cfg = config_lib.load(run_dir / "config.yaml")
+    _, cfg = registry.load_config(run_dir / "config.yaml")
     ckpt = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
     assert ckpt.step == 800 and ckpt.path.name == "step_800"
 
@@ -192,7 +191,7 @@ def test_event_files_hold_the_contract_tags_and_the_hparams_in_the_run_folder(ti
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     run_dir, _ = tiny_run
-    _, cfg = config_lib.load(run_dir / "config.yaml")
+    _, cfg = registry.load_config(run_dir / "config.yaml")
     tags = scalars(run_dir)
     for tag in CONTRACT_TAGS:
         assert tags.get(tag), f"no points for {tag}"
@@ -243,7 +242,7 @@ def test_resume_continues_the_same_folder_steps_and_curves(tiny_run, tmp_path):
     out = ok(invoke(["train", "dqn", "--resume", run_dir, "--steps", 1600]))
     assert "finished at step 1,600" in out
     assert [p.name for p in runs_dir.iterdir()] == [run_dir.name]  # same folder, no new one
-    assert config_lib.load(run_dir / "config.yaml")[1].total_timesteps == 1600
+    assert registry.load_config(run_dir / "config.yaml")[1].total_timesteps == 1600
     assert latest_step(run_dir) == 1600
     final = checkpoint.load(checkpoint.latest(ckpts))
     assert final.step == 1600 and final.path.name == "step_1600"
@@ -496,7 +495,7 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeyp
             return cls(2026, 11, 23, 10, 15, 0)
 
     monkeypatch.setattr(agents.run, "datetime", FrozenClock)
-    cfg = config_lib.resolve(
+    cfg = registry.resolve(
         "dqn", "CartPole-v1", "cartpole", overrides=[f"runs_dir={tmp_path}", "progress=false", "device=cpu"]
     )
     first = agents.run.start("dqn", cfg, "CartPole-v1")

@@ -10,7 +10,7 @@ pytest.importorskip("stable_baselines3", reason="--impl sb3 needs the sb3 extra 
 
 from conftest import TINY, invoke, ok, only_run, scalars  # noqa: E402
 
-from agents import config as config_lib  # noqa: E402
+from agents import registry
 from agents.sb3 import make_sb3_env, sb3_model  # noqa: E402
 
 
@@ -30,9 +30,7 @@ def sb3_args(runs_dir, algo, steps, **overrides):
 
 
 def test_dqn_config_maps_onto_sb3():
-    cfg = config_lib.resolve(
-        "dqn", "CartPole-v1", "cartpole", overrides=["num_envs=2", "train_frequency=8", "n_step=3"]
-    )
+    cfg = registry.resolve("dqn", "CartPole-v1", "cartpole", overrides=["num_envs=2", "train_frequency=8", "n_step=3"])
     env = make_sb3_env(cfg, cfg.num_envs, cfg.seed)
     model, ignored = sb3_model("dqn", cfg, env, torch.device("cpu"))
     env.close()
@@ -49,7 +47,7 @@ def test_dqn_config_maps_onto_sb3():
     assert ignored == []
     _, ignored = sb3_model(
         "dqn",
-        config_lib.resolve("dqn", "CartPole-v1", "x", overrides=["dueling=true"]),
+        registry.resolve("dqn", "CartPole-v1", "x", overrides=["dueling=true"]),
         make_sb3_env(cfg, 1, 0),
         torch.device("cpu"),
     )
@@ -98,7 +96,7 @@ def test_dqn_sb3_smoke_run_logs_our_tags(tmp_path):
 def test_policy_gradient_config_maps_onto_sb3(activation):
     """SB3's MlpPolicy gets our widths and activation (its own default would be tanh whatever we say), and half our
     vf_coef: SB3's value loss is the mean squared error, ours half of it, so the objectives are the same."""
-    cfg = config_lib.resolve("a2c", "CartPole-v1", "cartpole", overrides=[f"encoder.activation={activation}"])
+    cfg = registry.resolve("a2c", "CartPole-v1", "cartpole", overrides=[f"encoder.activation={activation}"])
     env = make_sb3_env(cfg, cfg.num_envs, cfg.seed)
     model, _ = sb3_model("a2c", cfg, env, torch.device("cpu"))
     env.close()

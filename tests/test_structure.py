@@ -83,7 +83,7 @@ def test_a_ppo_run_on_pong_imports_nothing_from_go(tmp_path):
     code = f"""
 import sys
 from agents import config as config_lib, registry, run as run_lib
-cfg = config_lib.resolve("ppo", "ALE/Pong-v5", "atari", overrides=["total_timesteps=64", "num_envs=2", "num_steps=16",
+cfg = registry.resolve("ppo", "ALE/Pong-v5", "atari", overrides=["total_timesteps=64", "num_envs=2", "num_steps=16",
     "num_minibatches=2", "update_epochs=1", "eval_frequency=64", "eval_episodes=1", "progress=false", "device=cpu",
     "runs_dir={tmp_path}", "torch_threads=1"])
 # one short game: the evaluation plays Pong to its end otherwise

@@ -11,9 +11,9 @@ from conftest import invoke, ok, only_run, scalars
 from safetensors.torch import load_file
 
 from agents import checkpoint
-from agents.config import EncoderConfig, SupervisedConfig
+from agents.config import EncoderConfig
 from agents.encoders import encoder_from_config
-from agents.supervised import load_data, lr_factor, make_optimizer, random_shift, weight_penalty
+from agents.supervised import SupervisedConfig, load_data, lr_factor, make_optimizer, random_shift, weight_penalty
 
 torch.set_num_threads(1)
 QUIET = ["--set", "progress=false", "--set", "torch_threads=1"]

@@ -8,8 +8,7 @@ import torch
 from conftest import invoke, ok, only_run, train_args
 
 import envs
-from agents import checkpoint, dqn
-from agents import config as config_lib
+from agents import checkpoint, dqn, registry
 from agents.evaluate import run_episodes
 from agents.watch import Lockstep, make_viewable, write_video
 from agents.watch_run import watch
@@ -50,7 +49,7 @@ def test_atari_screen_is_the_agents_game():
 
 def test_watch_writes_one_frame_per_step(tiny_run, tmp_path):
     run_dir, _ = tiny_run
-    algo, cfg = config_lib.load(run_dir / "config.yaml")
+    algo, cfg = registry.load_config(run_dir / "config.yaml")
     env = envs.make(cfg.env, 1, 5)
     policy = dqn.load_policy(
         cfg, checkpoint.load(checkpoint.latest(run_dir / "checkpoints")), env, torch.device("cpu"), 0.0, 5
@@ -94,7 +93,7 @@ def test_window_when_a_display_exists(tiny_run, monkeypatch):
 
 def test_action_scores_are_the_greedy_policys_q_values(tiny_run):
     run_dir, _ = tiny_run
-    _, cfg = config_lib.load(run_dir / "config.yaml")
+    _, cfg = registry.load_config(run_dir / "config.yaml")
     ckpt = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
     env = envs.make(cfg.env, 4, 0)
     obs, _ = env.reset(seed=0)

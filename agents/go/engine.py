@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +12,16 @@ from agents.go import matches
 from agents.go.hooks import GoHooks, offer_options
 
 
-def with_symmetries(config, algo: str):
-    """`config` set to average its network over the board's 8 symmetries (--symmetries), or a ConfigError where that
+def with_symmetries(opened: registry.OpenRun) -> registry.OpenRun:
+    """The run set to average its network over the board's 8 symmetries (--symmetries), or a ConfigError where that
     does not apply: a Go run of a feed-forward policy-gradient network only."""
+    config, algo = opened.config, opened.algo
     if envs.family(config.env) != "go" or algo not in ("ppo", "a2c", "reinforce") or config.encoder.name == "lstm":
         raise ConfigError(
             f"--symmetries averages a board network over the 8 symmetries: Go runs of ppo, a2c or "
             f"reinforce with a feed-forward encoder only, not a {algo} run on {config.env}"
         )
-    return dataclasses.replace(config, eval_symmetries=True)
+    return opened.with_config(eval_symmetries=True)
 
 
 def searcher(opened: registry.OpenRun, env, device, playouts: int):
@@ -114,9 +114,7 @@ def agent_engine(run_dir: Path, komi: float | None, seed: int, search: int = 0, 
             f"--agent {str(run_dir)!r} is a {opened.algo} run on {cfg.env}, not a Go policy "
             f"(train one with: rl train ppo --env Go9)"
         )
-    cfg = with_symmetries(cfg, opened.algo) if symmetries else cfg
-    opened = registry.open_run(run_dir, "latest", "--agent")
-    opened = dataclasses.replace(opened, config=dataclasses.replace(cfg, eval_greedy=True))
+    opened = (with_symmetries(opened) if symmetries else opened).with_config(eval_greedy=True).with_checkpoint()
     env = envs.make(cfg.env, 1, seed)
     device = pick_device("auto")
     player = searcher(opened, env, device, search) if search else None
