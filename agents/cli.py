@@ -10,7 +10,7 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -21,6 +21,26 @@ app = typer.Typer(
     help="Reinforcement-learning agents: train, evaluate, watch and compare; plan exactly; play Go.\n\n"
     "Example: rl train dqn --env Pong",
 )
+
+
+# Options `rl gtp` and `rl play go` share
+Komi = Annotated[
+    Optional[float],
+    typer.Option(
+        "--komi", help="Komi (default: an --agent run's go.komi; else by size: 24.5 on 5x5, 8.5 on 7x7, else 7.5)."
+    ),
+]
+Search = Annotated[
+    int, typer.Option("--search", min=0, help="With --agent: read N playouts ahead per move (PUCT tree search).")
+]
+Symmetries = Annotated[
+    bool,
+    typer.Option(
+        "--symmetries",
+        help="With --agent: average its network over the board's 8 symmetries at every position (8 forward passes a "
+        "move; with --search, a playout).",
+    ),
+]
 
 
 def _user_errors(fn):
@@ -92,7 +112,7 @@ def train(
         raise typer.Exit(distributed.relaunch(nproc))
     flags = {"total_timesteps": steps, "seed": seed, "device": device, "num_envs": num_envs}
     run, summary = launch.train(algo, env, flags, config, set_, resume, impl)
-    if not distributed.is_main():
+    if not run.is_main:
         return
     last_eval = f", last eval return {summary['evals'][-1][1]:.2f}" if summary["evals"] else ""
     typer.echo(
@@ -204,11 +224,11 @@ def supervised(
     Options: optimizer (sgd, adagrad, rmsprop, adam, adamw), momentum, nesterov, l1, l2, weight_decay,
     encoder.dropout, encoder.norm (mlp), shift, patience (early stopping), schedule (cosine, step, linear).
     """
-    from agents import distributed, launch
+    from agents import launch
 
     flags = {"data": data, "epochs": epochs, "seed": seed, "device": device, "encoder": {"name": model}}
     run, summary = launch.supervised(flags, config, set_)
-    if not distributed.is_main():
+    if not run.is_main:
         return
     typer.echo(
         f"test accuracy {summary['test_accuracy']:.2%} after {summary['epochs']} epochs ({summary['seconds']:.1f} s); "
@@ -423,24 +443,13 @@ def plan(
 @_user_errors
 def gtp_(
     size: int = typer.Option(9, "--size", min=5, max=19, help="Initial board size (GTP boardsize changes it)."),
-    komi: Optional[float] = typer.Option(
-        None,
-        "--komi",
-        help="Komi (default: an --agent run's go.komi; else by size: 24.5 on 5x5, 8.5 on 7x7, else 7.5).",
-    ),
+    komi: Komi = None,
     seed: int = typer.Option(0, "--seed", help="Seed of the random policy."),
     agent: Optional[Path] = typer.Option(
         None, "--agent", help="A Go run folder (rl train ppo --env Go9): its policy plays."
     ),
-    search: int = typer.Option(
-        0, "--search", min=0, help="With --agent: read N playouts ahead per move (PUCT tree search)."
-    ),
-    symmetries: bool = typer.Option(
-        False,
-        "--symmetries",
-        help="With --agent: average its network over the board's 8 "
-        "symmetries at every position (8 forward passes a move; with --search, a playout).",
-    ),
+    search: Search = 0,
+    symmetries: Symmetries = False,
 ):
     """Speak GTP v2 on stdin/stdout, for Go GUIs (Sabaki, GoGui) and engine matches.
 
@@ -467,22 +476,13 @@ def play_(
     game_name: str = typer.Argument("go", metavar="GAME", help="The game: go."),
     size: int = typer.Option(9, "--size", min=5, max=19, help="Board size, 5..19."),
     colour: str = typer.Option("black", "--colour", "--color", help="Your colour: black (moves first) or white."),
-    komi: Optional[float] = typer.Option(
-        None, "--komi", help="Komi (default: an --agent run's go.komi; else by size)."
-    ),
+    komi: Komi = None,
     seed: int = typer.Option(0, "--seed", help="Seed of the engine's random policy."),
     agent: Optional[Path] = typer.Option(
         None, "--agent", help="A Go run folder: play against its policy (on its board size)."
     ),
-    search: int = typer.Option(
-        0, "--search", min=0, help="With --agent: read N playouts ahead per move (PUCT tree search)."
-    ),
-    symmetries: bool = typer.Option(
-        False,
-        "--symmetries",
-        help="With --agent: average its network over the board's 8 "
-        "symmetries at every position (8 forward passes a move; with --search, a playout).",
-    ),
+    search: Search = 0,
+    symmetries: Symmetries = False,
 ):
     """Play Go against the engine in the terminal: type moves like D4, or pass, undo, resign.
 

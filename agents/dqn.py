@@ -29,7 +29,7 @@ from agents.config import EnvRunFields, option
 from agents.encoders import encoder_from_config, freeze_batch_norm_stats
 from agents.eval_round import evaluation_round
 from agents.replay import FrameReplay, ReplaySample, replay_device
-from agents.run import Clock, Counters, Run, crossed, finish, restoring
+from agents.run import Clock, Counters, Run, crossed, end_of_iteration, finish, make_eval_env, restoring
 from envs.episodes import EpisodeStats
 
 
@@ -179,9 +179,7 @@ def newest_frame(obs: np.ndarray | torch.Tensor, frame_stack: int) -> np.ndarray
 def train(config: DQNConfig, run: Run) -> dict[str, Any]:
     device = run.device
     env = envs.make(config.env, config.num_envs, config.seed)
-    eval_env = (
-        envs.make(config.env, min(config.eval_episodes, 8), config.seed + 100_000) if config.eval_frequency else None
-    )
+    eval_env = make_eval_env(config)
     obs_shape = env.single_observation_space.shape
     n_actions = int(env.single_action_space.n)
     frame_shape = obs_shape[1:] if env.frame_stack > 1 else obs_shape
@@ -255,6 +253,14 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
         eval_rng = torch.Generator().manual_seed(config.seed + counters.step)
         return evaluation_round(run, eval_env, policy, q_values(q_network, device), counters.step, counters.evals)
 
+    def scalars() -> dict[str, float]:
+        out = {"charts/epsilon": epsilon, "charts/learning_rate": config.learning_rate}
+        if td_losses:  # one device sync per log, not per update
+            out["losses/td_loss"] = torch.stack(td_losses).mean().item()
+            out["losses/q_values"] = torch.stack(q_means).mean().item()
+            td_losses.clear(), q_means.clear()
+        return out
+
     # Envs restart at each (re)start; the seed depends on the step so a resumed run is reproducible.
     obs, _ = env.reset(seed=config.seed + counters.step)
     # Each obs crosses to the device once: acting reads it there, and so does a replay that lives there.
@@ -310,22 +316,16 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
                     torch._foreach_lerp_(list(target_network.parameters()), list(q_network.parameters()), config.tau)
 
         # 6. logs, progress, evaluation, checkpoints (counters crossing a multiple, so num_envs > 1 works)
-        if crossed(counters.step, prev_step, config.log_frequency):
-            scalars = {
-                "charts/SPS": clock.sps(counters.step),
-                "charts/epsilon": epsilon,
-                "charts/learning_rate": config.learning_rate,
-            }
-            if td_losses:  # one device sync per log, not per update
-                scalars["losses/td_loss"] = torch.stack(td_losses).mean().item()
-                scalars["losses/q_values"] = torch.stack(q_means).mean().item()
-                td_losses.clear(), q_means.clear()
-            run.log(counters.step, scalars)
-        clock.progress(run, counters, config.total_timesteps)
-        if crossed(counters.step, prev_step, config.eval_frequency):
-            evaluate()
-        if crossed(counters.step, prev_step, config.checkpoint_frequency):
-            save_checkpoint()
+        end_of_iteration(
+            run,
+            counters,
+            clock,
+            prev_step,
+            config,
+            scalars,
+            evaluate if eval_env is not None else None,
+            save_checkpoint,
+        )
 
     end_time = time.time()
     summary = finish(

@@ -45,7 +45,7 @@ from agents.pg import (
     store_rewards,
 )
 from agents.rollout import Rollout, gae, make_rollout, masked_logits, sample_actions
-from agents.run import Clock, Counters, Run, crossed, finish, restoring
+from agents.run import Clock, Counters, Run, end_of_iteration, finish, make_eval_env, restoring
 from envs.episodes import EpisodeStats
 
 
@@ -262,12 +262,7 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
     # the env family's own needs (Go: the run's komi, a league of past versions to play, matches at evaluation)
     family = hooks.for_config(config, config.num_envs, env_seed, device)
     env = envs.make(config.env, config.num_envs, env_seed, **family.env_options(training=True))
-    evaluating = config.eval_frequency > 0 and distributed.is_main()
-    eval_env = (
-        envs.make(config.env, min(config.eval_episodes, 8), config.seed + 100_000, **family.env_options())
-        if evaluating
-        else None
-    )
+    eval_env = make_eval_env(config, distributed.is_main(), **family.env_options())
     obs_shape = env.single_observation_space.shape
     n_actions = int(env.single_action_space.n)
     obs_dtype = torch.uint8 if env.single_observation_space.dtype == np.uint8 else torch.float32
@@ -364,24 +359,25 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
         prev_step = counters.step - batch_size
 
         # 5. logs, progress, evaluation, checkpoints (counters crossing a multiple of their frequency)
-        if crossed(counters.step, prev_step, config.log_frequency):
-            run.log(
-                counters.step,
-                {
-                    **stats,
-                    "charts/SPS": clock.sps(counters.step),
-                    "charts/learning_rate": lr,
-                    "charts/clip_coef": clip_coef,
-                },
-            )
-        clock.progress(run, counters, config.total_timesteps)
-        if evaluating and crossed(counters.step, prev_step, config.eval_frequency):
-            evaluate()
-        if crossed(counters.step, prev_step, config.checkpoint_frequency):
-            save_checkpoint()
+        logged = {**stats, "charts/learning_rate": lr, "charts/clip_coef": clip_coef}
+        end_of_iteration(
+            run,
+            counters,
+            clock,
+            prev_step,
+            config,
+            lambda: logged,
+            evaluate if eval_env is not None else None,
+            save_checkpoint,
+        )
 
     return finish(
-        counters, clock, config.total_timesteps, evaluate if evaluating else None, save_checkpoint, (env, eval_env)
+        counters,
+        clock,
+        config.total_timesteps,
+        evaluate if eval_env is not None else None,
+        save_checkpoint,
+        (env, eval_env),
     )
 
 

@@ -43,7 +43,7 @@ from agents.pg import (
 )
 from agents.ppo import PPOConfig
 from agents.rollout import Rollout, gae, make_rollout, masked_logits, sample_actions
-from agents.run import Clock, Counters, Run, crossed, finish, restoring
+from agents.run import Clock, Counters, Run, end_of_iteration, finish, make_eval_env, restoring
 from envs.episodes import EpisodeStats
 
 Config = PPOConfig  # the registry's protocol (agents/registry.py): recurrent PPO trains PPO's config
@@ -241,9 +241,7 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
         )
     device = run.device
     env = envs.make(config.env, config.num_envs, config.seed)
-    eval_env = (
-        envs.make(config.env, min(config.eval_episodes, 8), config.seed + 100_000) if config.eval_frequency else None
-    )
+    eval_env = make_eval_env(config)
     obs_shape = env.single_observation_space.shape
     n_actions = int(env.single_action_space.n)
     obs_dtype = torch.uint8 if env.single_observation_space.dtype == np.uint8 else torch.float32
@@ -338,21 +336,17 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
         prev_step = counters.step - batch_size
 
         # 5. logs, progress, evaluation, checkpoints (counters crossing a multiple of their frequency)
-        if crossed(counters.step, prev_step, config.log_frequency):
-            run.log(
-                counters.step,
-                {
-                    **stats,
-                    "charts/SPS": clock.sps(counters.step),
-                    "charts/learning_rate": lr,
-                    "charts/clip_coef": clip_coef,
-                },
-            )
-        clock.progress(run, counters, config.total_timesteps)
-        if crossed(counters.step, prev_step, config.eval_frequency):
-            evaluate()
-        if crossed(counters.step, prev_step, config.checkpoint_frequency):
-            save_checkpoint()
+        logged = {**stats, "charts/learning_rate": lr, "charts/clip_coef": clip_coef}
+        end_of_iteration(
+            run,
+            counters,
+            clock,
+            prev_step,
+            config,
+            lambda: logged,
+            evaluate if eval_env is not None else None,
+            save_checkpoint,
+        )
 
     return finish(
         counters,

@@ -86,6 +86,12 @@ class Run:
     _last_line: float = field(default=0.0)
 
     @property
+    def is_main(self) -> bool:
+        """The process that writes the folder and reports (rank 0 under torchrun), known after the process group
+        has closed too."""
+        return self.writer is not None
+
+    @property
     def checkpoint_dir(self) -> Path:
         return self.dir / "checkpoints"
 
@@ -267,6 +273,39 @@ class Clock:
         if (now := time.time()) >= self._next_progress:
             self._next_progress = now + 0.5
             run.progress(counters.step, total, self.sps(counters.step, now), counters.recent_return())
+
+
+def end_of_iteration(
+    run: Run,
+    counters: Counters,
+    clock: Clock,
+    prev_step: int,
+    config: Any,
+    scalars: Callable[[], dict[str, float]],
+    evaluate: Callable[[], Any] | None,
+    save: Callable[[], None],
+) -> None:
+    """The last step of every training iteration, each by the step counter crossing a multiple of its frequency:
+    `scalars()` (called only then: one device sync per log) with charts/SPS at log_frequency, the progress bar,
+    an evaluation at eval_frequency (`evaluate` None: this process does not evaluate), a checkpoint at
+    checkpoint_frequency."""
+    if crossed(counters.step, prev_step, config.log_frequency):
+        run.log(counters.step, {**scalars(), "charts/SPS": clock.sps(counters.step)})
+    clock.progress(run, counters, config.total_timesteps)
+    if evaluate is not None and crossed(counters.step, prev_step, config.eval_frequency):
+        evaluate()
+    if crossed(counters.step, prev_step, config.checkpoint_frequency):
+        save()
+
+
+def make_eval_env(config: Any, evaluating: bool = True, **options: Any):
+    """The env evaluation rounds play: up to 8 copies with seeds of their own, or None when the run does not
+    evaluate (eval_frequency 0, or a rank other than 0)."""
+    if not (evaluating and config.eval_frequency > 0):
+        return None
+    import envs
+
+    return envs.make(config.env, min(config.eval_episodes, 8), config.seed + 100_000, **options)
 
 
 @contextmanager
