@@ -253,6 +253,8 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
         eval_rng = torch.Generator().manual_seed(config.seed + counters.step)
         return evaluation_round(run, eval_env, policy, q_values(q_network, device), counters.step, counters.evals)
 
+    evaluation = evaluate if eval_env is not None else None  # None: this process does not evaluate
+
     def scalars() -> dict[str, float]:
         out = {"charts/epsilon": epsilon, "charts/learning_rate": config.learning_rate}
         if td_losses:  # one device sync per log, not per update
@@ -316,26 +318,10 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
                     torch._foreach_lerp_(list(target_network.parameters()), list(q_network.parameters()), config.tau)
 
         # 6. logs, progress, evaluation, checkpoints (counters crossing a multiple, so num_envs > 1 works)
-        end_of_iteration(
-            run,
-            counters,
-            clock,
-            prev_step,
-            config,
-            scalars,
-            evaluate if eval_env is not None else None,
-            save_checkpoint,
-        )
+        end_of_iteration(run, counters, clock, prev_step, config, scalars, evaluation, save_checkpoint)
 
     end_time = time.time()
-    summary = finish(
-        counters,
-        clock,
-        config.total_timesteps,
-        evaluate if eval_env is not None else None,
-        save_checkpoint,
-        (env, eval_env),
-    )
+    summary = finish(counters, clock, config.total_timesteps, evaluation, save_checkpoint, (env, eval_env))
     # steps/s once learning runs (what the benchmark compares; warm-up steps are cheaper)
     summary["train_sps"] = (
         (counters.step - learn_start[0]) / max(end_time - learn_start[1], 1e-9) if learn_start else None

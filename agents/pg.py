@@ -117,13 +117,7 @@ def action_mask_of(info: dict[str, Any], device: torch.device) -> torch.Tensor |
 
 
 def store_rewards(
-    rollout,
-    t: int,
-    reward: np.ndarray,
-    terminated: np.ndarray,
-    truncated: np.ndarray,
-    info: dict[str, Any],
-    config,
+    rollout, t: int, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray, info: dict[str, Any], config
 ) -> None:
     """Step t's learning signal into the rollout: sign(r) with clip_rewards, and a lost life terminal for the
     advantage only with terminal_on_life_loss (the Nature protocol; the game goes on and its score stays raw)."""

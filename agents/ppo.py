@@ -305,6 +305,8 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
         policy = make_policy(agent, device, config.eval_epsilon, config.eval_greedy, config.seed + counters.step)
         return evaluation_round(run, eval_env, policy, probabilities(agent, device), counters.step, counters.evals)
 
+    evaluation = evaluate if eval_env is not None else None  # None: this process does not evaluate
+
     # Envs restart at each (re)start, seeded by the step, so a resumed run is reproducible.
     next_obs_np, info = env.reset(seed=env_seed + counters.step)
     next_obs = torch.as_tensor(next_obs_np, device=device)
@@ -360,25 +362,9 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
 
         # 5. logs, progress, evaluation, checkpoints (counters crossing a multiple of their frequency)
         logged = {**stats, "charts/learning_rate": lr, "charts/clip_coef": clip_coef}
-        end_of_iteration(
-            run,
-            counters,
-            clock,
-            prev_step,
-            config,
-            lambda: logged,
-            evaluate if eval_env is not None else None,
-            save_checkpoint,
-        )
+        end_of_iteration(run, counters, clock, prev_step, config, lambda: logged, evaluation, save_checkpoint)
 
-    return finish(
-        counters,
-        clock,
-        config.total_timesteps,
-        evaluate if eval_env is not None else None,
-        save_checkpoint,
-        (env, eval_env),
-    )
+    return finish(counters, clock, config.total_timesteps, evaluation, save_checkpoint, (env, eval_env))
 
 
 # ---------------------------------------------------------------------------------------------- acting

@@ -275,6 +275,8 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
         scores = _stateful(agent, device, lambda logits, mask: torch.softmax(logits, 1))  # its own memory, in step
         return evaluation_round(run, eval_env, policy, scores, counters.step, counters.evals)
 
+    evaluation = evaluate if eval_env is not None else None  # None: this process does not evaluate
+
     # Envs restart at each (re)start, seeded by the step, and so does the LSTM's memory (it is not checkpointed).
     next_obs_np, info = env.reset(seed=config.seed + counters.step)
     next_obs = torch.as_tensor(next_obs_np, device=device)
@@ -337,25 +339,9 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
 
         # 5. logs, progress, evaluation, checkpoints (counters crossing a multiple of their frequency)
         logged = {**stats, "charts/learning_rate": lr, "charts/clip_coef": clip_coef}
-        end_of_iteration(
-            run,
-            counters,
-            clock,
-            prev_step,
-            config,
-            lambda: logged,
-            evaluate if eval_env is not None else None,
-            save_checkpoint,
-        )
+        end_of_iteration(run, counters, clock, prev_step, config, lambda: logged, evaluation, save_checkpoint)
 
-    return finish(
-        counters,
-        clock,
-        config.total_timesteps,
-        evaluate if eval_env is not None else None,
-        save_checkpoint,
-        (env, eval_env),
-    )
+    return finish(counters, clock, config.total_timesteps, evaluation, save_checkpoint, (env, eval_env))
 
 
 # ---------------------------------------------------------------------------------------------- acting

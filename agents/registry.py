@@ -153,18 +153,10 @@ def configs() -> dict[str, type]:
     return {name: config_class(name) for name in (*ALGORITHMS, "supervised")}
 
 
-def resolve(
-    algo: str,
-    env: str | None,
-    family: str,
-    config_file: Path | None = None,
-    flags: dict[str, Any] | None = None,
-    overrides: list[str] | tuple[str, ...] = (),
-    base: dict[str, Any] | None = None,
-) -> Any:
-    """The frozen config of `algo` for `env`: agents/config.py's layers (defaults, configs/<algo>/..., --config,
-    flags, --set) over the algorithm's own config class."""
-    return config_lib.resolve(config_class(algo), algo, env, family, config_file, flags, overrides, base)
+def resolve(algo: str, *args: Any, **kwargs: Any) -> Any:
+    """The frozen config of `algo`: agents/config.py's `resolve` (env, family, config file, flags, --set, base) over
+    the algorithm's own config class."""
+    return config_lib.resolve(config_class(algo), algo, *args, **kwargs)
 
 
 def load_config(path: Path) -> tuple[str, Any]:

@@ -115,10 +115,7 @@ def test_run_folder_and_the_encoder_loads_back(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     tags = scalars(run_dir)
     assert (
-        tags["test/accuracy"]
-        == [
-            (2, pytest.approx(metrics["test_accuracy"])),
-        ]
+        tags["test/accuracy"] == [(2, pytest.approx(metrics["test_accuracy"]))]
         and len(tags["supervised/val_loss"]) == 2
     )
     assert metrics["test_accuracy"] > 0.5  # two epochs of a small MLP: well above chance (0.1)
