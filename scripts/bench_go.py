@@ -123,7 +123,7 @@ Random legal moves (uniform over the mask, pass included), new game on two passe
 - Ours: envs/go/game.py `step` + `legal_action_mask` sampling + autoreset, all batched on torch
   tensors (positional superko checked on every move). PettingZoo go_v5: its pure-Python engine,
   one game, `env.last()` + `env.step`, which also builds its observation planes each move.
-- Target (issue 4): >= 10x PettingZoo on 9x9 at batch >= 256 on this CPU. The GPU target
+- Target: >= 10x PettingZoo on 9x9 at batch >= 256 on this CPU. The GPU target
   (>= 1M steps/s at batch 4096) needs a CUDA machine: `--device cuda`.
 """
         + (
