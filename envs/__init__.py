@@ -1,4 +1,6 @@
-"""Environments by name: every ALE game (`Pong`, `ALE/Pong-v5`) and the supported gymnasium ids.
+"""Environments by name: every ALE game (`Pong`, `ALE/Pong-v5`), Go, and gymnasium ids: those `rl envs` lists,
+any other registered id whose spaces the agents take, and `module:EnvId` (the module is imported first, which
+registers the env, as `gymnasium.make` does).
 
 `make` returns a thin vector env with gymnasium's VectorEnv conventions (see `VecEnv`), whatever
 the family, so an agent's loop never branches on where its env came from.
@@ -7,15 +9,18 @@ the family, so an agent's loop never branches on where its env came from.
 from __future__ import annotations
 
 import difflib
+import importlib
 from functools import cache
 from typing import Any, Protocol
 
+import gymnasium as gym
 import numpy as np
 from gymnasium import Space, registry
 from gymnasium.spaces import Discrete
 
+import envs.catch  # noqa: F401  registers Catch-v0
 from envs.atari import AtariEnv, atari_games
-from envs.gym_envs import GYM_ENVS, RENAMED, GymEnv, gym_family
+from envs.gym_envs import GYM_ENVS, RENAMED, GymEnv, gym_family, space_problem
 
 # Go on N x N boards (envs/go): batched torch rules, self-play or against an opponent.
 GO_ENVS: dict[str, str] = {
@@ -80,17 +85,44 @@ def _unknown(name: str) -> EnvNameError:
         spelling, env = spellings[match]
         near.setdefault(env, spelling)
     near_names = list(near.values())[:3]
-    # A registered id we leave out (continuous actions, tuple observations, old ALE versions).
+    # A registered id we leave out (old ALE versions).
     problem = f"env {name!r} is not supported" if name in registry else f"unknown env {name!r}"
     hint = f": did you mean {', '.join(near_names)}?" if near_names else ""
     return EnvNameError(f"{problem}{hint} (`rl envs` lists them)")
+
+
+@cache
+def _check_gym_id(name: str) -> None:
+    """A registered gymnasium id beyond GYM_ENVS: import its module (`module:EnvId`), make it once, check its spaces."""
+    module, _, env_id = name.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise EnvNameError(f"env {name!r}: cannot import module {module!r} ({error})") from None
+        if env_id not in registry:
+            raise EnvNameError(f"env {name!r}: importing {module!r} registered no gymnasium id {env_id!r}")
+    try:
+        env = gym.make(name)
+    except Exception as error:  # the env's own constructor: any error, reported in one line
+        raise EnvNameError(f"env {name!r} cannot be made: {type(error).__name__}: {error}") from None
+    problem = space_problem(env.observation_space, env.action_space)
+    env.close()
+    if problem:
+        raise EnvNameError(f"env {name!r} is not supported: {problem}")
+
+
+def _is_ale(name: str) -> bool:
+    """Ids ale-py registers beside ALE/<Game>-v5 (Pong-v4, PongNoFrameskip-v4): `rl` names those games Pong etc."""
+    return str(registry[name].entry_point).startswith("ale_py")
 
 
 def canonical_name(name: str) -> str:
     """The full id: Pong, pong, ALE/Pong-v5 -> ALE/Pong-v5 (Atari names ignore case).
 
     Gymnasium ids must match exactly, as gymnasium itself requires: Cartpole-v1 is an error
-    that suggests CartPole-v1.
+    that suggests CartPole-v1. Other registered ids, and `module:EnvId`, are made once to check
+    their spaces (envs.gym_envs.space_problem).
     """
     if name in GYM_ENVS:
         return name
@@ -98,15 +130,21 @@ def canonical_name(name: str) -> str:
     if go is not None:
         return go
     game = _atari_lookup().get(name.lower())
-    if game is None:
-        raise _unknown(name)
-    return _atari_id(game)
+    if game is not None:
+        return _atari_id(game)
+    if ":" in name or (name in registry and name not in RENAMED and not _is_ale(name)):
+        _check_gym_id(name)
+        return name
+    raise _unknown(name)
 
 
 def short_name(name: str) -> str:
-    """The name for run folders: "ALE/Pong-v5" -> "Pong", "CartPole-v1" -> "CartPole-v1"."""
+    """The name for run folders: "ALE/Pong-v5" -> "Pong", "CartPole-v1" -> "CartPole-v1",
+    "mypkg.envs:MyGame-v2" -> "MyGame-v2", "Ns/Game-v1" -> "Ns-Game-v1"."""
     name = canonical_name(name)
-    return _atari_lookup()[name.lower()] if name.startswith("ALE/") else name
+    if name.startswith("ALE/"):
+        return _atari_lookup()[name.lower()]
+    return name.split(":")[-1].replace("/", "-")
 
 
 def family(name: str) -> str:

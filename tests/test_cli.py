@@ -90,6 +90,9 @@ BAD_TRAIN = {
     "set without =": (["train", "dqn", "--env", "CartPole-v1", "--set", "batch_size"], ["key=value"]),
     "out of range": (["train", "dqn", "--env", "CartPole-v1", "--set", "gamma=1.5"], ["'gamma'", "[0, 1]"]),
     "missing --env": (["train", "dqn"], ["--env is required", "rl train dqn --env Pong"]),
+    "continuous actions": (["train", "ppo", "--env", "Pendulum-v1"], ["'Pendulum-v1'", "Discrete actions"]),
+    "tuple observations": (["train", "dqn", "--env", "Blackjack-v1"], ["'Blackjack-v1'", "Tuple", "uint8 images"]),
+    "module that does not import": (["train", "dqn", "--env", "nosuchpkg:Game-v0"], ["cannot import", "'nosuchpkg'"]),
     "missing config file": (
         ["train", "dqn", "--env", "CartPole-v1", "--config", "nope.yaml"],
         ["'nope.yaml'", "does not exist"],

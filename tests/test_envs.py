@@ -189,6 +189,38 @@ def test_make_and_family_reject_unknown_names():
         family("Pendulum-v1")  # continuous actions
 
 
+def test_any_gymnasium_id_and_module_form_resolve(tmp_path, monkeypatch):
+    """A registered id beyond the listed ones, and `module:EnvId`, whose import registers the env (gymnasium's form)."""
+    (tmp_path / "my_games.py").write_text(
+        "import gymnasium as gym\n"
+        "gym.register('MyCartPole-v3', entry_point='gymnasium.envs.classic_control:CartPoleEnv')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    name = "my_games:MyCartPole-v3"
+    assert canonical_name(name) == name and short_name(name) == "MyCartPole-v3" and family(name) == "mycartpole"
+    env = make(name, num_envs=2, seed=0)
+    obs, _ = env.reset()
+    assert obs.shape == (2, 4) and obs.dtype == np.float32 and env.frame_stack == 1
+    assert canonical_name("MyCartPole-v3") == "MyCartPole-v3"  # registered now: the plain id works too
+    assert canonical_name("Acrobot-v1") == "Acrobot-v1" and family("envs.catch:Catch-v0") == "catch"
+    assert make("Catch-v0", num_envs=1).frame_stack == 4  # a zero-padded FrameStackObservation: stored frame by frame
+
+
+@pytest.mark.parametrize(
+    "bad, needle",
+    [
+        ("Pendulum-v1", "actions are Box"),
+        ("Blackjack-v1", "observations are Tuple"),
+        ("nosuchpkg:Game-v0", "cannot import module 'nosuchpkg'"),
+        ("envs.catch:NoGame-v0", "registered no gymnasium id 'NoGame-v0'"),
+    ],
+)
+def test_unsupported_gymnasium_ids_are_one_line_errors(bad, needle):
+    with pytest.raises(EnvNameError) as caught:
+        canonical_name(bad)
+    assert "\n" not in str(caught.value) and needle in str(caught.value)
+
+
 def test_known_envs_lists_games_and_gym_ids_that_resolve():
     listed = {name: (env_family, text) for name, env_family, text in known_envs()}
     for game in ["Pong", "Breakout", "MsPacman", "SpaceInvaders"]:
