@@ -98,9 +98,10 @@ def sb3_model(algo: str, config: Any, env, device) -> tuple[Any, list[str]]:
         policy, policy_kwargs = _policy(config, on_policy=False)
         if config.loss != "huber":
             ignored.append(f"loss={config.loss} (SB3's DQN always uses the Huber loss)")
-        for key in ("double_dqn", "dueling"):
+        extensions = dict(double_dqn="double DQN", dueling="dueling head", distributional="C51 head")
+        for key, name in {**extensions, "noisy": "noisy layers", "prioritized": "prioritized replay"}.items():
             if getattr(config, key):
-                ignored.append(f"{key}=true (SB3's DQN has no {key.replace('_', ' ')})")
+                ignored.append(f"{key}=true (SB3's DQN has no {name})")
         if config.replay_device == "cuda":
             ignored.append("replay_device=cuda (SB3's replay buffer is numpy arrays in host memory)")
         policy_kwargs["optimizer_kwargs"] = dict(eps=config.adam_eps)
