@@ -75,7 +75,9 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda."),
     num_envs: Optional[int] = typer.Option(None, "--num-envs", help="Environments stepped together."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of overrides."),
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="YAML file of overrides, or a preset's name: configs/<algo>/NAME.yaml (dqn: rainbow)."
+    ),
     set_: list[str] = typer.Option(
         [], "--set", help="Override one key: --set learning_rate=1e-4 (repeatable; nested: encoder.name=mlp)."
     ),
@@ -207,7 +209,9 @@ def supervised(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Passes over the training split."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (also fixes the data splits)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of overrides."),
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="YAML file of overrides, or a preset's name: configs/supervised/NAME.yaml."
+    ),
     set_: list[str] = typer.Option(
         [], "--set", help="Override one key: --set optimizer=sgd --set encoder.dropout=0.1 (repeatable)."
     ),

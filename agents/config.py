@@ -192,7 +192,8 @@ def resolve(
         for path in dict.fromkeys(p for p in (family_file, env_file) if p is not None and p.exists()):
             _merge(values, _read_yaml(path), cls, str(path))
     if config_file is not None:
-        _merge(values, _read_yaml(Path(config_file)), cls, str(config_file))
+        path = config_path(algo, Path(config_file))
+        _merge(values, _read_yaml(path), cls, str(path))
     if env is not None:  # `rl supervised` has data, not an env
         _merge(values, {"env": env}, cls, "--env")
     _merge(values, {k: v for k, v in (flags or {}).items() if v is not None}, cls, "flags")
@@ -277,6 +278,18 @@ class _Raw(str):
 def _nearest(name: str, choices) -> str:
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
     return f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(sorted(choices))}"
+
+
+def config_path(algo: str, config_file: Path) -> Path:
+    """--config FILE, or a preset's name: `--config rainbow` is configs/<algo>/rainbow.yaml when no file of that
+    name exists here. A missing file is one line that lists the presets."""
+    preset = CONFIG_DIR / algo / f"{config_file.name}.yaml"
+    if config_file.exists() or config_file.suffix or len(config_file.parts) > 1 or not preset.exists():
+        if not config_file.exists():
+            presets = ", ".join(sorted(p.stem for p in (CONFIG_DIR / algo).glob("*.yaml")))
+            raise ConfigError(f"config file {str(config_file)!r} does not exist (presets of {algo}: {presets})")
+        return config_file
+    return preset
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -222,3 +222,14 @@ def test_cross_field_rules_hold_for_the_class_and_its_subclasses(algo, env, over
     assert registry.resolve(algo, env, "none")  # the defaults pass the rules
     with pytest.raises(ConfigError, match=match):
         registry.resolve(algo, env, "none", overrides=overrides)
+
+
+def test_a_preset_is_selected_by_name_on_top_of_the_family_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no file named "rainbow" here: the name means configs/dqn/rainbow.yaml
+    cfg = registry.resolve("dqn", "ALE/Pong-v5", "atari", Path("rainbow"))
+    assert cfg.distributional and cfg.prioritized and cfg.n_step == 3 and cfg.learning_rate == 6.25e-5
+    assert cfg.encoder.name == "nature_cnn" and cfg.terminal_on_life_loss  # from configs/dqn/atari.yaml
+    (tmp_path / "rainbow").write_text("n_step: 5\n")  # a file of that name wins over the preset
+    assert registry.resolve("dqn", "ALE/Pong-v5", "atari", Path("rainbow")).n_step == 5
+    with pytest.raises(ConfigError, match=r"'rainbwo' does not exist \(presets of dqn: .*rainbow"):
+        registry.resolve("dqn", "ALE/Pong-v5", "atari", Path("rainbwo"))
