@@ -18,15 +18,31 @@ see the very same parameters as without it. A new input shape or grad mode compi
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 from torch import nn
 
 
+@functools.cache
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX): only there does bf16 autocast pay."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def network_amp(amp: str, encoder: nn.Module) -> str:
+    """What a network built with `amp` runs: "auto" stays auto for the convolutional encoders (resolved per device by
+    `autocast`) and is "none" for the others, whose small matrix multiplies gain nothing from bf16."""
+    convolutional = any(isinstance(m, nn.Conv2d) for m in encoder.modules())
+    return "none" if amp == "auto" and not convolutional else amp
+
+
 def autocast(amp: str, device_type: str) -> contextlib.AbstractContextManager:
-    """The context the forward passes run under: bf16 autocast when amp == "bf16", a no-op for "none"
-    (nullcontext: ~1 us, against ~10 us for a disabled torch.autocast, per forward pass of a small MLP)."""
-    return torch.autocast(device_type, dtype=torch.bfloat16) if amp == "bf16" else contextlib.nullcontext()
+    """The context the forward passes run under: bf16 autocast when amp == "bf16", or "auto" on a CPU with native
+    bf16 (docs/BENCHMARKS.md measures the Nature CNN's update there); a no-op otherwise (nullcontext: ~1 us, against
+    ~10 us for a disabled torch.autocast, per forward pass of a small MLP)."""
+    bf16 = amp == "bf16" or (amp == "auto" and device_type == "cpu" and native_bf16())
+    return torch.autocast(device_type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
 COMPILE_BACKEND = "inductor"  # torch.compile's default; tests on CPU swap in "aot_eager" (same capture, no C++ build)

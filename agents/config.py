@@ -144,8 +144,9 @@ class EnvRunFields(RunFields):
     clip_rewards: bool = False  # learn from sign(r) (Atari's Nature protocol); scores are always logged raw
     terminal_on_life_loss: bool = False  # Atari: a lost life ends the learning target, the game goes on
     # --- accelerator (agents/accel.py)
-    # bf16: autocast the forward passes of acting and the update; fp32 weights and optimizer
-    amp: str = option("none", choices=("none", "bf16"))
+    # bf16: autocast the forward passes of acting and the update; fp32 weights and optimizer. auto: bf16 for the
+    # convolutional encoders on a CPU with native bf16 (AVX512-BF16 or AMX), fp32 elsewhere (accel.autocast)
+    amp: str = option("none", choices=("none", "bf16", "auto"))
     compile: bool = False  # torch.compile (default mode) the networks, in place
     # --- evaluation, checkpoints
     eval_frequency: int = 10_000  # env steps between evaluations; 0 disables them

@@ -29,7 +29,7 @@ from torch import nn
 
 import envs
 from agents import checkpoint
-from agents.accel import compile_in_place
+from agents.accel import compile_in_place, network_amp
 from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import ConfigError, EnvRunFields, option
 from agents.dqn_heads import QNetwork
@@ -116,7 +116,8 @@ def make_q_network(config: DQNConfig, obs_shape: tuple[int, ...], n_actions: int
     encoder = encoder_from_config(config.encoder, obs_shape, load_init)
     support = torch.linspace(config.v_min, config.v_max, config.num_atoms) if config.distributional else None
     sigma0 = config.noisy_sigma0 if config.noisy else None
-    q_network = freeze_batch_norm_stats(QNetwork(encoder, n_actions, config.dueling, config.amp, support, sigma0))
+    amp = network_amp(config.amp, encoder)
+    q_network = freeze_batch_norm_stats(QNetwork(encoder, n_actions, config.dueling, amp, support, sigma0))
     return compile_in_place(q_network, config.compile)
 
 

@@ -29,7 +29,7 @@ from torch import nn
 
 import envs
 from agents import checkpoint, distributed, hooks
-from agents.accel import autocast, compile_in_place
+from agents.accel import autocast, compile_in_place, network_amp
 from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import ConfigError, EnvRunFields, GoConfig, option
 from agents.encoders import encoder_from_config, freeze, freeze_batch_norm_stats, load_encoder
@@ -92,7 +92,7 @@ class PPOConfig(EnvRunFields):
     log_frequency: int = option(1_000, positive=True)
 
     def _rules(self) -> None:
-        if self.encoder.name == "lstm" and (self.amp != "none" or self.compile):
+        if self.encoder.name == "lstm" and (self.amp == "bf16" or self.compile):
             raise ConfigError(
                 "config keys 'amp' and 'compile' apply to feed-forward PPO: recurrent PPO "
                 "(encoder.name=lstm) runs fp32 and eager; set amp=none compile=false"
@@ -175,9 +175,8 @@ def make_agent(config: PPOConfig, obs_shape: tuple[int, ...], n_actions: int, lo
             "encoder.name=lstm is recurrent PPO (agents/ppo_lstm.py, which agents/registry.py picks for it)"
         )
     encoder = lambda: encoder_from_config(replace(config.encoder, init="", freeze=False), obs_shape)  # noqa: E731
-    agent = orthogonal_init(
-        ActorCritic(encoder(), None if config.shared_encoder else encoder(), n_actions, config.amp, config.heads)
-    )
+    actor, critic = encoder(), None if config.shared_encoder else encoder()
+    agent = orthogonal_init(ActorCritic(actor, critic, n_actions, network_amp(config.amp, actor), config.heads))
     for body in (agent.encoder, agent.critic_encoder):
         if body is not None and config.encoder.init and load_init:
             load_encoder(

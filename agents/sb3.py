@@ -91,7 +91,7 @@ def sb3_model(algo: str, config: Any, env, device) -> tuple[Any, list[str]]:
     """SB3's model for our config, and the keys SB3 cannot honour (for the note)."""
     sb3 = _require_sb3()
     ignored: list[str] = []
-    if config.amp != "none" or config.compile:
+    if config.amp == "bf16" or config.compile:
         ignored.append(f"amp={config.amp} compile={config.compile} (SB3 runs its networks fp32 and eager)")
     n_envs = config.num_envs
     if isinstance(config, DQNConfig):

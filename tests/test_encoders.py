@@ -226,3 +226,19 @@ def test_mlp_activation_is_the_configured_one(activation, kind):
     encoder = make_encoder("mlp", (4,), (16, 8), activation=activation)
     nonlinear = [m for m in encoder.modules() if isinstance(m, (torch.nn.ReLU, torch.nn.Tanh))]
     assert len(nonlinear) == 2 and all(type(m) is kind for m in nonlinear)
+
+
+def test_amp_auto_is_bf16_only_for_convolutional_encoders_on_a_cpu_with_native_bf16(monkeypatch):
+    from agents import accel
+
+    cnn, mlp = make_encoder("nature_cnn", (4, 36, 36)), make_encoder("mlp", (4,))
+    assert accel.network_amp("auto", cnn) == "auto" and accel.network_amp("auto", mlp) == "none"
+    assert accel.network_amp("bf16", mlp) == "bf16" and accel.network_amp("none", cnn) == "none"
+    x = torch.randn(2, 3)
+    layer = torch.nn.Linear(3, 3)
+    for native, dtype in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(accel, "native_bf16", lambda native=native: native)
+        with accel.autocast("auto", "cpu"):
+            assert layer(x).dtype == dtype
+    with accel.autocast("auto", "cuda"):  # on a GPU auto stays fp32 (not measured there)
+        assert layer(x).dtype == torch.float32
