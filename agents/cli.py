@@ -296,6 +296,7 @@ def compare(
     out: Path = typer.Option(Path("compare.png"), "--out", help="Plot file (.png, .pdf, .svg)."),
     smooth: int = typer.Option(10, "--smooth", min=1, help="Moving average over this many logged points."),
     as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the plotted curves: group,step,mean,low,high."),
 ):
     """Plot runs' curves (mean over seeds, 95% interval) and print final scores with IQM and bootstrap intervals.
 
@@ -306,7 +307,7 @@ def compare(
     """
     from agents.compare import compare as compare_runs
 
-    rows = compare_runs(run_dirs, tag, out, smooth)
+    rows = compare_runs(run_dirs, tag, out, smooth, csv)
     if as_json:
         typer.echo(json.dumps(rows))
         return

@@ -179,11 +179,28 @@ def plot(groups: list[Group], tag: str, out: Path, smooth: int) -> None:
     plt.close(fig)
 
 
+def write_csv(groups: list[Group], out: Path, smooth: int) -> None:
+    """The plotted curves as rows group, step, mean, low, high (low = high = mean for a group of one run)."""
+    lines = ["group,step,mean,low,high"]
+    for g in groups:
+        for row in zip(*mean_curve(g.curves, smooth)):
+            lines.append(f'"{g.label}",{row[0]:.0f},' + ",".join(f"{v:.4g}" for v in row[1:]))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+
+
 def compare(
-    run_dirs: list[Path], tag: str = "charts/episodic_return", out: Path | None = None, smooth: int = 10
+    run_dirs: list[Path],
+    tag: str = "charts/episodic_return",
+    out: Path | None = None,
+    smooth: int = 10,
+    csv: Path | None = None,
 ) -> list[dict]:
-    """Group the runs, plot their smoothed curves to `out` (if given), return the table rows (raw final scores)."""
+    """Group the runs, plot their smoothed curves to `out` and write them to `csv` (each if given), return the
+    table rows (raw final scores)."""
     groups = group_runs(run_dirs, tag)
     if out is not None:
         plot(groups, tag, Path(out), smooth)
+    if csv is not None:
+        write_csv(groups, Path(csv), smooth)
     return table(groups)

@@ -58,8 +58,14 @@ def test_iqm_is_the_mean_of_the_middle_half():
 def test_compare_cli_table_and_errors(tmp_path):
     steps = np.arange(0, 100, 10)
     runs = [fake_run(tmp_path, f"r{s}", s, steps * 0 + s, steps) for s in (1, 2, 3)]
-    out = ok(invoke(["compare", *runs, "--out", tmp_path / "c.png", "--smooth", "1"]))
+    out = ok(invoke(["compare", *runs, "--out", tmp_path / "c.png", "--smooth", "1", "--csv", tmp_path / "c.csv"]))
     assert "dqn CartPole-v1" in out and "2.00" in out  # one group, mean and IQM of 1, 2, 3
+    header, *rows = (tmp_path / "c.csv").read_text().splitlines()
+    assert header == "group,step,mean,low,high" and len(rows) == 200  # the plotted grid
+    first = rows[0].split(",")
+    assert first[0] == '"dqn CartPole-v1"' and first[1:3] == ["0", "2"]  # step 0, mean of 1, 2, 3
+    half = stats.t.ppf(0.975, 2) * 1.0 / np.sqrt(3)  # sample std of 1, 2, 3 is 1
+    assert float(first[3]) == pytest.approx(2 - half, abs=1e-3) and float(first[4]) == pytest.approx(2 + half, abs=1e-3)
     bad = invoke(["compare", *runs, "--tag", "nope"])
     assert bad.exit_code == 2 and "charts/episodic_return" in bad.stderr
     bad = invoke(["board", tmp_path / "missing"])
