@@ -1,19 +1,23 @@
-"""DQN on Pong, CPU: our agent against stable-baselines3 and against the network's own cost.
+"""DQN on Pong, CPU: our agent in fp32 and bf16 against stable-baselines3 and against the network's own cost.
 
 Method: one process runs the phases in turn (never two at once) on one torch thread count, both agents
 with our resolved configs/dqn/atari.yaml but for learning_starts, the step budget and the buffer size.
+Ours runs twice, in fp32 (amp=none) and under bf16 autocast (amp=bf16, agents/accel.py); SB3 has no bf16.
 1. Network-only bound: our bare `agents.dqn.update` on a fixed random uint8 batch of 32 plus the
    acting forward pass `agents.dqn.epsilon_greedy` at epsilon 0 on one (1, 4, 84, 84) obs, giving
-   bound_sps = train_frequency / (t_update + train_frequency * t_act); the same for SB3's CnnPolicy.
-2. Ours: `agents.run.start` + `agents.dqn.train`, whose `train_sps` counts env steps per second
-   from the first gradient update to the end of the run.
+   bound_sps = train_frequency / (t_update + train_frequency * t_act); for ours at each precision (their
+   update-time ratio is the bf16 / fp32 row), the same for SB3's CnnPolicy.
+2. Ours, fp32 then bf16: `agents.run.start` + `agents.dqn.train`, whose `train_sps` counts env steps
+   per second from the first gradient update to the end of the run.
 3. SB3: `DQN("CnnPolicy")` on `make_atari_env` + `VecFrameStack(4)`; a callback records
    (num_timesteps, time) when num_timesteps passes learning_starts and when learn() ends.
-The bound is measured before, between and after the two runs (this shared 2-core host drifts by 20%
-within minutes); each agent is divided by the mean of the two bounds measured on either side of its run.
+The bound is measured before, between and after the three runs (this shared 2-core host drifts by 20%
+within minutes); each run is divided by its own network's bound, the mean of the two measured on either side of it.
 4. Replay bytes per transition.
+--no-bf16 runs ours in fp32 alone; --set amp=... (none, bf16, auto) runs ours at that precision alone.
 On a GPU (scripts/bench_gpu.sh): --device cuda puts the networks, batches and both agents there,
---no-sb3 measures ours alone, --set passes config keys (amp=bf16, compile=true), --json saves the numbers.
+--no-sb3 measures ours alone, --set passes config keys (amp=bf16, compile=true), --json saves the numbers
+(ours at the first precision at the top level, bf16's under "bf16").
 """
 
 from __future__ import annotations
@@ -25,12 +29,26 @@ import sys
 import tempfile
 import time
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from bench_common import RAM_GB, machine_line, seconds_per_call, write_section
+from bench_common import (
+    RAM_GB,
+    bound_phase,
+    comparison_table,
+    machine_line,
+    mean_times,
+    measure_in_turn,
+    precision_note,
+    precision_numbers,
+    precisions,
+    run_labels,
+    seconds_per_call,
+    write_section,
+)
 from gymnasium import spaces
 from stable_baselines3 import DQN
 from stable_baselines3.common.buffers import ReplayBuffer
@@ -114,8 +132,16 @@ class Clock(BaseCallback):
         self.end = (self.num_timesteps, time.time())
 
 
-def train_sb3(cfg, device: str) -> tuple[float, int]:
-    """(steps/s after learning_starts, gradient updates) of SB3's DQN on the same settings."""
+def train_ours(cfg) -> dict:
+    """Steps/s after learning_starts ("sps") and gradient updates ("updates") of our DQN, run as `rl train` runs it."""
+    run = run_lib.start("dqn", cfg, "Pong")
+    result = dqn.train(cfg, run)
+    run.close()
+    return {"sps": result["train_sps"], "updates": result["num_updates"]}
+
+
+def train_sb3(cfg, device: str) -> dict:
+    """The same of SB3's DQN on the same settings."""
     # ALE/Pong-v5 skips 4 frames itself and has sticky actions; AtariWrapper skips 4 more.
     env = VecFrameStack(
         make_atari_env(
@@ -148,7 +174,7 @@ def train_sb3(cfg, device: str) -> tuple[float, int]:
     model.learn(total_timesteps=cfg.total_timesteps, callback=clock)
     env.close()
     (n0, t0), (n1, t1) = clock.start, clock.end
-    return (n1 - n0) / max(t1 - t0, 1e-9), model._n_updates
+    return {"sps": (n1 - n0) / max(t1 - t0, 1e-9), "updates": model._n_updates}
 
 
 def replay_bytes() -> dict[str, float]:
@@ -170,41 +196,30 @@ def replay_bytes() -> dict[str, float]:
     return out
 
 
-def table(cfg, r: dict) -> str:
-    ms = lambda t: f"{1e3 * t:.1f}"  # noqa: E731
-    bound_sps = lambda t_update, t_act: cfg.train_frequency / (t_update + cfg.train_frequency * t_act)  # noqa: E731
-    rows = [
-        "| measure | ours | SB3 |",
-        "|---|---|---|",
-        f"| training steps/s after learning starts | {r['ours_sps']:.1f} | {r['sb3_sps']:.1f} |",
-    ]
-    bounds = []  # (ours, sb3) steps/s per bound phase
-    for i, ((ou, oa), (su, sa)) in enumerate(r["bounds"]):
-        bounds.append((bound_sps(ou, oa), bound_sps(su, sa)))
-        rows.append(
-            f"| network-only bound {i + 1}/3: update ms, act ms -> steps/s "
-            f"| {ms(ou)}, {ms(oa)} -> {bounds[-1][0]:.1f} | {ms(su)}, {ms(sa)} -> {bounds[-1][1]:.1f} |"
-        )
-    # each agent against the bound measured on either side of its own run (phases 1-2 for ours, 2-3 for SB3)
-    ours_bound, sb3_bound = (bounds[0][0] + bounds[1][0]) / 2, (bounds[1][1] + bounds[2][1]) / 2
-    b = r["bytes"]
-    return "\n".join(
-        rows
-        + [
-            f"| training steps/s / own bound (mean of the two measured around the run) "
-            f"| {r['ours_sps'] / ours_bound:.2f} "
-            f"| {r['sb3_sps'] / sb3_bound:.2f} |",
-            f"| ours / SB3 training steps/s | {r['ours_sps'] / r['sb3_sps']:.2f} | |",
-            f"| gradient updates in the timed window | {r['ours_updates']:,} | {r['sb3_updates']:,} |",
-            f"| replay bytes per transition, GB for 1M (SB3: default / optimize_memory_usage) "
-            f"| {b['ours']:,.0f}, {b['ours'] / 1e3:.2f} GB "
-            f"| {b['sb3_optimize_False']:,.0f} / {b['sb3_optimize_True']:,.0f}, "
-            f"{b['sb3_optimize_False'] / 1e3:.1f} / {b['sb3_optimize_True'] / 1e3:.1f} GB |",
-        ]
+def table(cfg, labels: dict[str, str], results: dict, bounds: list[dict], b: dict[str, float]) -> str:
+    ours_bytes = f"{b['ours']:,.0f}, {b['ours'] / 1e3:.2f} GB"
+    sb3_bytes = (
+        f"{b['sb3_optimize_False']:,.0f} / {b['sb3_optimize_True']:,.0f}, "
+        f"{b['sb3_optimize_False'] / 1e3:.1f} / {b['sb3_optimize_True'] / 1e3:.1f} GB"
+    )
+    return comparison_table(
+        labels,
+        {name: r["sps"] for name, r in results.items()},
+        bounds,
+        lambda t_update, t_act: cfg.train_frequency / (t_update + cfg.train_frequency * t_act),
+        "training steps/s after learning starts",
+        "update",
+        [
+            ("gradient updates in the timed window", {name: f"{r['updates']:,}" for name, r in results.items()}),
+            (
+                "replay bytes per transition, GB for 1M (SB3: default / optimize_memory_usage)",
+                {name: sb3_bytes if name == "sb3" else ours_bytes for name in labels},
+            ),
+        ],
     )
 
 
-def section(cfg, args, result_table: str, load: float) -> str:
+def section(cfg, args, labels: dict[str, str], result_table: str, load: float) -> str:
     obs_array_gb = np.prod(OBS_SHAPE) * 1_000_000 / 1e9  # SB3's (1M, 1, 4, 84, 84) uint8 observations
     return f"""{SECTION}
 
@@ -214,6 +229,7 @@ Both agents: configs/dqn/atari.yaml with learning_starts {cfg.learning_starts:,}
 lr {cfg.learning_rate:g}, batch {cfg.batch_size}, train every {cfg.train_frequency}, \
 target copy every {cfg.target_network_frequency}, Huber, grad-norm {cfg.max_grad_norm:g},
 gamma {cfg.gamma}, epsilon {cfg.start_e:g} -> {cfg.end_e:g} over the first {cfg.exploration_fraction:.0%} of the steps.
+{precision_note(labels)}
 
 {result_table}
 
@@ -223,7 +239,8 @@ gamma {cfg.gamma}, epsilon {cfg.start_e:g} -> {cfg.end_e:g} over the first {cfg.
   VecFrameStack, VecTransposeImage). Not included: warm-up, evaluation, periodic checkpoints (off).
 - Network-only bound: the bare update on a fixed batch (no sampling, no env) plus one acting forward
   pass per env step. Same Nature CNN in both; ours steps a fused Adam (agents/dqn.py
-  make_optimizer), SB3 its default Adam (torch's per-parameter loop on CPU).
+  make_optimizer), SB3 its default Adam (torch's per-parameter loop on CPU). Each bound phase times every
+  network back to back; a bf16 / fp32 time ratio is the mean over the phases of the ratio within each.
 - Buffers: {cfg.buffer_size:,} transitions in both, as SB3's 1M buffer is two numpy arrays of {obs_array_gb:.1f} GB
   each (this machine: {RAM_GB:.0f} GB of RAM); ours allocates lazily either way.
 """
@@ -238,20 +255,24 @@ def main() -> None:
     parser.add_argument("--bound-updates", type=int, default=200, help="updates timed for the bound (5x as many acts)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda: networks, batches and both agents")
     parser.add_argument("--no-sb3", action="store_true", help="measure ours alone (bound and training)")
+    parser.add_argument("--no-bf16", action="store_true", help="ours in fp32 alone (--set amp=... picks one itself)")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. amp=bf16"
     )
     parser.add_argument("--json", type=Path, help="also save the numbers to this JSON file")
     parser.add_argument("--out", type=Path, help="write/replace the section in this Markdown file")
     args = parser.parse_args()
-    if args.out and (args.no_sb3 or args.device != "cpu" or args.set):
+    if args.out and (args.no_sb3 or args.no_bf16 or args.device != "cpu" or args.set):
         parser.error(
-            "--out writes the CPU comparison with SB3 at the config's settings: drop --no-sb3, --device, --set"
+            "--out writes the CPU comparison of ours in fp32 and bf16 with SB3 at the config's settings: "
+            "drop --no-sb3, --no-bf16, --device, --set"
         )
     torch.set_num_threads(args.threads or torch.get_num_threads())
 
     load = os.getloadavg()[0]
     print(f"torch threads {torch.get_num_threads()}, load average {load:.2f}", flush=True)
+    amps = precisions(args.set, args.no_bf16)
+    labels = run_labels(amps, args.device, with_sb3=not args.no_sb3)
     with tempfile.TemporaryDirectory(prefix="bench_dqn_") as runs_dir:
         overrides = [
             f"learning_starts={args.learning_starts}",
@@ -265,49 +286,43 @@ def main() -> None:
             f"device={args.device}",
             *args.set,
         ]
-        cfg, r = registry.resolve("dqn", "ALE/Pong-v5", "atari", overrides=overrides), {}
-
-        def bound():
-            return (
-                bound_ours(cfg, args.bound_updates, args.device),
-                None if args.no_sb3 else bound_sb3(cfg, args.bound_updates, args.device),
-            )
-
-        print("phase: network-only bound 1/3", flush=True)
-        r["bounds"] = [bound()]
-        print("phase: our DQN", flush=True)
-        run = run_lib.start("dqn", cfg, "Pong")  # the code path of `rl train`
-        result = dqn.train(cfg, run)
-        run.close()
-        r["ours_sps"], r["ours_updates"] = result["train_sps"], result["num_updates"]
-        print("phase: network-only bound 2/3", flush=True)
-        r["bounds"].append(bound())
+        cfgs = {
+            amp: registry.resolve("dqn", "ALE/Pong-v5", "atari", overrides=[*overrides, f"amp={amp}"]) for amp in amps
+        }
+        cfg = cfgs[amps[0]]  # every setting but amp is the same in each
+        runs = {amp: partial(train_ours, c) for amp, c in cfgs.items()}
         if not args.no_sb3:
-            print("phase: SB3 DQN", flush=True)
-            r["sb3_sps"], r["sb3_updates"] = train_sb3(cfg, args.device)
-        print("phase: network-only bound 3/3", flush=True)
-        r["bounds"].append(bound())
-        r["bytes"] = replay_bytes()
+            runs["sb3"] = partial(train_sb3, cfg, args.device)
+        sb3_bound = None if args.no_sb3 else bound_sb3
+        bound = partial(bound_phase, cfgs, bound_ours, sb3_bound, args.bound_updates, args.device)
+        results, bounds = measure_in_turn(runs, bound, labels)
 
-    t_update = float(np.mean([ours[0] for ours, _ in r["bounds"]]))
+    def ours_numbers(amp: str) -> dict:
+        t_update, t_act = mean_times(bounds, amp)
+        return {
+            "train_sps": results[amp]["sps"],
+            "num_updates": results[amp]["updates"],
+            "update_ms": 1e3 * t_update,
+            "updates_per_s": 1 / t_update,
+            "act_ms": 1e3 * t_act,
+        }
+
     numbers = {
         "device": args.device,
         "settings": args.set,
         "train_frequency": cfg.train_frequency,
         "batch_size": cfg.batch_size,
-        "train_sps": r["ours_sps"],
-        "num_updates": r["ours_updates"],
-        "update_ms": 1e3 * t_update,
-        "updates_per_s": 1 / t_update,
-        "act_ms": 1e3 * float(np.mean([ours[1] for ours, _ in r["bounds"]])),
-        "sb3_train_sps": r.get("sb3_sps"),
+        **precision_numbers(amps, ours_numbers, bounds),
+        "sb3_train_sps": results["sb3"]["sps"] if "sb3" in results else None,
     }
     print(json.dumps(numbers))
     if args.json:
         args.json.write_text(json.dumps(numbers, indent=1))
+    result_table = table(cfg, labels, results, bounds, replay_bytes())
     if args.no_sb3:
+        print("\n" + result_table)
         return
-    text = section(cfg, args, table(cfg, r), load)
+    text = section(cfg, args, labels, result_table, load)
     print("\n" + text)
     if args.out:
         write_section(args.out, SECTION, text)

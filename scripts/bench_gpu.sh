@@ -6,6 +6,7 @@
 #   scripts/bench_gpu.sh --cpu-smoke     every stage for a few seconds on CPU: proves the script end to end;
 #                                        the section goes to a copy of BENCHMARKS.md, printed, never committed
 #   RL_BENCH_SET="amp=bf16 compile=true" scripts/bench_gpu.sh     config keys for the DQN and PPO stages
+#                                        (ours in fp32 alone, or at the precision an amp=... there names)
 #
 # Each stage is an existing script with GPU-sized flags, under its own time limit (the limits add up to 580 s);
 # a stage that fails or runs out of time is reported as such and the others still run:
@@ -67,8 +68,8 @@ stage() {  # stage NAME LIMIT COMMAND...: run it, keep its log, record ok / fail
 
 start=$SECONDS
 stage tests "${limit[0]}" python -m pytest -q -rs -p no:cacheprovider tests/test_gpu.py tests/test_replay.py
-stage dqn "${limit[1]}" python scripts/bench_dqn.py --device "$device" --no-sb3 "${dqn[@]}" "${set_args[@]}" --json "$work/dqn.json"
-stage ppo "${limit[2]}" python scripts/bench_ppo.py --device "$device" --no-sb3 "${ppo[@]}" "${set_args[@]}" --json "$work/ppo.json"
+stage dqn "${limit[1]}" python scripts/bench_dqn.py --device "$device" --no-sb3 --no-bf16 "${dqn[@]}" "${set_args[@]}" --json "$work/dqn.json"
+stage ppo "${limit[2]}" python scripts/bench_ppo.py --device "$device" --no-sb3 --no-bf16 "${ppo[@]}" "${set_args[@]}" --json "$work/ppo.json"
 stage go "${limit[3]}" python scripts/bench_go.py --device "$device" "${go[@]}" --json "$work/go.json"
 stage planning "${limit[4]}" python scripts/bench_planning.py --device "$device" --ours-dense-only "${planning[@]}" --json "$work/planning.json"
 elapsed=$((SECONDS - start))

@@ -1,20 +1,24 @@
-"""PPO on Pong, CPU: our agent against stable-baselines3 and against the network's own cost.
+"""PPO on Pong, CPU: our agent in fp32 and bf16 against stable-baselines3 and against the network's own cost.
 
 Method: one process runs the phases in turn (never two at once) on one torch thread count, both agents
 with our resolved configs/ppo/atari.yaml (8 envs x 128 steps, 4 epochs of 4 minibatches of 256) but for
-the step budget.
+the step budget. Ours runs twice, in fp32 (amp=none) and under bf16 autocast (amp=bf16, agents/accel.py);
+SB3 has no bf16.
 1. Network-only bound: one bare minibatch step (forward, loss, backward, gradient clipping, optimizer
    step) on a fixed random uint8 minibatch of 256, and the acting forward pass with sampling on one
    (8, 4, 84, 84) obs, giving bound_sps = rollout / (num_steps * t_act + epochs * minibatches * t_update);
-   the same for SB3's ActorCriticCnnPolicy (its `evaluate_actions` and `forward`).
-2. Ours: `agents.run.start` + `agents.ppo.train`, whose `sps` counts env steps per second over the
-   whole run (every rollout and update, logging; not the final checkpoint).
+   for ours at each precision (their update-time ratio is the bf16 / fp32 row), the same for SB3's
+   ActorCriticCnnPolicy (its `evaluate_actions` and `forward`).
+2. Ours, fp32 then bf16: `agents.run.start` + `agents.ppo.train`, whose `sps` counts env steps per second
+   over the whole run (every rollout and update, logging; not the final checkpoint).
 3. SB3: `PPO("CnnPolicy")` on `make_atari_env` (8 envs) + `VecFrameStack(4)`; a callback times learn()
    from its training start to its end.
-The bound is measured before, between and after the two runs (the shared host drifts), after one
-unreported warm-up phase; each agent is divided by the mean of the two bounds on either side of its run.
+The bound is measured before, between and after the three runs (the shared host drifts), after one
+unreported warm-up phase; each run is divided by its own network's bound, the mean of the two on either side of it.
+--no-bf16 runs ours in fp32 alone; --set amp=... (none, bf16, auto) runs ours at that precision alone.
 On a GPU (scripts/bench_gpu.sh): --device cuda, --num-envs 16, --no-sb3 measures ours alone, --set passes
-config keys (amp=bf16, compile=true), --json saves the numbers.
+config keys (amp=bf16, compile=true), --json saves the numbers (ours at the first precision at the top
+level, bf16's under "bf16").
 """
 
 from __future__ import annotations
@@ -26,10 +30,23 @@ import sys
 import tempfile
 import time
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import torch
-from bench_common import machine_line, seconds_per_call, write_section
+from bench_common import (
+    bound_phase,
+    comparison_table,
+    machine_line,
+    mean_times,
+    measure_in_turn,
+    precision_note,
+    precision_numbers,
+    precisions,
+    run_labels,
+    seconds_per_call,
+    write_section,
+)
 from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
@@ -143,8 +160,16 @@ class Clock(BaseCallback):
         self.end = (self.num_timesteps, time.time())
 
 
-def train_sb3(cfg, device: str) -> float:
-    """Steps/s of SB3's PPO on the same settings, over the whole of learn()."""
+def train_ours(cfg) -> dict:
+    """Steps/s ("sps") of our PPO over the whole run, run as `rl train` runs it."""
+    run = run_lib.start("ppo", cfg, "Pong")
+    sps = ppo.train(cfg, run)["sps"]
+    run.close()
+    return {"sps": sps}
+
+
+def train_sb3(cfg, device: str) -> dict:
+    """The same of SB3's PPO on the same settings, over the whole of learn()."""
     # ALE/Pong-v5 skips 4 frames itself and has sticky actions; AtariWrapper skips 4 more.
     env = VecFrameStack(
         make_atari_env(
@@ -178,38 +203,22 @@ def train_sb3(cfg, device: str) -> float:
     model.learn(total_timesteps=cfg.total_timesteps, callback=clock)
     env.close()
     (n0, t0), (n1, t1) = clock.start, clock.end
-    return (n1 - n0) / max(t1 - t0, 1e-9)
+    return {"sps": (n1 - n0) / max(t1 - t0, 1e-9)}
 
 
-def table(cfg, r: dict) -> str:
-    ms = lambda t: f"{1e3 * t:.1f}"  # noqa: E731
-    n_updates = cfg.update_epochs * cfg.num_minibatches
-    bound_sps = lambda t_update, t_act: cfg.num_envs * cfg.num_steps / (n_updates * t_update + cfg.num_steps * t_act)  # noqa: E731
-    rows = [
-        "| measure | ours | SB3 |",
-        "|---|---|---|",
-        f"| training steps/s | {r['ours_sps']:.1f} | {r['sb3_sps']:.1f} |",
-    ]
-    bounds = []
-    for i, ((ou, oa), (su, sa)) in enumerate(r["bounds"]):
-        bounds.append((bound_sps(ou, oa), bound_sps(su, sa)))
-        rows.append(
-            f"| network-only bound {i + 1}/3: minibatch step ms, act ms -> steps/s "
-            f"| {ms(ou)}, {ms(oa)} -> {bounds[-1][0]:.1f} | {ms(su)}, {ms(sa)} -> {bounds[-1][1]:.1f} |"
-        )
-    ours_bound, sb3_bound = (bounds[0][0] + bounds[1][0]) / 2, (bounds[1][1] + bounds[2][1]) / 2
-    return "\n".join(
-        rows
-        + [
-            f"| training steps/s / own bound (mean of the two measured around the run) "
-            f"| {r['ours_sps'] / ours_bound:.2f} "
-            f"| {r['sb3_sps'] / sb3_bound:.2f} |",
-            f"| ours / SB3 training steps/s | {r['ours_sps'] / r['sb3_sps']:.2f} | |",
-        ]
+def table(cfg, labels: dict[str, str], results: dict, bounds: list[dict]) -> str:
+    rollout, n_updates = cfg.num_envs * cfg.num_steps, cfg.update_epochs * cfg.num_minibatches
+    return comparison_table(
+        labels,
+        {name: r["sps"] for name, r in results.items()},
+        bounds,
+        lambda t_update, t_act: rollout / (n_updates * t_update + cfg.num_steps * t_act),
+        "training steps/s",
+        "minibatch step",
     )
 
 
-def section(cfg, args, result_table: str, load: float) -> str:
+def section(cfg, args, labels: dict[str, str], result_table: str, load: float) -> str:
     return f"""{SECTION}
 
 Measured {date.today().isoformat()} with `{" ".join(["python scripts/bench_ppo.py", *sys.argv[1:]])}`
@@ -219,6 +228,7 @@ Both agents: configs/ppo/atari.yaml for {args.steps:,} steps: {cfg.num_envs} env
 {cfg.num_minibatches} minibatches, lr {cfg.learning_rate:g} annealed, clip {cfg.clip_coef:g} \
 (value clipping too), ent {cfg.ent_coef:g}, vf {cfg.vf_coef:g},
 grad-norm {cfg.max_grad_norm:g}, GAE gamma {cfg.gamma} lambda {cfg.gae_lambda}, Nature CNN shared by policy and value.
+{precision_note(labels)}
 
 {result_table}
 
@@ -229,6 +239,8 @@ grad-norm {cfg.max_grad_norm:g}, GAE gamma {cfg.gamma} lambda {cfg.gae_lambda}, 
 plus {cfg.num_steps} acting
   forward passes on {cfg.num_envs} obs per rollout of {cfg.num_envs * cfg.num_steps:,} steps. \
 Ours steps a fused Adam, SB3 its default Adam.
+  Each bound phase times every network back to back; a bf16 / fp32 time ratio is the mean over the phases
+  of the ratio within each.
 """
 
 
@@ -244,21 +256,24 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu | cuda: networks, batches and both agents")
     parser.add_argument("--num-envs", type=int, default=0, help="envs (0: the config's, 8)")
     parser.add_argument("--no-sb3", action="store_true", help="measure ours alone (bound and training)")
+    parser.add_argument("--no-bf16", action="store_true", help="ours in fp32 alone (--set amp=... picks one itself)")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="config override, e.g. amp=bf16"
     )
     parser.add_argument("--json", type=Path, help="also save the numbers to this JSON file")
     parser.add_argument("--out", type=Path, help="write/replace the section in this Markdown file")
     args = parser.parse_args()
-    if args.out and (args.no_sb3 or args.device != "cpu" or args.set or args.num_envs):
+    if args.out and (args.no_sb3 or args.no_bf16 or args.device != "cpu" or args.set or args.num_envs):
         parser.error(
-            "--out writes the CPU comparison with SB3 at the config's settings: "
-            "drop --no-sb3, --device, --num-envs, --set"
+            "--out writes the CPU comparison of ours in fp32 and bf16 with SB3 at the config's settings: "
+            "drop --no-sb3, --no-bf16, --device, --num-envs, --set"
         )
     torch.set_num_threads(args.threads or torch.get_num_threads())
 
     load = os.getloadavg()[0]
     print(f"torch threads {torch.get_num_threads()}, load average {load:.2f}", flush=True)
+    amps = precisions(args.set, args.no_bf16)
+    labels = run_labels(amps, args.device, with_sb3=not args.no_sb3)
     with tempfile.TemporaryDirectory(prefix="bench_ppo_") as runs_dir:
         overrides = [
             f"total_timesteps={args.steps}",
@@ -270,48 +285,41 @@ def main() -> None:
             *([f"num_envs={args.num_envs}"] if args.num_envs else []),
             *args.set,
         ]
-        cfg, r = registry.resolve("ppo", "ALE/Pong-v5", "atari", overrides=overrides), {}
-
-        def bound():
-            return (
-                bound_ours(cfg, args.bound_updates, args.device),
-                None if args.no_sb3 else bound_sb3(cfg, args.bound_updates, args.device),
-            )
-
+        cfgs = {
+            amp: registry.resolve("ppo", "ALE/Pong-v5", "atari", overrides=[*overrides, f"amp={amp}"]) for amp in amps
+        }
+        cfg = cfgs[amps[0]]  # every setting but amp is the same in each
+        runs = {amp: partial(train_ours, c) for amp, c in cfgs.items()}
+        if not args.no_sb3:
+            runs["sb3"] = partial(train_sb3, cfg, args.device)
+        sb3_bound = None if args.no_sb3 else bound_sb3
+        bound = partial(bound_phase, cfgs, bound_ours, sb3_bound, args.bound_updates, args.device)
         print(
             "phase: warm-up (one bound phase, not reported: the first one in a process ran 10x slower acts)", flush=True
         )
         bound()
-        print("phase: network-only bound 1/3", flush=True)
-        r["bounds"] = [bound()]
-        print("phase: our PPO", flush=True)
-        run = run_lib.start("ppo", cfg, "Pong")  # the code path of `rl train`
-        r["ours_sps"] = ppo.train(cfg, run)["sps"]
-        run.close()
-        print("phase: network-only bound 2/3", flush=True)
-        r["bounds"].append(bound())
-        if not args.no_sb3:
-            print("phase: SB3 PPO", flush=True)
-            r["sb3_sps"] = train_sb3(cfg, args.device)
-        print("phase: network-only bound 3/3", flush=True)
-        r["bounds"].append(bound())
+        results, bounds = measure_in_turn(runs, bound, labels)
+
+    def ours_numbers(amp: str) -> dict:
+        t_update, t_act = mean_times(bounds, amp)
+        return {"train_sps": results[amp]["sps"], "minibatch_ms": 1e3 * t_update, "act_ms": 1e3 * t_act}
 
     numbers = {
         "device": args.device,
         "settings": args.set,
         "num_envs": cfg.num_envs,
         "num_steps": cfg.num_steps,
-        "train_sps": r["ours_sps"],
-        "minibatch_ms": 1e3 * sum(ours[0] for ours, _ in r["bounds"]) / 3,
-        "act_ms": 1e3 * sum(ours[1] for ours, _ in r["bounds"]) / 3,
-        "sb3_train_sps": r.get("sb3_sps"),
+        **precision_numbers(amps, ours_numbers, bounds),
+        "sb3_train_sps": results["sb3"]["sps"] if "sb3" in results else None,
     }
     print(json.dumps(numbers))
     if args.json:
         args.json.write_text(json.dumps(numbers, indent=1))
+    result_table = table(cfg, labels, results, bounds)
     if args.no_sb3:
+        print("\n" + result_table)
         return
-    text = section(cfg, args, table(cfg, r), load)
+    text = section(cfg, args, labels, result_table, load)
     print("\n" + text)
     if args.out:
         write_section(args.out, SECTION, text)
