@@ -94,29 +94,15 @@ class PrioritizedFrameReplay(FrameReplay):
     """FrameReplay drawing transitions in proportion to their priority; alpha and eps as in Rainbow (0.5, and a
     small eps so that no transition's priority reaches 0)."""
 
-    def __init__(
-        self,
-        capacity: int,
-        num_envs: int,
-        frame_shape: tuple[int, ...],
-        frame_dtype: torch.dtype,
-        frame_stack: int = 1,
-        n_step: int = 1,
-        gamma: float = 0.99,
-        device: str | torch.device = "cpu",
-        sample_device: str | torch.device | None = None,
-        alpha: float = 0.5,
-        eps: float = 1e-6,
-    ):
-        super().__init__(
-            capacity, num_envs, frame_shape, frame_dtype, frame_stack, n_step, gamma, device, sample_device
-        )
+    def __init__(self, *layout, alpha: float = 0.5, eps: float = 1e-6, **options):
+        """`layout` and `options`: FrameReplay's arguments (capacity, num_envs, frame_shape, ...)."""
+        super().__init__(*layout, **options)
         if alpha < 0:
             raise ValueError(f"alpha {alpha} must be >= 0 (0 samples uniformly)")
         if eps <= 0:
             raise ValueError(f"eps {eps} must be > 0: a transition at priority 0 would never be drawn again")
         self.alpha, self.eps = alpha, eps
-        self.tree = SumTree(self.rows * num_envs)
+        self.tree = SumTree(self.rows * self.num_envs)
 
     def _refresh(self) -> None:
         """After a write: zero the new pending row (its slot may hold an overwritten transition's priority) and
