@@ -1,4 +1,5 @@
-"""Accelerator options shared by the agents: bf16 autocast (config key `amp`) and torch.compile (`compile`).
+"""Accelerator options shared by the agents: bf16 autocast (config key `amp`), torch.compile (`compile`) and the
+channels-last layout of the convolutional networks.
 
 bf16 autocast (mixed precision, Micikevicius et al. 2018, with bfloat16): matrix multiplies and
 convolutions of the forward pass run in bf16, everything else, the weights, their gradients and the
@@ -43,6 +44,18 @@ def autocast(amp: str, device_type: str) -> contextlib.AbstractContextManager:
     ~10 us for a disabled torch.autocast, per forward pass of a small MLP)."""
     bf16 = amp == "bf16" or (amp == "auto" and device_type == "cpu" and native_bf16())
     return torch.autocast(device_type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def nhwc(obs: torch.Tensor) -> torch.Tensor:
+    """Images (B, C, H, W) laid out channels-last, as `channels_last` lays out the convolutions' weights."""
+    return obs.contiguous(memory_format=torch.channels_last) if obs.dim() == 4 else obs
+
+
+def channels_last(module: nn.Module, obs_shape: tuple[int, ...]) -> nn.Module:
+    """The module's weights laid out channels-last when it reads images (obs_shape (C, H, W)): oneDNN's convolutions
+    on CPU run faster on that layout (the Nature CNN's update at batch 32 and 256: ~1.3x in fp32, docs/BENCHMARKS.md).
+    Only the strides change; the values, the state_dict's keys and shapes stay the same."""
+    return module.to(memory_format=torch.channels_last) if len(obs_shape) == 3 else module
 
 
 COMPILE_BACKEND = "inductor"  # torch.compile's default; tests on CPU swap in "aot_eager" (same capture, no C++ build)

@@ -29,7 +29,7 @@ from torch import nn
 
 import envs
 from agents import checkpoint
-from agents.accel import compile_in_place, network_amp
+from agents.accel import channels_last, compile_in_place, network_amp
 from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import ConfigError, EnvRunFields, option
 from agents.dqn_heads import QNetwork
@@ -112,13 +112,14 @@ Config = DQNConfig  # the registry's protocol (agents/registry.py): every algori
 def make_q_network(config: DQNConfig, obs_shape: tuple[int, ...], n_actions: int, load_init: bool = True) -> QNetwork:
     """load_init=False skips encoder.init (a checkpoint's weights replace it, and the file may be gone).
     config.compile compiles it in place (agents/accel.py): its state_dict is the eager one's. Batch-norm statistics
-    are frozen, as in PPO (encoders.freeze_batch_norm_stats): acting on one state cannot use batch statistics."""
+    are frozen, as in PPO (encoders.freeze_batch_norm_stats): acting on one state cannot use batch statistics. Image
+    networks are laid out channels-last (agents/accel.py)."""
     encoder = encoder_from_config(config.encoder, obs_shape, load_init)
     support = torch.linspace(config.v_min, config.v_max, config.num_atoms) if config.distributional else None
     sigma0 = config.noisy_sigma0 if config.noisy else None
     amp = network_amp(config.amp, encoder)
     q_network = freeze_batch_norm_stats(QNetwork(encoder, n_actions, config.dueling, amp, support, sigma0))
-    return compile_in_place(q_network, config.compile)
+    return compile_in_place(channels_last(q_network, obs_shape), config.compile)
 
 
 # ---------------------------------------------------------------------------------------------- maths

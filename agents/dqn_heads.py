@@ -9,7 +9,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from agents.accel import autocast
+from agents.accel import autocast, nhwc
 from agents.noisy import NoisyLinear
 
 
@@ -45,7 +45,7 @@ class QNetwork(nn.Module):
     def forward(self, obs: torch.Tensor, log_probs: bool = False) -> torch.Tensor:
         """Q(s, .) (B, A); with log_probs (C51 only) the log-probabilities of the atoms instead (B, A, atoms)."""
         with autocast(self.amp, obs.device.type):
-            h = self.encoder(obs)  # (B, features)
+            h = self.encoder(nhwc(obs))  # (B, features); images channels-last, as the weights (make_q_network)
             logits = self.head(h).view(-1, self.n_actions, self.num_atoms)  # (B, A, atoms); atoms = 1 without C51
             if self.dueling:  # Wang et al. 2016, eq. (9): the mean keeps V and A identifiable
                 value = self.value(h).view(-1, 1, self.num_atoms)  # (B, 1, atoms)

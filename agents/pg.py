@@ -16,11 +16,6 @@ import torch
 from torch import nn
 
 
-def nhwc(obs: torch.Tensor) -> torch.Tensor:
-    """Images (B, C, H, W) laid out channels-last, as the convolutions' weights are (see make_agent)."""
-    return obs.contiguous(memory_format=torch.channels_last) if obs.dim() == 4 else obs
-
-
 def orthogonal_init(net: nn.Module) -> nn.Module:
     """CleanRL's layer_init: orthogonal weights with gain sqrt(2) in the bodies, 0.01 on the policy head
     (near-uniform first policy) and 1 on the value head, biases 0 (Andrychowicz et al. 2021, sec. 3.2)."""

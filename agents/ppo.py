@@ -29,7 +29,7 @@ from torch import nn
 
 import envs
 from agents import checkpoint, distributed, hooks
-from agents.accel import autocast, compile_in_place, network_amp
+from agents.accel import autocast, channels_last, compile_in_place, network_amp, nhwc
 from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import ConfigError, EnvRunFields, GoConfig, option
 from agents.encoders import encoder_from_config, freeze, freeze_batch_norm_stats, load_encoder
@@ -39,7 +39,6 @@ from agents.pg import (
     anneal,
     logprob_and_entropy,
     make_optimizer,
-    nhwc,
     orthogonal_init,
     ppo_loss,
     store_rewards,
@@ -185,8 +184,7 @@ def make_agent(config: PPOConfig, obs_shape: tuple[int, ...], n_actions: int, lo
         if body is not None and config.encoder.freeze:
             freeze(body)
     freeze_batch_norm_stats(agent)
-    agent = agent.to(memory_format=torch.channels_last) if len(obs_shape) == 3 else agent
-    return compile_in_place(agent, config.compile)
+    return compile_in_place(channels_last(agent, obs_shape), config.compile)
 
 
 # ---------------------------------------------------------------------------------------------- maths

@@ -27,6 +27,7 @@ from torch import nn
 
 import envs
 from agents import checkpoint, distributed
+from agents.accel import channels_last, nhwc
 from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import ConfigError
 from agents.encoders import MLP, LSTMEncoder, make_encoder
@@ -36,7 +37,6 @@ from agents.pg import (
     anneal,
     logprob_and_entropy,
     make_optimizer,
-    nhwc,
     orthogonal_init,
     ppo_loss,
     store_rewards,
@@ -165,7 +165,7 @@ def make_agent(config: PPOConfig, obs_shape: tuple[int, ...], n_actions: int) ->
             ObsNorm(obs_shape) if config.encoder.obs_norm else None,
         )
     )
-    return agent.to(memory_format=torch.channels_last) if image else agent
+    return channels_last(agent, obs_shape)
 
 
 # ---------------------------------------------------------------------------------------------- update
