@@ -249,7 +249,7 @@ def watch(
     run_dir: Path = typer.Argument(..., help="A run folder (runs/...)."),
     episodes: int = typer.Option(1, "--episodes", min=1, help="Number of whole games."),
     video: Optional[Path] = typer.Option(
-        None, "--video", help="Write FILE.mp4 or FILE.gif instead of opening a window."
+        None, "--video", help="Write FILE.mp4 or FILE.gif instead of opening a window; FILE.png: the last frame."
     ),
     fps: float = typer.Option(30.0, "--fps", min=1.0, help="Frames per second (one frame per agent step)."),
     step: Optional[int] = typer.Option(None, "--checkpoint", help="Use checkpoints/step_<STEP> instead of the latest."),

@@ -27,7 +27,7 @@ from agents import hooks
 from agents.evaluate import Policy, act
 
 Scores = Callable[[np.ndarray], np.ndarray]  # obs (N, ...) -> action values or probabilities (N, A)
-VIDEO_SUFFIXES = (".mp4", ".gif")
+VIDEO_SUFFIXES = (".mp4", ".gif", ".png")  # .png: a still, the last frame of the last game
 
 
 class VideoError(ValueError):
@@ -187,15 +187,28 @@ def _go_heat_map(image, score: float, step: int, action: int | None, values: np.
     return np.asarray(canvas)
 
 
+def suffixes_text() -> str:
+    """The file kinds `write_video` writes, for error messages: ".mp4, .gif or .png"."""
+    return f"{', '.join(VIDEO_SUFFIXES[:-1])} or {VIDEO_SUFFIXES[-1]}"
+
+
 def write_video(frames: Iterator[np.ndarray], path: Path, fps: float) -> int:
-    """Write frames to .mp4 (H.264 through imageio-ffmpeg's bundled ffmpeg) or .gif (Pillow); returns the
-    frame count. Frames are padded with black to even sizes (H.264's 4:2:0 needs them)."""
+    """Write frames to .mp4 (H.264 through imageio-ffmpeg's bundled ffmpeg) or .gif (Pillow), or the last one to
+    .png (a still of the final position and score); returns the frame count. Frames are padded with black to even
+    sizes (H.264's 4:2:0 needs them)."""
     import imageio.v2 as imageio
 
     path = Path(path)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise VideoError(f"video file {str(path)!r} must end in .mp4 or .gif")
+        raise VideoError(f"video file {str(path)!r} must end in {suffixes_text()}")
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".png":
+        count, last = 0, None
+        for count, last in enumerate(frames, start=1):
+            pass
+        if last is not None:
+            imageio.imwrite(str(path), last)
+        return count
     mp4 = path.suffix.lower() == ".mp4"
     options = dict(fps=fps, macro_block_size=1, quality=7) if mp4 else dict(duration=1000 / fps, loop=0)
     count = 0

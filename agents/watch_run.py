@@ -16,6 +16,7 @@ from agents.watch import (
     play,
     play_text,
     show_window,
+    suffixes_text,
     write_video,
 )
 
@@ -36,7 +37,7 @@ def watch(
     (default: <run>/videos/watch_step_<N>.mp4). Go boards go to the terminal as text when `text` is True, or by
     default when there is neither a display nor a `video`. Returns (video path or None, frames or moves shown)."""
     if video is not None and Path(video).suffix.lower() not in VIDEO_SUFFIXES:
-        raise VideoError(f"--video {str(video)!r} must end in .mp4 or .gif")
+        raise VideoError(f"--video {str(video)!r} must end in {suffixes_text()}")
     opened = registry.open_run(run_dir, "latest" if step is None else step)
     algo, cfg, ckpt = opened.algo, opened.config, opened.checkpoint
     opened.algorithm  # a supervised run is no agent: its error line

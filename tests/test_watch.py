@@ -62,6 +62,12 @@ def test_watch_writes_one_frame_per_step(tiny_run, tmp_path):
     frames = iio.imread(out, index=None)
     assert len(frames) == int(length) + 1  # each step's screen and the final one
     assert frames.shape[2] == 600 and frames.shape[1] > 400  # CartPole's 600x400 screen above the overlay band
+    still = tmp_path / "cartpole.png"  # the same game's last frame, as a still
+    ok(invoke(["watch", run_dir, "--video", still, "--epsilon", "0", "--seed", "5", "--device", "cpu"]))
+    last = iio.imread(still)
+    assert last.shape == frames[-1].shape[:2] + (3,)
+    assert np.abs(last.astype(int) - frames[-1][..., :3].astype(int)).mean() < 2  # the GIF's palette rounds a little
+    assert np.abs(last.astype(int) - frames[0][..., :3].astype(int)).mean() > 0  # and not its first frame
 
 
 def test_watch_checkpoint_choice_and_bad_input(tiny_run, tmp_path, monkeypatch):
@@ -75,7 +81,7 @@ def test_watch_checkpoint_choice_and_bad_input(tiny_run, tmp_path, monkeypatch):
     bad = invoke(["watch", run_dir, "--checkpoint", "123"])
     assert bad.exit_code == 2 and "available: 400, 800" in bad.stderr
     bad = invoke(["watch", run_dir, "--video", tmp_path / "a.avi"])
-    assert bad.exit_code == 2 and ".mp4 or .gif" in bad.stderr
+    assert bad.exit_code == 2 and ".mp4, .gif or .png" in bad.stderr
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     path, frames = watch(run_dir, device="cpu")  # no display: the default file in the run's videos/
