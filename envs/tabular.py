@@ -18,8 +18,9 @@ last state.
 from __future__ import annotations
 
 import difflib
+import zipfile
+import zlib
 from dataclasses import dataclass
-from functools import cache
 from math import exp, factorial
 from pathlib import Path
 
@@ -122,7 +123,6 @@ def from_gymnasium(env_id: str, **kwargs) -> TabularMDP:
     )
 
 
-@cache
 # ---------------------------------------------------------------------------------------------- .npz files
 def save_npz(mdp: TabularMDP, path: str | Path) -> None:
     """Write the `rl plan --mdp` contract: P (A, S, S), R (S, A), terminal (S,)."""
@@ -130,19 +130,37 @@ def save_npz(mdp: TabularMDP, path: str | Path) -> None:
     np.savez(path, P=P.numpy(), R=mdp.R.numpy(), terminal=mdp.terminal.numpy())
 
 
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an .npz file, read without unpickling; MDPFileError if it is not one."""
+    cannot = f"cannot read {str(path)!r}"
+    if not path.exists():
+        raise MDPFileError(f"no such file: {str(path)!r}")
+    if path.is_dir():
+        raise MDPFileError(f"{cannot}: it is a folder, not an .npz file")
+    try:
+        with open(path, "rb") as f:
+            npy = f.read(6) == b"\x93NUMPY"
+    except OSError as e:  # e.g. no permission
+        raise MDPFileError(f"{cannot}: {e.strerror}") from None
+    if not zipfile.is_zipfile(path):  # an .npz is a zip of .npy files; a zip's directory is at its very end
+        what = "it is a single .npy array" if npy else "it is not a complete zip archive (truncated, or another format)"
+        raise MDPFileError(f"{cannot} as an .npz: {what}; write one with np.savez(path, P=P, R=R)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # damaged, or would need pickle
+        raise MDPFileError(f"{cannot} as an .npz of numeric arrays: {str(e).splitlines()[0]}") from None
+    for key, value in arrays.items():
+        if not isinstance(value, np.ndarray):  # a zip member that is not an .npy file comes back as bytes
+            raise MDPFileError(f"{cannot} as an .npz: its member {key!r} is not an .npy array")
+    return arrays
+
+
 def load_npz(path: str | Path, tolerance: float = 1e-6) -> TabularMDP:
     """Read and check a user's MDP file; any problem raises MDPFileError with one line naming it.
     The start distribution is uniform over the non-terminal states; gamma defaults to 0.99."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except FileNotFoundError:
-        raise MDPFileError(f"no such file: {str(path)!r}") from None
-    except (OSError, ValueError) as e:  # not a zip, or an object array that would need pickle
-        raise MDPFileError(
-            f"cannot read {str(path)!r} as an .npz of numeric arrays: {str(e).splitlines()[0]}"
-        ) from None
+    arrays = _read_npz(path)
     where = f"{path.name}:"
     for key in arrays:
         if key not in ("P", "R", "terminal"):

@@ -10,6 +10,7 @@ import torch
 from conftest import invoke, ok
 
 from agents import planning as pl
+from envs import tabular as tb
 
 torch.set_num_threads(1)
 
@@ -169,6 +170,128 @@ def test_cuda_matches_cpu():
         assert (cpu.V - gpu.V.cpu()).abs().max() < 1e-8, method
     sparse = pl.value_iteration(P.to_sparse().cuda(), R.cuda(), 0.95, 1e-8)
     assert (sparse.V.cpu() - pl.value_iteration(P, R, 0.95, 1e-8).V).abs().max() < 1e-8
+    P1, R1 = sutton_barto_4x4()
+    for method in pl.METHODS:  # gamma 1: the search for a proper policy and the divergence checks
+        cpu, gpu = pl.solve(method, P1, R1, 1.0, 1e-9), pl.solve(method, P1.cuda(), R1.cuda(), 1.0, 1e-9)
+        assert (cpu.V - gpu.V.cpu()).abs().max() < 1e-9, method
+
+
+# ---------------------------------------------------------------------------------------------- gamma 1
+def sutton_barto_4x4(sparse=False, **kwargs):
+    """Sutton & Barto Example 4.1: a 4x4 grid, terminal corners (0, 0) and (3, 3), reward -1 on every
+    transition (moves off the grid stay put), gamma 1. P (A, S, S), R (S, A) as planners take them."""
+    every_cell = {(r, c): -1.0 for r in range(4) for c in range(4)}
+    mdp = tb.grid_world(4, 4, teleports={}, rewards=every_cell, terminals=((0, 0), (3, 3)), sparse=sparse, **kwargs)
+    return mdp.planning_tensors()
+
+
+def ends_mdp(r_01: float, r_10: float, loops: bool = False):
+    """States 0 and 1, and 2, terminal. Action 0 ends the episode (reward -1); action 1 moves 0 -> 1
+    (reward r_01) and 1 -> 0 (r_10), or with `loops` stays put (r_01 in 0, r_10 in 1)."""
+    P, R = torch.zeros(2, 3, 3, dtype=torch.float64), torch.zeros(3, 2, dtype=torch.float64)
+    R[:2, 0] = -1.0  # action 0 enters the terminal state 2: its column is zero, as planning_tensors makes it
+    P[1, 0, 0 if loops else 1] = P[1, 1, 1 if loops else 0] = 1.0
+    R[0, 1], R[1, 1] = r_01, r_10
+    return P, R
+
+
+FIGURE_4_1 = [[0, -14, -20, -22], [-14, -18, -20, -20], [-20, -20, -18, -14], [-22, -20, -14, 0]]
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_sutton_barto_example_4_1_random_policy_is_figure_4_1(sparse):
+    P, R = sutton_barto_4x4(sparse)
+    random = torch.full((16, 4), 0.25, dtype=torch.float64)
+    V = pl.policy_evaluation(P, R, 1.0, random, method="iterative" if sparse else "exact", tolerance=1e-12)
+    assert np.allclose(V.reshape(4, 4).numpy(), FIGURE_4_1, atol=1e-8)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_sutton_barto_example_4_1_every_planner_is_exact_at_gamma_1(sparse):
+    """v* = -(steps to the nearest terminal corner); each planner's policy ends every episode and earns V."""
+    P, R = sutton_barto_4x4(sparse)
+    steps = np.array([[min(r + c, 6 - r - c) for c in range(4)] for r in range(4)])
+    for method in pl.METHODS:
+        sol = pl.solve(method, P, R, 1.0, epsilon=1e-9)
+        assert np.array_equal(sol.V.reshape(4, 4).numpy(), -steps), method
+        earned = pl.policy_evaluation(P, R, 1.0, sol.policy, method="iterative" if sparse else "exact")
+        assert torch.allclose(earned, sol.V, atol=1e-9), method
+    gauss_seidel = pl.value_iteration(P, R, 1.0, 1e-9, gauss_seidel=True)
+    assert np.array_equal(gauss_seidel.V.reshape(4, 4).numpy(), -steps)
+
+
+def test_policy_iteration_improves_a_proper_policy_at_gamma_1():
+    """Entering cell (0, 1) costs 10: the first proper policy found walks (0, 2) into it, and policy
+    iteration must improve to the detour, matching shortest paths computed on the grid itself."""
+    cost = {(r, c): -1.0 for r in range(4) for c in range(4)} | {(0, 1): -10.0}
+    mdp = tb.grid_world(4, 4, teleports={}, rewards=cost, terminals=((0, 0), (3, 3)))
+    P, R = mdp.planning_tensors()
+    best = np.zeros((4, 4))  # Bellman-Ford on the grid: best[cell] = max over neighbours of cost + best
+    for _ in range(16):
+        for r, c in np.ndindex(4, 4):
+            if (r, c) not in ((0, 0), (3, 3)):
+                best[r, c] = max(
+                    cost[n] + best[n] if n in cost else -1.0 + best[r, c]
+                    for n in ((r, c - 1), (r + 1, c), (r, c + 1), (r - 1, c))
+                )
+    pi = pl.policy_iteration(P, R, 1.0)
+    assert pi.iterations >= 2 and best[0, 2] == -4.0  # around by the right, not -11 through the bog
+    assert np.allclose(pi.V.reshape(4, 4).numpy(), best, atol=1e-12)
+    for method in pl.METHODS:
+        assert np.allclose(pl.solve(method, P, R, 1.0, 1e-10).V.reshape(4, 4).numpy(), best, atol=1e-8), method
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_planners_agree_at_gamma_1_on_a_slippery_grid_and_in_a_batch(sparse):
+    P, R = sutton_barto_4x4(sparse, slip=0.3)
+    pi = pl.policy_iteration(P, R, 1.0)
+    for method in pl.METHODS:
+        assert (pl.solve(method, P, R, 1.0, 1e-10).V - pi.V).abs().max() < 1e-7, method
+    both = pl.value_iteration(P, R, torch.tensor([0.9, 1.0], dtype=torch.float64), 1e-10)  # one MDP, two discounts
+    assert (both.V[1] - pi.V).abs().max() < 1e-7
+    assert (both.V[0] - pl.value_iteration(P, R, 0.9, 1e-10).V).abs().max() < 1e-9
+
+
+def test_gamma_1_without_a_proper_policy_is_an_error():
+    """Rows summing to 1 everywhere: no episode ends, and value iteration used to return a number."""
+    P, R = two_state_mdp()
+    for method in pl.METHODS:
+        with pytest.raises(ValueError, match="no policy ends the episode from states 0, 1"):
+            pl.solve(method, P, R, 1.0)
+        with pytest.raises(ValueError, match="no policy ends the episode from states 0, 1"):
+            pl.solve(method, P.to_sparse(), R, 1.0)
+    with pytest.raises(ValueError, match="never ends the episode from state 1"):
+        pl.policy_evaluation(*ends_mdp(0.0, 0.0, loops=True), 1.0, torch.tensor([0, 1, 0]))
+
+
+@pytest.mark.parametrize(
+    "rewards", [(2.0, 0.0, False), (1e-3, 1e-3, True)], ids=["cycle paying 2 then 0", "self-loops paying 1e-3"]
+)
+@pytest.mark.parametrize("sparse", [False, True])
+def test_gamma_1_diverging_values_are_an_error(rewards, sparse):
+    """A cycle of positive total reward: the return is unbounded. 1e-3 a step is below epsilon = 0.01,
+    so the change alone would stop value iteration at once with a finite number."""
+    P, R = ends_mdp(*rewards)
+    P = P.to_sparse() if sparse else P
+    for method in pl.METHODS:
+        with pytest.raises(ValueError, match="the values diverge.*states 0, 1"):
+            pl.solve(method, P, R, 1.0, epsilon=0.01)
+    with pytest.raises(ValueError, match="the values diverge"):
+        pl.value_iteration(P, R, 1.0, 0.01, gauss_seidel=True)
+    assert pl.value_iteration(P, R, 0.9, 1e-9).V[0] > 0  # discounted, the same MDP is fine
+
+
+@pytest.mark.parametrize(
+    "rewards, V", [((0.0, 0.0, True), [-1.0, -1.0]), ((1.0, -1.0, False), [0.0, -1.0])], ids=["stay", "+1 -1 cycle"]
+)
+def test_gamma_1_zero_reward_cycles_give_the_best_proper_policy(rewards, V):
+    """Staying forever at reward 0 beats ending at -1, and a +1/-1 cycle has no limit; every planner
+    (Gauss-Seidel too) reports the best policy that ends, and that policy."""
+    P, R = ends_mdp(*rewards)
+    solutions = [pl.solve(method, P, R, 1.0, 1e-9) for method in pl.METHODS]
+    for sol in solutions + [pl.value_iteration(P, R, 1.0, 1e-9, gauss_seidel=True)]:
+        assert sol.V[:2].tolist() == V
+        assert torch.equal(pl.policy_evaluation(P, R, 1.0, sol.policy), sol.V)
 
 
 # ---------------------------------------------------------------------------------------------- rl plan
@@ -196,13 +319,65 @@ def test_rl_plan_table_and_plot(tmp_path):
         (["plan", "value-iteration"], "exactly one of --env"),
         (["plan", "value-iteration", "--env", "Taxi-v4", "--gamma", "1.5"], "outside (0, 1]"),
         (["plan", "value-iteration", "--env", "Taxi-v4", "--plot", "x.png"], "has no grid"),
-        (["plan", "modified-policy-iteration", "--env", "Gambler"], "needs gamma < 1"),
     ],
 )
 def test_rl_plan_bad_input_is_one_line_and_exit_2(args, expected):
     result = invoke(args)
     assert result.exit_code == 2, result.stdout
     assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def one_line_exit_2(args, expected):
+    result = invoke(args)
+    assert result.exit_code == 2, result.stdout
+    assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_rl_plan_at_gamma_1(tmp_path):
+    """Gambler (gamma 1) by every method; an .npz without a proper policy, or with diverging values, is one line."""
+    for method in pl.METHODS:
+        out = json.loads(ok(invoke(["plan", method, "--env", "Gambler", "--json"])))
+        assert out["gamma"] == 1.0 and abs(out["V"][50] - 0.4) < 1e-6, method  # bold play: v(50) = p_h
+    P, R = two_state_mdp()
+    np.savez(tmp_path / "endless.npz", P=P.numpy(), R=R.numpy())
+    one_line_exit_2(["plan", "value-iteration", "--mdp", tmp_path / "endless.npz", "--gamma", "1"], "no policy ends")
+    P, R = ends_mdp(2.0, 0.0)
+    P[0, :, 2] = 1.0  # the file holds the terminal state's column; planning_tensors zeroes it
+    P[:, 2, 2] = 1.0
+    np.savez(tmp_path / "cycle.npz", P=P.numpy(), R=R.numpy(), terminal=np.array([False, False, True]))
+    for method in pl.METHODS:
+        one_line_exit_2(["plan", method, "--mdp", tmp_path / "cycle.npz", "--gamma", "1"], "the values diverge")
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("v.pgn", "unknown picture format '.pgn', did you mean .png?"),
+        ("v", "no picture format"),
+        ("missing/v.png", "there is no folder"),
+    ],
+)
+def test_rl_plan_bad_plot_path_is_one_line_and_writes_nothing(tmp_path, name, expected):
+    one_line_exit_2(["plan", "value-iteration", "--env", "GridWorld", "--plot", tmp_path / name], expected)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_rl_plan_unreadable_mdp_file_is_one_line_and_writes_nothing(tmp_path):
+    P, R = two_state_mdp()
+    np.savez(tmp_path / "mdp.npz", P=P.numpy(), R=R.numpy())
+    whole = (tmp_path / "mdp.npz").read_bytes()
+    (tmp_path / "truncated.npz").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "empty.npz").write_bytes(b"")
+    np.save(tmp_path / "P.npy", P.numpy())
+    before = sorted(tmp_path.iterdir())
+    for name, expected in (
+        ("truncated.npz", "not a complete zip archive (truncated, or another format)"),
+        ("empty.npz", "not a complete zip archive"),
+        ("P.npy", "it is a single .npy array"),
+        (".", "it is a folder"),
+    ):
+        one_line_exit_2(["plan", "value-iteration", "--mdp", tmp_path / name, "--plot", tmp_path / "v.png"], expected)
+    assert sorted(tmp_path.iterdir()) == before
 
 
 def test_rows_split_over_threads_equal_one_matmul():
