@@ -8,9 +8,9 @@ RMSprop, 5-step rollouts and lambda = 1 (n-step returns). Everything else is PPO
 
 from dataclasses import dataclass
 
-from agents.ppo import PPOConfig, action_scores, load_policy, train
+from agents.ppo import PPOConfig, action_scores, load_network, load_policy, train
 
-__all__ = ["A2CConfig", "Config", "action_scores", "load_policy", "train"]
+__all__ = ["A2CConfig", "Config", "action_scores", "load_network", "load_policy", "train"]
 
 
 @dataclass(frozen=True)

@@ -90,11 +90,14 @@ def _optimizer_join(tensors: dict[str, torch.Tensor], rest: dict[str, Any]) -> d
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # atomic on POSIX
+    try:
+        with open(tmp, "w") as f:
+            json.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write leaves no half-written file
 
 
 def save(
@@ -106,26 +109,35 @@ def save(
     replay=None,
     keep: int = 2,
 ) -> Path:
-    """Write checkpoints/step_<step>/ atomically, point latest.json at it, prune older ones."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write checkpoints/step_<step>/ atomically, point latest.json at it, prune older ones. A write that fails (a
+    full disk) removes what it wrote and is one CheckpointError line; the checkpoints before it stay as they were."""
     final = folder / f"step_{step}"
-    if final.exists():
-        if _named_by_latest(folder) == final.name:  # already saved at this step (Ctrl-C right after a periodic save)
-            return final
-        # left by a process killed before it pointed latest.json here: another trajectory's state, replace it
-        shutil.rmtree(final)
+    if final.exists() and _named_by_latest(folder) == final.name:  # saved at this step (Ctrl-C after a periodic save)
+        return final
     tmp = folder / f".tmp-step_{step}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "model.safetensors"))
-    opt_tensors, opt_rest = _optimizer_split(optimizer.state_dict())
-    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-    if replay is not None:
-        replay.save(tmp / "replay")
-    # state.json is written last: its presence means the folder is complete.
-    _write_json(tmp / "state.json", {**state, "step": step, "optimizer": opt_rest, "versions": versions()})
-    os.rename(tmp, final)
-    _write_json(folder / LATEST, {"step": step, "path": final.name})
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        # a step folder latest.json does not name was left by a process killed before it pointed latest.json there:
+        # another trajectory's state, replaced
+        for stale in (final, tmp):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp.mkdir()
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "model.safetensors"))
+        opt_tensors, opt_rest = _optimizer_split(optimizer.state_dict())
+        save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+        if replay is not None:
+            replay.save(tmp / "replay")
+        # state.json is written last: its presence means the folder is complete.
+        _write_json(tmp / "state.json", {**state, "step": step, "optimizer": opt_rest, "versions": versions()})
+        os.rename(tmp, final)
+        _write_json(folder / LATEST, {"step": step, "path": final.name})
+    except (OSError, SafetensorError) as e:
+        for written in (tmp, final):  # final: renamed into place, but latest.json does not name it
+            shutil.rmtree(written, ignore_errors=True)
+        reason = getattr(e, "strerror", None) or (str(e) or type(e).__name__).splitlines()[0]
+        raise CheckpointError(
+            f"cannot save checkpoint {str(final)!r}: {reason} (the checkpoints before it are untouched)"
+        ) from None
     _prune(folder, keep, step)
     return final
 
@@ -133,7 +145,7 @@ def save(
 def _named_by_latest(folder: Path) -> str | None:
     try:
         return json.loads((folder / LATEST).read_text())["path"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError):  # ValueError: not JSON, not UTF-8
         return None
 
 
@@ -160,7 +172,7 @@ def latest(folder: Path) -> Path:
         raise CheckpointError(f"no checkpoint in {str(folder)!r}: {LATEST} is missing (was the run ever checkpointed?)")
     try:
         path = folder / json.loads(pointer.read_text())["path"]
-    except (json.JSONDecodeError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError):  # ValueError: not JSON, not UTF-8
         raise CheckpointError(f"{str(pointer)!r} is corrupt") from None
     if not (path / "state.json").exists():
         raise CheckpointError(f"checkpoint {str(path)!r} named by {LATEST} is incomplete or missing")

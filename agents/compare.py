@@ -174,7 +174,6 @@ def plot(groups: list[Group], tag: str, out: Path, smooth: int) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     plt.close(fig)
 
@@ -185,8 +184,18 @@ def write_csv(groups: list[Group], out: Path, smooth: int) -> None:
     for g in groups:
         for row in zip(*mean_curve(g.curves, smooth)):
             lines.append(f'"{g.label}",{row[0]:.0f},' + ",".join(f"{v:.4g}" for v in row[1:]))
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
+
+
+def check_outputs(out: Path | None, csv: Path | None) -> None:
+    """Before any run is read: --out names a format matplotlib writes, and both files go into existing folders."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    if out is not None and out.suffix.lower()[1:] not in FigureCanvasBase.get_supported_filetypes():
+        raise CompareError(f"--out {str(out)!r}: the extension sets the plot's format: use .png, .pdf or .svg")
+    for option, path in (("--out", out), ("--csv", csv)):
+        if path is not None and not path.parent.is_dir():
+            raise CompareError(f"{option} {str(path)!r}: folder {str(path.parent)!r} does not exist")
 
 
 def compare(
@@ -197,10 +206,15 @@ def compare(
     csv: Path | None = None,
 ) -> list[dict]:
     """Group the runs, plot their smoothed curves to `out` and write them to `csv` (each if given), return the
-    table rows (raw final scores)."""
+    table rows (raw final scores). A file that cannot be written (read-only, /proc) is one CompareError line."""
+    out, csv = (None if p is None else Path(p) for p in (out, csv))
+    check_outputs(out, csv)
     groups = group_runs(run_dirs, tag)
-    if out is not None:
-        plot(groups, tag, Path(out), smooth)
-    if csv is not None:
-        write_csv(groups, Path(csv), smooth)
+    try:
+        if out is not None:
+            plot(groups, tag, out, smooth)
+        if csv is not None:
+            write_csv(groups, csv, smooth)
+    except OSError as e:
+        raise CompareError(f"cannot write {str(e.filename or out)!r}: {e.strerror or e}") from None
     return table(groups)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import sys
 import types
 import typing
@@ -122,7 +123,7 @@ class GoConfig:
 class RunFields:
     """The fields every run shares, `rl train` and `rl supervised` alike."""
 
-    seed: int = 1
+    seed: int = option(1, low=0, high=2**32 - 1, why="it must lie in [0, 2**32 - 1] (numpy's seeds)")
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     keep_checkpoints: int = option(2, positive=True)
@@ -247,7 +248,10 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def save(config: Any, algo: str, path: Path) -> None:
-    path.write_text(yaml.safe_dump({"algo": algo, **to_dict(config)}, sort_keys=False))
+    """Write config.yaml, only when its text changes: a resume that changes nothing leaves the file alone."""
+    text = yaml.safe_dump({"algo": algo, **to_dict(config)}, sort_keys=False)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
 
 
 def read_saved(path: Path) -> tuple[str, dict[str, Any]]:
@@ -298,6 +302,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
         data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, UnicodeDecodeError) as e:  # a folder, a binary file, no permission
+        why = "it is not UTF-8 text" if isinstance(e, UnicodeDecodeError) else e.strerror
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {why}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -402,16 +409,20 @@ def _range_reason(checks: Mapping[str, Any]) -> str:
 
 
 def _check_values(config: Any, prefix: str = "") -> None:
-    """Check each field's value against what option() declared for it, nested groups too, then the class's rules."""
+    """Check each field's value against what option() declared for it, nested groups too, then the class's rules.
+    No float may be NaN or infinite, whatever the key: such a value only fails later, inside training."""
     for f in dataclasses.fields(config):
         key, v = f"{prefix}{f.name}", getattr(config, f.name)
         if dataclasses.is_dataclass(v):
             _check_values(v, f"{key}.")
             continue
+        items = v if isinstance(v, tuple) else (v,)
+        shown = list(v) if isinstance(v, tuple) else v
+        if any(isinstance(x, float) and not math.isfinite(x) for x in items):
+            raise ConfigError(f"config key {key!r} is {shown}: it must be a finite number")
         checks = _field_checks(type(config), f.name)
         if not checks:
             continue
-        items = v if isinstance(v, tuple) else (v,)
         choices, low, high = checks["choices"], checks["low"], checks["high"]
         for item in items if choices is not None else ():
             if item not in choices:
@@ -421,7 +432,6 @@ def _check_values(config: Any, prefix: str = "") -> None:
             (checks["positive"] and x <= 0) or (low is not None and x < low) or (high is not None and x > high)
             for x in items
         ):
-            shown = list(v) if isinstance(v, tuple) else v
             raise ConfigError(f"config key {key!r} is {shown}: {_range_reason(checks)}")
     rules = getattr(config, "_rules", None)
     if rules is not None:

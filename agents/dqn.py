@@ -410,7 +410,7 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
         end_of_iteration(run, counters, clock, prev_step, config, scalars, evaluation, save_checkpoint)
 
     end_time = time.time()
-    summary = finish(counters, clock, config.total_timesteps, evaluation, save_checkpoint, (env, eval_env))
+    summary = finish(run, counters, clock, config.total_timesteps, evaluation, save_checkpoint, (env, eval_env))
     # steps/s once learning runs (what the benchmark compares; warm-up steps are cheaper)
     summary["train_sps"] = (
         (counters.step - learn_start[0]) / max(end_time - learn_start[1], 1e-9) if learn_start else None
@@ -438,7 +438,8 @@ def q_values(q_network: nn.Module, device: torch.device):
     return scores
 
 
-def _load_q_network(config: DQNConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device) -> QNetwork:
+def load_network(config: DQNConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device) -> QNetwork:
+    """The saved Q-network in eval mode, as it plays (also what `rl export` writes out)."""
     config = replace(config, compile=False)  # a few evaluation games do not repay compiling
     q_network = make_q_network(
         config, env.single_observation_space.shape, int(env.single_action_space.n), load_init=False
@@ -449,7 +450,7 @@ def _load_q_network(config: DQNConfig, ckpt: checkpoint.Checkpoint, env, device:
 
 def load_policy(config: DQNConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device, epsilon: float, seed: int):
     """The saved Q-network as an epsilon-greedy policy over numpy observations (for `rl eval`)."""
-    q_network = _load_q_network(config, ckpt, env, device)
+    q_network = load_network(config, ckpt, env, device)
     rng = torch.Generator().manual_seed(seed)
     n_actions = int(env.single_action_space.n)
     return lambda o: epsilon_greedy(q_network, torch.from_numpy(o).to(device), epsilon, n_actions, rng)
@@ -457,4 +458,4 @@ def load_policy(config: DQNConfig, ckpt: checkpoint.Checkpoint, env, device: tor
 
 def action_scores(config: DQNConfig, ckpt: checkpoint.Checkpoint, env, device: torch.device):
     """The saved Q-values as a numpy function obs (N, ...) -> (N, A) (the overlay of `rl watch`)."""
-    return q_values(_load_q_network(config, ckpt, env, device), device)
+    return q_values(load_network(config, ckpt, env, device), device)

@@ -341,7 +341,7 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
         logged = {**stats, "charts/learning_rate": lr, "charts/clip_coef": clip_coef}
         end_of_iteration(run, counters, clock, prev_step, config, lambda: logged, evaluation, save_checkpoint)
 
-    return finish(counters, clock, config.total_timesteps, evaluation, save_checkpoint, (env, eval_env))
+    return finish(run, counters, clock, config.total_timesteps, evaluation, save_checkpoint, (env, eval_env))
 
 
 # ---------------------------------------------------------------------------------------------- acting

@@ -1,14 +1,16 @@
 """Algorithm name -> its implementation, and `open_run`: the one way to open a run folder for use.
 
 An algorithm is a module with its config dataclass `Config`, `train(config, run)`, `load_policy(config, ckpt, env,
-device, epsilon, seed)` and `action_scores(config, ckpt, env, device)`: the `Algorithm` protocol. A2C and REINFORCE
-are PPO's loop with their own config classes; a recurrent encoder (encoder.name=lstm) picks recurrent PPO
+device, epsilon, seed)` and `action_scores(config, ckpt, env, device)`: the `Algorithm` protocol; the feed-forward
+ones also give `load_network(config, ckpt, env, device)`, the network as it plays (`rl export`, Go's search). A2C and
+REINFORCE are PPO's loop with their own config classes; a recurrent encoder (encoder.name=lstm) picks recurrent PPO
 (agents/ppo_lstm.py) here, where the algorithm is chosen, so no algorithm hands over to another. Modules are
 imported on use: listing the algorithms needs no torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 from dataclasses import dataclass
@@ -214,9 +216,22 @@ def load_policy(opened: OpenRun, env, device, epsilon: float, seed: int, scores:
     """The run's policy (and, with `scores`, its action scores for overlays) on `env`; a checkpoint whose tensors do
     not fit config.yaml's network is one CheckpointError line."""
     algorithm = opened.algorithm
-    try:
+    with _weights_fit(opened):
         policy = algorithm.load_policy(opened.config, opened.checkpoint, env, device, epsilon, seed)
         return (policy, algorithm.action_scores(opened.config, opened.checkpoint, env, device)) if scores else policy
+
+
+def load_network(opened: OpenRun, env, device):
+    """The run's network as it plays, in eval mode (a feed-forward algorithm's `load_network`), with the same error
+    line as `load_policy` for a checkpoint that does not fit."""
+    with _weights_fit(opened):
+        return opened.algorithm.load_network(opened.config, opened.checkpoint, env, device)
+
+
+@contextlib.contextmanager
+def _weights_fit(opened: OpenRun):
+    try:
+        yield
     except RuntimeError:  # load_state_dict: tensors missing, unexpected or of another shape than config.yaml's network
         raise checkpoint.CheckpointError(
             f"checkpoint {str(opened.checkpoint.path)!r} does not fit the network in "

@@ -10,9 +10,9 @@ truncation, or where a rollout cuts a running episode, V of the last obs stands 
 
 from dataclasses import dataclass
 
-from agents.ppo import PPOConfig, action_scores, load_policy, train
+from agents.ppo import PPOConfig, action_scores, load_network, load_policy, train
 
-__all__ = ["ReinforceConfig", "Config", "action_scores", "load_policy", "train"]
+__all__ = ["ReinforceConfig", "Config", "action_scores", "load_network", "load_policy", "train"]
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,17 @@
-"""What every training run shares: its folder, seeding, device, TensorBoard writer, progress and Ctrl-C.
+"""What every training run shares: its folder, seeding, device, TensorBoard writer, progress and stop signals.
 
-An algorithm file calls `start(...)`, then logs with `run.log(...)` and checks `run.stop_requested` once per
-iteration. The loop's bookkeeping is shared as small pieces every loop calls: `Counters` (what a checkpoint
-restores), `crossed` (did this iteration pass a multiple of a cadence), `Clock` (throughput and the progress bar),
-`restoring` (a checkpoint that does not fit the network is a user error) and `finish` (the last evaluation and
-checkpoint, the summary).
+An algorithm file calls `start(...)`, then logs with `run.log(...)` and checks `run.stop_requested` (set by
+Ctrl-C, SIGTERM or SIGHUP) once per iteration. The loop's bookkeeping is shared as small pieces every loop calls:
+`Counters` (what a checkpoint restores), `crossed` (did this iteration pass a multiple of a cadence), `Clock`
+(throughput and the progress bar), `restoring` (a checkpoint that does not fit the network is a user error) and
+`finish` (the last evaluation and checkpoint, the summary).
 """
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 import signal
 import sys
 import time
@@ -69,6 +71,10 @@ def new_run_dir(runs_dir: Path, env_short: str, algo: str, seed: int) -> Path:
             return path
         except FileExistsError:
             continue
+        except OSError as e:  # read-only, a file, under /proc
+            raise ConfigError(
+                f"config key 'runs_dir' is {str(runs_dir)!r}: cannot create a run folder in it ({e.strerror})"
+            ) from None
     raise ConfigError(f"cannot create a new run folder under {str(runs_dir)!r}")
 
 
@@ -81,9 +87,11 @@ class Run:
     writer: SummaryWriter | None  # None on ranks other than 0 (agents/distributed.py)
     resume_from: checkpoint.Checkpoint | None = None
     stop_requested: bool = False
+    saving: bool = False  # a checkpoint is being written (what a second stop signal is told)
     _progress: Any = None
     _task: Any = None
     _last_line: float = field(default=0.0)
+    _handlers: dict = field(default_factory=dict)  # signal -> the handler it had before start()
 
     @property
     def is_main(self) -> bool:
@@ -120,12 +128,22 @@ class Run:
         else:
             print(line, flush=True)
 
+    def write_checkpoint(self, save: Callable[[], None]) -> None:
+        """Call `save`, marked as saving: a stop signal meanwhile is told that the save finishes first."""
+        self.saving = True
+        try:
+            save()
+        finally:
+            self.saving = False
+
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
         if self.writer is not None:
             self.writer.close()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for signum, handler in self._handlers.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        self._handlers.clear()
 
 
 def start(algo: str, config: Any, env_short: str, resume_dir: Path | None = None, total: int | None = None) -> Run:
@@ -145,13 +163,17 @@ def start(algo: str, config: Any, env_short: str, resume_dir: Path | None = None
             resume_from = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
     elif resume_dir is None:
         run_dir = new_run_dir(Path(config.runs_dir), env_short, algo, config.seed)
-        config_lib.save(config, algo, run_dir / "config.yaml")
+        try:
+            config_lib.save(config, algo, run_dir / "config.yaml")
+        except OSError as e:  # a full disk
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise ConfigError(f"cannot write {str(run_dir / 'config.yaml')!r}: {e.strerror}") from None
         writer = SummaryWriter(str(run_dir))
         _write_hparams(writer, config)
     else:
         run_dir = Path(resume_dir)
         resume_from = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
-        config_lib.save(config, algo, run_dir / "config.yaml")  # may carry a longer --steps
+        config_lib.save(config, algo, run_dir / "config.yaml")  # when it changed: a longer --steps, a --set
         _wait_for_a_later_second(run_dir)
         # purge_step drops events logged after the checkpoint by the run that died: no duplicate points. It drops
         # steps >= purge_step, and what was logged at the checkpoint's own step (an eval, a loss) came before the save.
@@ -160,7 +182,7 @@ def start(algo: str, config: Any, env_short: str, resume_dir: Path | None = None
         distributed.broadcast_object(str(run_dir))
     seed_everything(config.seed)
     run = Run(dir=run_dir, algo=algo, config=config, device=device, writer=writer, resume_from=resume_from)
-    _install_sigint(run)
+    _install_stop_handlers(run)
     if not distributed.is_main():
         return run
     if config.progress and sys.stdout.isatty():
@@ -183,6 +205,8 @@ def start(algo: str, config: Any, env_short: str, resume_dir: Path | None = None
         )
         run._progress.start()
     print(f"run folder: {run_dir}  (tensorboard --logdir {run_dir.parent})", flush=True)
+    if resume_from is not None:
+        print(f"resuming from step {resume_from.step:,} ({resume_from.path.name})", flush=True)
     return run
 
 
@@ -198,15 +222,50 @@ def _wait_for_a_later_second(run_dir: Path) -> None:
         time.sleep(0.05)
 
 
-def _install_sigint(run: Run) -> None:
-    """First Ctrl-C asks the loop to checkpoint and stop at a safe point; a second one interrupts."""
+STOP_SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
+
+
+def _install_stop_handlers(run: Run) -> None:
+    """Ctrl-C, SIGTERM (a cluster scheduler's stop) and SIGHUP (a closed terminal) ask the loop to stop after the
+    current step and save a checkpoint; the handler says so at once. A further signal never abandons that save: it
+    says what is left to do. A signal ignored before the run (nohup, a background job) stays ignored."""
 
     def handler(signum, frame):
-        if run.stop_requested:
-            raise KeyboardInterrupt
-        run.stop_requested = True
+        if signum == signal.SIGHUP:
+            _leave_closed_terminal()
+        name = STOP_SIGNALS[signum]
+        if not run.stop_requested:
+            run.stop_requested = True
+            _announce(run, f"{name}: stopping after the current step and saving a checkpoint")
+        elif run.saving:
+            _announce(run, f"{name}: finishing the checkpoint being saved (it is written whole or not at all)")
+        else:
+            _announce(run, f"{name}: already stopping: the current step ends, then the checkpoint is saved")
 
-    signal.signal(signal.SIGINT, handler)
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) != signal.SIG_IGN:
+            run._handlers[signum] = signal.signal(signum, handler)
+
+
+def _announce(run: Run, line: str) -> None:
+    """A line from a signal handler, written at once: os.write, as the handler may run inside the main thread's own
+    print, and a buffered stream refuses to be re-entered. The newline first keeps it off the line of the progress
+    bar or of the ^C the terminal echoed."""
+    if not run.is_main:
+        return
+    try:
+        os.write(sys.stderr.fileno(), f"\n{line}\n".encode())
+    except (OSError, ValueError):  # no terminal any more, or a stream without a file descriptor
+        pass
+
+
+def _leave_closed_terminal() -> None:
+    """After a hangup, writing to the terminal fails (EIO) and would abort the save: output goes to /dev/null."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        if os.isatty(fd):
+            os.dup2(null, fd)
+    os.close(null)
 
 
 def _write_hparams(writer: SummaryWriter, config: Any) -> None:
@@ -294,8 +353,9 @@ def end_of_iteration(
     clock.progress(run, counters, config.total_timesteps)
     if evaluate is not None and crossed(counters.step, prev_step, config.eval_frequency):
         evaluate()
-    if crossed(counters.step, prev_step, config.checkpoint_frequency):
-        save()
+    # the last step's checkpoint is finish()'s, written after the final evaluation so that it holds it
+    if crossed(counters.step, prev_step, config.checkpoint_frequency) and counters.step < config.total_timesteps:
+        run.write_checkpoint(save)
 
 
 def make_eval_env(config: Any, evaluating: bool = True, **options: Any):
@@ -321,6 +381,7 @@ def restoring(ckpt: checkpoint.Checkpoint) -> Iterator[None]:
 
 
 def finish(
+    run: Run,
     counters: Counters,
     clock: Clock,
     total: int,
@@ -328,14 +389,18 @@ def finish(
     save: Callable[[], None],
     closing: Iterable[Any],
 ) -> dict[str, Any]:
-    """End of a training loop (done, or stopped by Ctrl-C): the throughput (without the final evaluation and
+    """End of a training loop (done, or stopped by a signal): the throughput (without the final evaluation and
     checkpoint), a last evaluation when the run is done and none was made at this step, the final checkpoint, the
-    envs closed. Returns the summary every `train` returns."""
+    envs closed. Returns the summary every `train` returns.
+
+    A resumed run that trained no further step evaluates nothing: the process that saved its checkpoint evaluated
+    that step (a checkpoint of an older version may not list that evaluation)."""
     sps = clock.sps(counters.step)
     finished = counters.step >= total
-    if finished and evaluate is not None and (not counters.evals or counters.evals[-1][0] != counters.step):
+    evaluated = counters.evals and counters.evals[-1][0] == counters.step
+    if finished and evaluate is not None and not evaluated and counters.step > clock.start_step:
         evaluate()
-    save()
+    run.write_checkpoint(save)
     for env in closing:
         if env is not None:
             env.close()

@@ -377,7 +377,7 @@ def train(config: SupervisedConfig, run: Run) -> dict[str, Any]:
             bad_epochs += 1
         run.progress(epoch, config.epochs, seen / max(time.time() - start_time, 1e-9), None)
         if config.checkpoint_frequency and epoch % config.checkpoint_frequency == 0:
-            save_checkpoint()
+            run.write_checkpoint(save_checkpoint)
         if config.patience and bad_epochs >= config.patience:
             break
 
@@ -415,7 +415,7 @@ def train(config: SupervisedConfig, run: Run) -> dict[str, Any]:
         f"{config.encoder.name} on {config.data}: test accuracy {test_acc:.1%}",
     )
     save_encoder(model.encoder, run.dir / "encoder.safetensors")
-    save_checkpoint()
+    run.write_checkpoint(save_checkpoint)
     (run.dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return summary
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
 from conftest import copy_run, invoke, ok
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
@@ -97,6 +100,12 @@ BAD_TRAIN = {
         ["train", "dqn", "--env", "CartPole-v1", "--config", "nope.yaml"],
         ["'nope.yaml'", "does not exist"],
     ),
+    "NaN": (["train", "dqn", "--env", "CartPole-v1", "--set", "learning_rate=nan"], ["'learning_rate'", "finite"]),
+    "infinity in a key without a range": (
+        ["train", "ppo", "--env", "CartPole-v1", "--set", "go.komi=-inf"],
+        ["'go.komi'", "finite"],
+    ),
+    "negative seed": (["train", "dqn", "--env", "CartPole-v1", "--seed", "-1"], ["'seed'", "[0, 2**32 - 1]"]),
 }
 
 
@@ -106,6 +115,42 @@ def test_bad_train_input_is_one_line_and_exit_2_and_creates_nothing(case, tmp_pa
     args, needles = BAD_TRAIN[case]
     assert_user_error(invoke([*args, "--set", f"runs_dir={tmp_path / 'runs'}"]), *needles)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("content", [None, bytes(range(256))], ids=["a folder", "a binary file"])
+def test_a_config_file_that_is_not_text_is_one_line(content, tmp_path, monkeypatch):
+    path = tmp_path / "config.yaml"
+    path.mkdir() if content is None else path.write_bytes(content)
+    runs = tmp_path / "work"
+    runs.mkdir()
+    monkeypatch.chdir(runs)
+    result = invoke(["train", "dqn", "--env", "CartPole-v1", "--config", path, "--set", f"runs_dir={runs}"])
+    assert_user_error(result, str(path), "cannot be read")
+    assert list(runs.iterdir()) == []
+
+
+def _unusable_runs_dir(case: str, tmp_path: Path) -> Path:
+    """A runs_dir no run folder can be made in."""
+    if case == "under /proc":
+        return Path("/proc/rl-runs")
+    if case == "a file":
+        (tmp_path / "runs").write_text("")
+    elif os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    else:
+        tmp_path.chmod(0o555)
+    return tmp_path / "runs"
+
+
+@pytest.mark.parametrize("case", ["a file", "under /proc", "read-only"])
+def test_a_runs_dir_that_cannot_hold_runs_is_one_line(case, tmp_path):
+    runs_dir = _unusable_runs_dir(case, tmp_path)
+    try:
+        result = invoke(["train", "dqn", "--env", "CartPole-v1", "--set", f"runs_dir={runs_dir}"])
+    finally:
+        tmp_path.chmod(0o755)
+    assert_user_error(result, "'runs_dir'", str(runs_dir), "cannot create a run folder")
+    assert [p.name for p in tmp_path.iterdir()] == (["runs"] if case == "a file" else [])
 
 
 def test_cuda_without_cuda_is_a_config_error(no_cuda, tmp_path, monkeypatch):
@@ -155,6 +200,7 @@ CORRUPTIONS = {
         "missing optimizer.safetensors",
     ),
     "latest.json garbage": (lambda c: (c / "latest.json").write_text("{not json"), "latest.json"),
+    "latest.json random bytes": (lambda c: (c / "latest.json").write_bytes(bytes(range(128, 256))), "latest.json"),
     "latest.json names a missing folder": (
         lambda c: (c / "latest.json").write_text('{"step": 9, "path": "step_9"}'),
         "step_9",
@@ -209,3 +255,92 @@ def test_train_supervised_points_to_its_own_command(tmp_path):
     result = invoke(["train", "supervised", "--env", "CartPole-v1", "--set", f"runs_dir={tmp_path}"])
     assert result.exit_code == 2 and "rl supervised MODEL --data" in result.stderr
     assert not any(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------- fuzzing
+# Random and mutated `rl train` input: each is either accepted (the run would start) or refused with one line and
+# exit 2. No run starts: a stand-in for run.start uses the config as start() does first (device, seeds), then stops.
+class Accepted(Exception):
+    """The config passed every check made before a run folder exists."""
+
+
+def _fake_start(algo, config, *args, **kwargs):
+    from agents import run
+
+    run.pick_device(config.device)
+    run.seed_everything(config.seed)
+    raise Accepted
+
+
+def _dqn_defaults() -> dict[str, str]:
+    from agents import config, registry
+
+    flat = config.flatten(config.to_dict(registry.config_class("dqn")()))
+    return {k: ",".join(map(str, v)) if isinstance(v, list) else str(v) for k, v in flat.items() if k != "env"}
+
+
+DEFAULTS = _dqn_defaults()  # every key but env (an env of the form module:Id imports that module), as --set text
+SPECIAL = [
+    "nan", "-NaN", "inf", "-inf", "Infinity", "1e999", "-1e999", "1e-999", "", " ", "[]", "(", ",", "1,,2", "1_0",
+    "0x10", "1e3", "-0", "true", "None", "null", "~", "=", "a=b", "\t", "\n", "é", "٣", "x" * 200, "/proc", "cuda:-1",
+]  # fmt: skip
+CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")  # argv holds no NUL
+TEXT = st.text(CHARS, max_size=12)
+
+
+def _mutate(text: str, where: int, how: int, char: str) -> str:
+    """One edit: a character deleted, inserted or replaced."""
+    i = where % (len(text) + 1)
+    return text[:i] + (char if how else "") + text[i + (how != 1) :]
+
+
+KEY = st.one_of(
+    st.sampled_from(sorted(DEFAULTS)),
+    st.builds(_mutate, st.sampled_from(sorted(DEFAULTS)), st.integers(0, 40), st.integers(0, 2), CHARS),
+    TEXT,
+)
+VALUE = st.one_of(
+    st.sampled_from(SPECIAL),
+    TEXT,
+    st.floats().map(repr),
+    st.integers(-(10**30), 10**30).map(str),
+    st.builds(_mutate, st.sampled_from(sorted(set(DEFAULTS.values()))), st.integers(0, 40), st.integers(0, 2), CHARS),
+)
+SET = st.one_of(
+    st.builds(lambda k, v: f"{k}={v}", KEY, VALUE),
+    st.builds(lambda k, v: f"{k}={v}", st.sampled_from(sorted(DEFAULTS)), VALUE),
+    TEXT,  # no `=` at all, most often
+)
+OPTION = st.one_of(
+    st.tuples(st.sampled_from(["--steps", "--seed", "--num-envs"]), st.integers(-(10**20), 10**20).map(str)),
+    st.tuples(st.sampled_from(["--device", "--impl"]), st.one_of(st.sampled_from(SPECIAL), TEXT)),
+)
+FUZZ = settings(
+    max_examples=100, deadline=None, derandomize=True, database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)  # fmt: skip
+
+
+def assert_accepted_or_refused(result) -> None:
+    if not isinstance(result.exception, Accepted):
+        assert_user_error(result)
+
+
+@FUZZ
+@given(sets=st.lists(SET, min_size=1, max_size=3), options=st.lists(OPTION, max_size=2))
+def test_fuzzed_train_input_is_accepted_or_one_line_and_exit_2(sets, options, monkeypatch, tmp_path):
+    monkeypatch.setattr("agents.launch.run_lib.start", _fake_start)
+    monkeypatch.chdir(tmp_path)
+    args = ["train", "dqn", "--env", "CartPole-v1", *[f"{o}={v}" for o, v in options], *[f"--set={s}" for s in sets]]
+    assert_accepted_or_refused(invoke(args))
+    assert list(tmp_path.iterdir()) == []
+
+
+@FUZZ
+@given(content=st.one_of(st.binary(max_size=200), st.text(CHARS, max_size=200).map(str.encode)))
+def test_fuzzed_config_file_is_accepted_or_one_line_and_exit_2(content, monkeypatch, tmp_path):
+    monkeypatch.setattr("agents.launch.run_lib.start", _fake_start)
+    config = tmp_path / "config.yaml"
+    config.write_bytes(content)
+    assert_accepted_or_refused(invoke(["train", "dqn", "--env", "CartPole-v1", "--config", config]))
+    assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import yaml
@@ -70,6 +72,36 @@ def test_compare_cli_table_and_errors(tmp_path):
     assert bad.exit_code == 2 and "charts/episodic_return" in bad.stderr
     bad = invoke(["board", tmp_path / "missing"])
     assert bad.exit_code == 2 and "does not exist" in bad.stderr
+
+
+BAD_OUTPUTS = {
+    "unknown plot format": (["--out", "plot.xyz"], "use .png, .pdf or .svg"),
+    "no extension": (["--out", "plot"], "use .png, .pdf or .svg"),
+    "plot into a missing folder": (["--out", "nope/plot.png"], "does not exist"),
+    "csv into a missing folder": (["--csv", "nope/curves.csv"], "does not exist"),
+    "plot under /proc": (["--out", "/proc/plot.png"], "cannot write '/proc/plot.png'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_OUTPUTS))
+def test_compare_output_it_cannot_write_is_one_line(case, tmp_path, monkeypatch):
+    run = fake_run(tmp_path / "runs", "r1", 1, [1.0, 2.0], [0, 10])
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    args, needle = BAD_OUTPUTS[case]
+    result = invoke(["compare", run, *args])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1 and needle in result.stderr, result.stderr
+    assert list(work.iterdir()) == []
+
+
+def test_compare_json_is_strict_json_with_null_for_an_undefined_interval(tmp_path):
+    run = fake_run(tmp_path, "r1", 1, [1.0, 2.0], [0, 10])
+    out = ok(invoke(["compare", run, "--json", "--out", tmp_path / "c.png"]))
+    (row,) = json.loads(out, parse_constant=lambda name: pytest.fail(f"bare {name} in {out}"))
+    assert row["iqm_ci95_low"] is None and row["iqm_ci95_high"] is None  # one run: no bootstrap interval
+    assert row["mean"] == 2.0
 
 
 DQN_TAGS = {

@@ -159,9 +159,7 @@ def test_compile_leaves_names_and_evaluation_eager():
     ckpt = checkpoint.Checkpoint(
         path=None, step=0, tensors=checkpoint.prefixed("q", compiled.state_dict()), optimizer={}, state={}
     )
-    assert (
-        dqn._load_q_network(cfg, ckpt, envs.make("CartPole-v1", 1, 0), torch.device("cpu"))._compiled_call_impl is None
-    )
+    assert dqn.load_network(cfg, ckpt, envs.make("CartPole-v1", 1, 0), torch.device("cpu"))._compiled_call_impl is None
 
 
 def test_gpu_keys_are_checked():

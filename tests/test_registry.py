@@ -2,8 +2,10 @@
 open_run; agents/run.py's loop bookkeeping as plain functions."""
 
 from collections import deque
+from pathlib import Path
 
 import pytest
+import torch
 
 from agents import registry
 from agents import run as run_lib
@@ -79,17 +81,24 @@ def test_counters_round_trip_through_a_checkpoint_state():
 
 def test_finish_evaluates_once_at_the_end_and_saves():
     calls = []
+    run = run_lib.Run(dir=Path("."), algo="dqn", config=None, device=torch.device("cpu"), writer=None)
+
+    def save():
+        calls.append("save" if run.saving else "save not marked as saving")
+
+    def finish(counters, clock):
+        return run_lib.finish(run, counters, clock, 100, lambda: calls.append("eval"), save, ())
+
     counters = run_lib.Counters(step=100, updates=3, evals=[(50, 0.0)])
-    summary = run_lib.finish(
-        counters, run_lib.Clock(0), 100, lambda: calls.append("eval"), lambda: calls.append("save"), ()
-    )
+    summary = finish(counters, run_lib.Clock(0))
     assert calls == ["eval", "save"] and summary["finished"] and summary["num_updates"] == 3
     calls.clear()
     counters.evals.append((100, 1.0))  # already evaluated at this step: not again
-    run_lib.finish(counters, run_lib.Clock(0), 100, lambda: calls.append("eval"), lambda: calls.append("save"), ())
+    finish(counters, run_lib.Clock(0))
     assert calls == ["save"]
     calls.clear()
-    stopped = run_lib.finish(
-        run_lib.Counters(step=40), run_lib.Clock(0), 100, lambda: calls.append("eval"), lambda: calls.append("save"), ()
-    )
+    stopped = finish(run_lib.Counters(step=40), run_lib.Clock(0))
     assert calls == ["save"] and not stopped["finished"]  # stopped early (Ctrl-C): no final evaluation
+    calls.clear()
+    finish(run_lib.Counters(step=100, evals=[(50, 0.0)]), run_lib.Clock(100))
+    assert calls == ["save"]  # resumed at 100 and trained no step: the run that saved step 100 evaluated it

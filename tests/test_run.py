@@ -6,7 +6,9 @@ through the CLI, except where a real process is needed (SIGKILL, SIGINT).
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import random
 import re
 import signal
@@ -463,8 +465,12 @@ def test_sigkill_at_any_moment_leaves_a_complete_checkpoint_and_resume_finishes(
     )  # every resume purged what its dead predecessor logged past its checkpoint
 
 
-# ---------------------------------------------------------------------------------------------- 7. Ctrl-C
-def test_ctrl_c_checkpoints_the_current_step_and_says_how_to_resume(tmp_path):
+# ---------------------------------------------------------------------------------------------- 7. stop signals
+@pytest.mark.parametrize(
+    "signum, name", [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM"), (signal.SIGHUP, "SIGHUP")]
+)
+def test_a_stop_signal_checkpoints_the_current_step_and_says_how_to_resume(tmp_path, signum, name):
+    """Ctrl-C, a scheduler's SIGTERM and a closed terminal's SIGHUP all stop the run with a checkpoint."""
     runs_dir = tmp_path / "runs"
     log = tmp_path / "rl.log"
     proc = start_rl(train_args(runs_dir, 1_000_000, checkpoint_frequency=300, eval_frequency=0), log)
@@ -472,9 +478,10 @@ def test_ctrl_c_checkpoints_the_current_step_and_says_how_to_resume(tmp_path):
         lambda: next(iter(runs_dir.glob("*/checkpoints/latest.json")), None), proc, log, "a first checkpoint"
     )
     time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     assert proc.wait(timeout=60) == 0
     out = log.read_text()
+    assert f"{name}: stopping after the current step and saving a checkpoint" in out
     run_dir = pointer.parent.parent
     match = re.search(r"stopped at step ([\d,]+) .*\ncontinue with: rl train dqn --resume (\S+)", out)
     assert match, out
@@ -485,6 +492,88 @@ def test_ctrl_c_checkpoints_the_current_step_and_says_how_to_resume(tmp_path):
     assert latest_step(run_dir) == step
     assert checkpoint.load(checkpoint.latest(run_dir / "checkpoints")).step == step
     assert not list((run_dir / "checkpoints").glob(".tmp-*"))
+
+
+def test_a_second_ctrl_c_during_the_save_lets_it_finish(tmp_path):
+    runs_dir = tmp_path / "runs"
+    log = tmp_path / "rl.log"
+    settings = {**KILL_SETTINGS, "checkpoint_frequency": 0}  # one save, on Ctrl-C; big enough to be caught writing
+    proc = start_rl(train_args(runs_dir, 1_000_000, **settings), log)
+    _wait(lambda: "run folder:" in log.read_text(), proc, log, "the run's start")
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _wait(lambda: next(iter(runs_dir.glob("*/checkpoints/.tmp-step_*")), None), proc, log, "the save")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 0
+    out = log.read_text()
+    assert "Ctrl-C: finishing the checkpoint being saved" in out and "Traceback" not in out
+    step = int(re.search(r"stopped at step ([\d,]+)", out)[1].replace(",", ""))
+    assert _assert_latest_is_complete(only_run(runs_dir)) == step
+
+
+def test_stop_signals_are_answered_at_once_and_a_second_one_never_abandons_the_save(tmp_path, capfd):
+    cfg = registry.resolve(
+        "dqn", "CartPole-v1", "cartpole", overrides=[f"runs_dir={tmp_path}", "progress=false", "device=cpu"]
+    )
+    run = agents.run.start("dqn", cfg, "CartPole-v1")
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert run.stop_requested  # the handler ran before the next line: its message too
+        assert "SIGTERM: stopping after the current step and saving a checkpoint" in capfd.readouterr().err
+        run.write_checkpoint(lambda: os.kill(os.getpid(), signal.SIGINT))  # Ctrl-C during the save
+        assert "Ctrl-C: finishing the checkpoint being saved" in capfd.readouterr().err
+        assert not run.saving
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C before the save
+        assert "Ctrl-C: already stopping: the current step ends, then the checkpoint is saved" in capfd.readouterr().err
+    finally:
+        run.close()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_a_resume_that_changes_nothing_rewrites_nothing_and_evaluates_no_step_twice(tmp_path):
+    # the last step (600) is a checkpoint step but not an evaluation step: finish() evaluates it, then saves
+    ok(invoke(train_args(tmp_path, 600, eval_frequency=400, checkpoint_frequency=300)))
+    run_dir = only_run(tmp_path)
+    ckpt = checkpoint.latest(run_dir / "checkpoints")
+    assert [s for s, _ in checkpoint.load(ckpt).state["evals"]] == [400, 600]  # the checkpoint holds the last eval
+    config = run_dir / "config.yaml"
+    before = (config.read_bytes(), config.stat().st_mtime_ns)
+
+    out = ok(invoke(["train", "dqn", "--resume", run_dir]))
+    assert "resuming from step 600 (step_600)" in out and "finished at step 600" in out
+    assert (config.read_bytes(), config.stat().st_mtime_ns) == before
+    # a checkpoint that does not list the last evaluation (as older versions saved it) adds none either
+    state = json.loads((ckpt / "state.json").read_text())
+    (ckpt / "state.json").write_text(json.dumps({**state, "evals": state["evals"][:-1]}))
+    ok(invoke(["train", "dqn", "--resume", run_dir]))
+    assert [s for s, _ in scalars(run_dir)["eval/episodic_return"]] == [400, 600]
+
+
+@pytest.mark.parametrize("failing", [1, 2])
+def test_a_full_disk_is_one_line_and_leaves_no_temp_folder(tmp_path, monkeypatch, failing):
+    """The `failing`th checkpoint write hits a full disk: exit 2, one line; the checkpoints before it stay, and a
+    run folder without any is removed."""
+    real, calls = checkpoint.save_file, []
+
+    def save_file(tensors, path):
+        calls.append(path)
+        if len(calls) == 2 * failing:  # the optimizer file of that checkpoint (the model's is written first)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+        return real(tensors, path)
+
+    monkeypatch.setattr(checkpoint, "save_file", save_file)
+    result = invoke(train_args(tmp_path, 900, checkpoint_frequency=300, eval_frequency=0))
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot save checkpoint") and "No space left" in lines[0]
+    assert f"step_{300 * failing}" in lines[0] and "Traceback" not in result.stderr
+    if failing == 1:
+        assert list(tmp_path.iterdir()) == []
+    else:
+        ckpts = only_run(tmp_path) / "checkpoints"
+        assert sorted(p.name for p in ckpts.iterdir()) == ["latest.json", "step_300"]
+        assert checkpoint.load(checkpoint.latest(ckpts)).step == 300
 
 
 # ---------------------------------------------------------------------------------------------- 8. folders
