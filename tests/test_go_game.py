@@ -188,6 +188,41 @@ def test_move_cap_ends_the_game_at_two_n_squared():
     assert (state.moves == 2 * size * size).any()
 
 
+def test_reopened_games_go_on_past_two_passes_and_the_cap_and_superko_still_sees_every_board():
+    """GTP's games end when the controller says so: `reopened` clears `done` and widens the history, so a game runs
+    past 2*N*N moves (here 3 times the cap) and a ko taken before the cap still may not be retaken after it."""
+    state, n = start(KO)
+    state = play(state, n, (1, 2))  # Black takes the ko; retaking would repeat the opening board
+    width = state.history.shape[1]
+    for _ in range(3 * 2 * n * n):
+        if state.done.item():
+            state = game.reopened(state)
+        assert not legal(state, n, 1, 1) or int(state.turn) == game.BLACK
+        state = game.step(state, torch.tensor([n * n]))  # passes: the board stays the one after the capture
+    assert state.history.shape[1] > width  # the history grew past the training env's 2*N*N+1 slots
+    state = game.with_turn(game.reopened(state), game.WHITE)
+    assert not legal(state, n, 1, 1), "the retake repeats the board of before the capture: positional superko"
+    state = play(state, n, (4, 4), (4, 0), (1, 1))  # a stone changes the board: then the retake is new
+    assert_consistent(state, n)
+
+
+def test_handicap_stones_set_up_in_a_batch_with_white_to_move():
+    """Handicap games in the batched state: black set-up stones (2 and 4 of them), White moves first, the set-up
+    board is in the superko history, and play goes on from there."""
+    n = 9
+    board = torch.zeros(2, n * n, dtype=torch.int8)
+    board[0, [20, 60]] = game.BLACK  # C7 G3
+    board[1, [20, 24, 56, 60]] = game.BLACK  # C7 G7 C3 G3
+    state = game.from_boards(board, game.WHITE)
+    assert state.turn.tolist() == [game.WHITE, game.WHITE]
+    assert not state.legal[0, 20] and not state.legal[1, 56] and state.legal[0, 56]
+    state = game.step(state, torch.tensor([40, 40]))  # White takes the centre in both
+    assert state.board[:, 40].tolist() == [game.WHITE, game.WHITE] and state.turn.tolist() == [game.BLACK] * 2
+    assert torch.equal(state.labels, game.label_groups(state.board, n))
+    black, white = game.area(state.board, n)
+    assert black.tolist() == [2, 4] and white.tolist() == [1, 1]  # every empty point reaches both colours
+
+
 def test_area_scoring_counts_seki_liberties_and_dame_for_nobody():
     # An empty point is scored only if it reaches one colour alone: (0,0) is White's eye; (0,2), a
     # liberty shared by both (as in seki), and the big region touching both colours are nobody's.

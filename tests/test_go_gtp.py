@@ -1,5 +1,7 @@
-"""GTP engine transcript, malformed input, SGF round trips, board rendering, `rl play go`, `rl gtp`,
-and a full referee game of `rl gtp` against GNU Go that ends in a valid SGF."""
+"""GTP engine transcript, the command sets, games past two passes and the move cap, handicap, time settings,
+kgs-genmove_cleanup, malformed input, printsgf/loadsgf round trips, board rendering, `rl play go`, `rl gtp`, and a
+full referee game of `rl gtp` against GNU Go that ends in a valid SGF (tests/test_go_gtp_gnugo.py: more games
+against GNU Go through controllers; tests/test_go_gtp_fuzz.py: random input)."""
 
 from __future__ import annotations
 
@@ -66,8 +68,31 @@ def test_gtp_scores_and_captures():
     responses = session("boardsize 5\nkomi 0.5\nplay b B5\nplay w A5\nplay b A4\nlist_stones white\nfinal_score\n")
     assert responses[5] == "="  # the white stone at A5 was captured
     assert responses[6] == "= B+24.5"  # Black owns all 25 points (Tromp-Taylor), komi 0.5
-    over = session("boardsize 5\nplay b pass\nplay w pass\nplay b A1\ngenmove b\nclear_board\nplay b A1\n")
-    assert over[3].startswith("? the game is over") and over[4:] == ["= pass", "=", "="]
+
+
+def test_a_gtp_game_goes_on_after_two_passes_and_past_the_move_cap():
+    """The controller ends a GTP game: moves are taken after two passes, and 200 moves on 5x5 run past the training
+    env's cap of 2*N*N = 50."""
+    responses = session("boardsize 5\nplay b pass\nplay w pass\nplay b A1\ngenmove w\nplay b pass\nplay w pass\n")
+    assert responses[1:4] == ["=", "=", "="] and responses[4].startswith("= ") and responses[5:] == ["=", "="]
+    engine = play.random_engine(5, 0.5, 0)
+    answers = [engine.handle(f"genmove {'bw'[i % 2]}") for i in range(200)]
+    assert all(a.startswith("= ") for a in answers) and len(engine.moves) == 200
+    assert engine.handle("final_score").startswith(("= B+", "= W+"))
+
+
+def test_gtp_knows_the_required_tournament_regression_and_gui_commands():
+    engine = play.random_engine(9, None, 0)
+    listed = set(engine.handle("list_commands")[2:].split())
+    required = {"protocol_version", "name", "version", "known_command", "list_commands", "quit", "boardsize",
+                "clear_board", "komi", "play", "genmove"}  # fmt: skip
+    tournament = {"fixed_handicap", "place_free_handicap", "set_free_handicap", "time_settings", "time_left",
+                  "final_score", "final_status_list"}  # fmt: skip
+    others = {"loadsgf", "reg_genmove", "undo", "showboard", "printsgf", "kgs-genmove_cleanup", "list_stones",
+              "is_legal"}  # fmt: skip
+    assert required | tournament | others == listed
+    assert [engine.handle(f"known_command {c}") for c in ("kgs-genmove_cleanup", "time_left", "cmd_play", "xyz")] == [
+        "= true\n\n", "= true\n\n", "= false\n\n", "= false\n\n"]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -77,18 +102,102 @@ def test_gtp_scores_and_captures():
         ("play x A1", "invalid color"),
         ("play b", "wrong number"),
         ("boardsize 3", "unacceptable size"),
-        ("boardsize x", "integer"),
+        ("boardsize 20", "unacceptable size"),
+        ("boardsize x", "whole number"),
+        ("boardsize -9", "whole number"),
         ("komi x", "number"),
+        ("komi nan", "number"),
+        ("komi inf", "number"),
+        ("komi -1e400", "number"),
+        ("komi 362", "-361 to 361"),
+        ("fixed_handicap 1", "invalid number of stones"),
+        ("fixed_handicap 10", "invalid number of stones"),
+        ("fixed_handicap two", "whole number"),
+        ("place_free_handicap 81", "invalid number of stones"),
+        ("set_free_handicap A1", "invalid number of stones"),
+        ("set_free_handicap A1 A1", "bad vertex list"),
+        ("set_free_handicap A1 pass", "bad vertex list"),
+        ("set_free_handicap A1 Z1", "invalid coordinate"),
+        ("time_settings 300 x 5", "whole number"),
+        ("time_settings 300 30", "wrong number"),
+        ("time_left x 30 0", "invalid color"),
+        ("time_left b 1.5 0", "whole number"),
+        ("final_status_list unknown", "alive, dead or seki"),
+        ("kgs-genmove_cleanup x", "invalid color"),
+        ("loadsgf /dev/zero", "cannot load file"),
+        ("loadsgf /", "cannot load file"),
+        ("loadsgf /dev/null x", "whole number"),
         ("frobnicate", "unknown command"),
         ("undo", "cannot undo"),
-        ("loadsgf /no/such.sgf", "cannot read"),
+        ("loadsgf /no/such.sgf", "cannot load file"),
         ("play b I3", "invalid coordinate"),
     ],
 )
 def test_malformed_input_gets_an_error_not_a_crash(line, message):
-    response = session(line + "\nname\n")
+    response = session(line + "\nname\n", size=9)
     assert response[0].startswith("? ") and message in response[0], response
     assert response[1] == "= rl-random"  # the engine still answers
+
+
+def test_the_answer_to_a_huge_unknown_command_is_one_short_line():
+    engine = play.random_engine(9, None, 0)
+    answer = engine.handle("x" * 20_000_000 + " y\n")
+    assert answer.startswith("? unknown command 'xxx") and answer.endswith("...\n\n") and len(answer) < 250
+    answer = engine.handle("play b " + "é\x00\r" * 1000)  # and a bad argument, control characters removed
+    assert answer.startswith("? invalid coordinate") and answer.count("\n") == 2 and len(answer) < 250
+
+
+def test_handicap_commands_place_black_stones_and_white_moves_first(tmp_path):
+    """fixed_handicap answers GTP v2's points (tests/test_go_gtp_gnugo.py checks them against GNU Go's); the
+    stones are on the board, White moves next, printsgf records them (HA, AB) and loadsgf reads them back."""
+    engine = play.random_engine(19, 0.5, 0)
+    assert set(engine.handle("fixed_handicap 9")[2:].split()) == set("D4 Q16 D16 Q4 D10 Q10 K4 K16 K10".split())
+    assert engine.handle("list_stones white") == "=\n\n" and len(engine.handle("list_stones black")[2:].split()) == 9
+    assert engine.handle("fixed_handicap 2").startswith("? board not empty")
+    assert engine.handle("genmove w").startswith("= ") and len(engine.moves) == 1 and engine.moves[0][0] == game.WHITE
+    path = tmp_path / "handicap.sgf"
+    path.write_text(engine.handle("printsgf")[2:])
+    record = sgf.read(path.read_text())
+    assert record.handicap == 9 and len(record.setup) == 9 and record.to_play == game.WHITE
+    assert engine.handle(f"loadsgf {path} 1") == "= white\n\n" and engine.handle("undo").startswith("? cannot undo")
+    engine.handle("boardsize 9")
+    placed = engine.handle("place_free_handicap 12")[2:].split()  # 9 fixed, 3 more by the policy
+    assert len(set(placed)) == 12 and set(engine.handle("list_stones black")[2:].split()) == set(placed)
+    engine.handle("clear_board")
+    assert engine.handle("set_free_handicap A1 B2 j9") == "=\n\n"
+    assert engine.handle("list_stones black") == "= J9 B2 A1\n\n" and engine.handle("genmove b").startswith("= ")
+
+
+def test_time_settings_and_time_left_are_kept():
+    engine = play.random_engine(9, None, 0)
+    assert engine.handle("time_settings 300 30 5") == "=\n\n" and engine.time_settings == (300, 30, 5)
+    assert engine.handle("time_left w 120 3") == "=\n\n" and engine.time_left == {game.WHITE: (120, 3)}
+    assert engine.handle("genmove w").startswith("= ")
+
+
+def pass_when_allowed(state):
+    """A player that passes whenever pass is offered, else plays the first offered point."""
+    A = state.board.shape[1]
+    return torch.tensor([A if state.legal[0, A] else int(state.legal[0].nonzero()[0])])
+
+
+def test_kgs_genmove_cleanup_captures_dead_stones_before_it_passes():
+    """A white stone inside a black ring is dead: final_status_list names it, genmove passes (this player passes
+    whenever it may), kgs-genmove_cleanup plays on (pass taken off its offered moves) until it is captured."""
+    engine = gtp.Engine(pass_when_allowed, 7, 0.5)
+    for where in ("C5", "D5", "E5", "C4", "E4", "C3", "E3", "C2", "D2", "E2"):
+        engine.handle(f"play b {where}")
+    engine.handle("play w D4")
+    assert engine.handle("final_status_list dead") == "= D4\n\n"
+    assert engine.handle("final_status_list alive") == "= C5 D5 E5 C4 E4 C3 E3 C2 D2 E2\n\n"  # one group, one line
+    assert engine.handle("final_status_list seki") == "=\n\n"
+    assert engine.handle("genmove b") == "= pass\n\n"
+    engine.handle("undo")
+    for _ in range(49):
+        if engine.handle("kgs-genmove_cleanup b") == "= pass\n\n":
+            break
+        engine.handle("play w pass")
+    assert engine.handle("list_stones white") == "=\n\n" and engine.handle("final_status_list dead") == "=\n\n"
 
 
 def test_sgf_round_trip_and_loadsgf(tmp_path):
@@ -106,12 +215,6 @@ def test_sgf_round_trip_and_loadsgf(tmp_path):
     assert sgf.read(responses[5][2:]).moves == moves[:1]
     with pytest.raises(sgf.SgfError, match="SZ"):
         sgf.read("(;GM[1]SZ[25])")
-
-
-def test_sgf_reads_setup_stones_and_the_main_line_only(tmp_path):
-    record = sgf.read("(;GM[1]SZ[5]KM[0.5]C[a (comment\\] ;x)]AB[aa][bb]AW[cc];W[dd](;B[ee];W[])(;B[ab]))")
-    assert record.setup == [(1, 0), (1, 6), (-1, 12)]
-    assert record.moves == [(-1, 18), (1, 24), (-1, 25)]
 
 
 def test_render_text_and_rgb():

@@ -60,6 +60,7 @@ import torch
 from gymnasium.spaces import Box, Discrete, MultiDiscrete
 
 from envs.go import game, gtp, render, symmetry
+from envs.go.game import random_policy  # the env's random player, kept in the rules so gtp.py can play it out
 
 
 def observation_planes(boards: torch.Tensor, turn: torch.Tensor, size: int) -> np.ndarray:
@@ -97,15 +98,6 @@ def offered_moves(
     if ask.any():
         may_pass = may_pass | (ask & (game.score(state, komi) * state.turn.float() > 0))
     return torch.cat([offered[:, :A], offered[:, A:] & may_pass.view(-1, 1)], 1)
-
-
-def random_policy(state: game.GoState, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Uniform over legal moves that do not fill one of the mover's own one-point eyes; pass only
-    when nothing else is left (the usual random playout policy, so random games end). (B,) int64."""
-    B, A = state.board.shape
-    weights = (state.legal[:, :A] & ~game.own_eyes(state)).float()
-    weights = torch.cat([weights, (weights.sum(1, keepdim=True) == 0).float()], 1)
-    return torch.multinomial(weights, 1, generator=generator).view(B)
 
 
 def greedy_policy(state: game.GoState, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -10,7 +10,7 @@ Rules (Tromp-Taylor with suicide illegal and positional superko):
   (it never appears in `legal_action_mask`); it does not make the mover lose (Pgx's compromise).
   Simple ko is the one-move case. Pass is always legal.
 - Two passes in a row end the game, and so does the cap of 2*N*N moves (passes included); both end
-  it by scoring, so `done` covers both.
+  it by scoring, so `done` covers both (`reopened` lifts both for GTP, where the controller ends a game).
 - Tromp-Taylor area score: stones plus the empty points that reach only that colour; komi to White.
 
 Design for speed (no Python loop over games; neighbours are shifted views of a padded board):
@@ -30,7 +30,7 @@ Design for speed (no Python loop over games; neighbours are shifted views of a p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -58,9 +58,9 @@ class GoState:
     capture_keys: torch.Tensor  # (B, A) int64: key sum of the stones a move of `turn` there captures
     turn: torch.Tensor  # (B,) int8: colour to move
     passes: torch.Tensor  # (B,) int64: consecutive passes just played
-    moves: torch.Tensor  # (B,) int64: moves played, passes included
+    moves: torch.Tensor  # (B,) int64: moves played (since `reopened`), passes included
     hash: torch.Tensor  # (B,) int64: additive Zobrist hash of the board
-    history: torch.Tensor  # (B, 2*A+1) int64: hashes of the boards so far, sorted; unused = int64 max
+    history: torch.Tensor  # (B, 2*A+1, wider after `reopened`) int64: hashes of the boards so far, sorted; unused = max
     legal: torch.Tensor  # (B, A+1) bool: legal actions of the player to move
     done: torch.Tensor  # (B,) bool: ended by two passes or the move cap
 
@@ -231,6 +231,17 @@ def with_turn(state: GoState, turn: int) -> GoState:
     )
 
 
+def reopened(state: GoState) -> GoState:
+    """The same games not over, with 2*N*N more moves before the cap: for GTP, where a game ends when the controller
+    says so, not at two passes or the cap. The move count restarts and the history widens to hold that many more
+    boards, so superko still sees every earlier board."""
+    A = state.board.shape[1]
+    free = int((state.history == _UNUSED).sum(1).min())  # the fullest game's unused slots
+    unused = torch.full((state.history.shape[0], max(0, 2 * A + 1 - free)), _UNUSED, device=state.history.device)
+    history = torch.cat([state.history, unused], 1)  # (F.pad's float fill value cannot hold int64 max)
+    return replace(state, moves=torch.zeros_like(state.moves), history=history, done=torch.zeros_like(state.done))
+
+
 def legal_action_mask(state: GoState) -> torch.Tensor:
     """(B, A+1) bool: the legal actions of the player to move (pass always legal)."""
     return state.legal
@@ -266,9 +277,10 @@ def step(state: GoState, action: torch.Tensor) -> GoState:
     passes = torch.where(play, 0, state.passes + active.long())
     # Insert the new hash into the sorted history (the last slot, unused, drops off).
     history = state.history
+    slots = t.slots if history.shape[1] == t.slots.shape[1] else torch.arange(history.shape[1], device=board.device)
     slot = torch.searchsorted(history, hash_.view(B, 1))  # (B, 1)
     shifted = F.pad(history, (1, 0))[:, :-1]
-    inserted = torch.where(t.slots < slot, history, torch.where(t.slots == slot, hash_.view(B, 1), shifted))
+    inserted = torch.where(slots < slot, history, torch.where(slots == slot, hash_.view(B, 1), shifted))
     history = torch.where(active.view(B, 1), inserted, history)
     turn = torch.where(active, -turn, turn)
     done = state.done | (passes >= 2) | (moves >= 2 * A)
@@ -276,9 +288,9 @@ def step(state: GoState, action: torch.Tensor) -> GoState:
     return GoState(board, labels, atari_at, capture_keys, turn, passes, moves, hash_, history, legal, done)
 
 
-def area(board: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tromp-Taylor area of Black and of White, (B,) each: stones plus the empty points from which
-    only that colour's stones are reachable, found by repeated dilation through empty points."""
+def ownership(board: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, A) int8: who owns each point by Tromp-Taylor area, +1 Black, -1 White, 0 nobody: a stone's colour, or
+    for an empty point the one colour whose stones it reaches, found by repeated dilation through empty points."""
     empty = (board == EMPTY).repeat(2, 1).view(-1, size, size)  # (2B, N, N)
     reach = torch.cat([board == BLACK, board == WHITE]).view(-1, size, size)  # black rows, then white
     while True:
@@ -290,7 +302,13 @@ def area(board: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     black_reach, white_reach = reach.view(2, *board.shape).unbind(0)
     black = (board == BLACK) | (black_reach & ~white_reach)
     white = (board == WHITE) | (white_reach & ~black_reach)
-    return black.sum(1), white.sum(1)
+    return black.to(torch.int8) - white.to(torch.int8)
+
+
+def area(board: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tromp-Taylor area of Black and of White, (B,) each: stones plus the empty points only that colour reaches."""
+    owner = ownership(board, size)
+    return (owner == BLACK).sum(1), (owner == WHITE).sum(1)
 
 
 def score(state: GoState, komi: float) -> torch.Tensor:
@@ -319,3 +337,12 @@ def own_eyes(state: GoState) -> torch.Tensor:
     mover = state.turn.view(B, 1, 1)
     up, down, left, right = ((v == mover) | (v == _OFF) for v in _neighbours(state.board, state.size, _OFF))
     return (up & down & left & right).reshape(B, A) & (state.board == EMPTY)
+
+
+def random_policy(state: GoState, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Uniform over legal moves that do not fill one of the mover's own one-point eyes; pass only
+    when nothing else is left (the usual random playout policy, so random games end). (B,) int64."""
+    B, A = state.board.shape
+    weights = (state.legal[:, :A] & ~own_eyes(state)).float()
+    weights = torch.cat([weights, (weights.sum(1, keepdim=True) == 0).float()], 1)
+    return torch.multinomial(weights, 1, generator=generator).view(B)
