@@ -5,11 +5,15 @@ Layout of `checkpoints/step_<N>/`: model.safetensors (all networks, prefixed by 
 config, versions), optional replay/*.npy. A checkpoint is written into `.tmp-step_<N>-<pid>` and renamed
 into place, then `latest.json` is replaced atomically: a crash at any moment leaves the previous
 checkpoint complete and pointed to, and a half-written folder is never loaded.
+
+`checkpoints/best/` holds the network weights of the run's best evaluation so far (model.safetensors, and state.json
+with its step and mean return): no optimizer, no replay, so it plays but never resumes. Pruning never deletes it.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import platform
@@ -23,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 LATEST = "latest.json"
+BEST = "best"
 
 
 class CheckpointError(ValueError):
@@ -34,7 +39,7 @@ class Checkpoint:
     path: Path
     step: int
     tensors: dict[str, torch.Tensor]  # model.safetensors
-    optimizer: dict[str, Any]  # a torch optimizer state_dict, rebuilt
+    optimizer: dict[str, Any] | None  # a torch optimizer state_dict, rebuilt; None: weights only (checkpoints/best)
     state: dict[str, Any]  # state.json
 
 
@@ -156,7 +161,8 @@ def _prune(folder: Path, keep: int, step: int) -> None:
     current = [(s, p) for s, p in steps if s <= step]
     for _, p in current[:-keep] + [(s, p) for s, p in steps if s > step]:
         shutil.rmtree(p, ignore_errors=True)
-    # leftovers of a process killed while writing a checkpoint or latest.json
+    # leftovers of a process killed while writing a checkpoint, latest.json or the best
+    _tidy_best(folder)
     for p in [*folder.glob(".tmp-step_*"), *folder.glob(f".{LATEST}.tmp-*")]:
         if not p.name.endswith(f"-{os.getpid()}"):
             if p.is_dir():
@@ -186,13 +192,76 @@ def load(path: Path) -> Checkpoint:
         state = json.loads((path / name).read_text())
         name = "model.safetensors"
         tensors = load_file(str(path / name))
-        name = "optimizer.safetensors"
-        opt_tensors = load_file(str(path / name))
+        optimizer = None
+        if not state.get("weights_only"):
+            name = "optimizer.safetensors"
+            opt_tensors = load_file(str(path / name))
+            name = "state.json"
+            optimizer = _optimizer_join(opt_tensors, state.pop("optimizer"))
         name = "state.json"
-        optimizer = _optimizer_join(opt_tensors, state.pop("optimizer"))
         step = int(state["step"])
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {str(path)!r} is missing {name}") from None
     except (ValueError, KeyError, TypeError, AttributeError, SafetensorError, OSError) as e:  # ValueError: JSON, UTF-8
         raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: {name} ({type(e).__name__})") from None
     return Checkpoint(path=path, step=step, tensors=tensors, optimizer=optimizer, state=state)
+
+
+# ---------------------------------------------------------------------------------------------- the best evaluation
+def best(folder: Path) -> Path | None:
+    """checkpoints/best, or None before any evaluation. A process killed between save_best's two renames left the
+    previous best set aside in `.old-best` and no `best`: that one is the best."""
+    for path in (folder / BEST, folder / ".old-best"):
+        if (path / "state.json").exists():
+            return path
+    return None
+
+
+def best_evaluation(folder: Path) -> tuple[int, float] | None:
+    """(step, mean return) of checkpoints/best, or None before any evaluation."""
+    if (path := best(folder)) is None:
+        return None
+    try:
+        state = json.loads((path / "state.json").read_text())
+        return int(state["step"]), float(state["return"])
+    except (OSError, ValueError, KeyError, TypeError):  # ValueError: not JSON, not UTF-8
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: state.json") from None
+
+
+def save_best(folder: Path, step: int, mean: float, tensors: dict[str, torch.Tensor]) -> float:
+    """Write `tensors` (the playing network's weights only) as checkpoints/best when the evaluation's `mean` return
+    is strictly higher than best's own; returns the best return after this evaluation. The new best is written whole
+    into `.tmp-best`, the old one renamed aside to `.old-best`, the new one renamed in, the old one deleted: killed at
+    any moment, the folder keeps a complete best (`best` finds the one set aside)."""
+    current = best_evaluation(folder)
+    if current is not None and not mean > current[1]:
+        return current[1]
+    final, tmp = folder / BEST, folder / ".tmp-best"
+    try:
+        _tidy_best(folder)  # what a process killed in here left
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / "model.safetensors"))
+        _write_json(tmp / "state.json", {"step": step, "return": mean, "weights_only": True, "versions": versions()})
+        if final.exists():
+            os.rename(final, folder / ".old-best")
+        os.rename(tmp, final)
+    except (OSError, SafetensorError) as e:
+        _tidy_best(folder)  # the previous best back in place, the new one's folder removed
+        reason = getattr(e, "strerror", None) or (str(e) or type(e).__name__).splitlines()[0]
+        raise CheckpointError(
+            f"cannot save the best checkpoint {str(final)!r}: {reason} (the previous best is untouched)"
+        ) from None
+    _tidy_best(folder)  # the previous best, set aside, deleted
+    return mean
+
+
+def _tidy_best(folder: Path) -> None:
+    """Put a best set aside back when `best` is missing, and remove the temp folder and the set-aside copy."""
+    final, old = folder / BEST, folder / ".old-best"
+    if not final.exists() and (old / "state.json").exists():
+        with contextlib.suppress(OSError):  # should this fail too, `best` keeps finding the one set aside
+            os.rename(old, final)
+    shutil.rmtree(folder / ".tmp-best", ignore_errors=True)
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)

@@ -34,6 +34,15 @@ Komi = Annotated[
 Search = Annotated[
     int, typer.Option("--search", min=0, help="With --agent: read N playouts ahead per move (PUCT tree search).")
 ]
+# The checkpoint that eval, watch, export, gtp and play use
+Checkpoint = Annotated[
+    str,
+    typer.Option(
+        "--checkpoint",
+        help="latest, best (the weights of the run's best evaluation: checkpoints/best), or a step: "
+        "checkpoints/step_<STEP>.",
+    ),
+]
 Symmetries = Annotated[
     bool,
     typer.Option(
@@ -132,6 +141,8 @@ def train(
     if not run.is_main:
         return
     last_eval = f", last eval return {summary['evals'][-1][1]:.2f}" if summary["evals"] else ""
+    if summary.get("best"):  # --impl sb3 keeps no checkpoints/best
+        last_eval += f", best {summary['best'][1]:.2f} at step {summary['best'][0]:,} in checkpoints/best"
     typer.echo(
         f"{'finished' if summary['finished'] else 'stopped'} at step {summary['step']:,} "
         f"({summary['sps']:,.0f} SPS{last_eval}); run folder: {run.dir}"
@@ -170,8 +181,10 @@ def eval_(
         "--symmetries",
         help="Go runs: average the network over the board's 8 symmetries at every position (8 forward passes a move).",
     ),
+    checkpoint: Checkpoint = "latest",
 ):
-    """Evaluate a run's latest checkpoint: mean, std, min, max of raw game scores and a 95% interval.
+    """Evaluate a run's latest checkpoint (or --checkpoint best, or a step): mean, std, min, max of raw game scores
+    and a 95% interval.
     Go runs with --opponent: win rate (by colour too) and an Elo estimate against that opponent,
     with --search N reading ahead N playouts per move.
 
@@ -179,18 +192,23 @@ def eval_(
     Examples:
       rl eval runs/Pong__dqn__1__20261123-101500 --episodes 10
       rl eval runs/CartPole-v1__dqn__1__20261123-101500 --json
+      rl eval runs/CartPole-v1__dqn__1__20261123-101500 --checkpoint best
       rl eval runs/Go9__ppo__1__20261124-101500 --opponent gnugo --level 1 --episodes 40
       rl eval runs/Go9__ppo__1__20261124-101500 --opponent random --episodes 400 --search 64
       rl eval runs/Go9__ppo__1__20261124-101500 --opponent random --episodes 400 --greedy --symmetries
     """
     from agents.eval_run import evaluate_run
 
-    result = evaluate_run(run_dir, episodes, epsilon, seed, device, opponent, level, greedy, search, symmetries)
+    result = evaluate_run(
+        run_dir, episodes, epsilon, seed, device, opponent, level, greedy, search, symmetries, checkpoint
+    )
     if as_json:
         typer.echo(_json(result))
     elif opponent is not None:
-        parts = ([f"search {search}"] if search else ["greedy"] if result["greedy"] else []) + (
-            ["8 symmetries"] if result["symmetries"] else []
+        parts = (
+            (["best"] if checkpoint == "best" else [])
+            + ([f"search {search}"] if search else ["greedy"] if result["greedy"] else [])
+            + (["8 symmetries"] if result["symmetries"] else [])
         )
         label = f" ({', '.join(parts)})" if parts else ""
         typer.echo(
@@ -200,7 +218,8 @@ def eval_(
         )
     else:
         typer.echo(
-            f"{_env_of(run_dir)} step {result['step']:,}: {result['mean']:.2f} ± {result['std']:.2f} over {episodes} "
+            f"{_env_of(run_dir)} step {result['step']:,}{' (best)' if checkpoint == 'best' else ''}: "
+            f"{result['mean']:.2f} ± {result['std']:.2f} over {episodes} "
             f"episodes (min {result['min']:g}, max {result['max']:g}, 95% CI [{result['ci95_low']:.2f}, "
             f"{result['ci95_high']:.2f}])"
         )
@@ -267,7 +286,7 @@ def watch(
         None, "--video", help="Write FILE.mp4 or FILE.gif instead of opening a window; FILE.png: the last frame."
     ),
     fps: float = typer.Option(30.0, "--fps", min=1.0, help="Frames per second (one frame per agent step)."),
-    step: Optional[int] = typer.Option(None, "--checkpoint", help="Use checkpoints/step_<STEP> instead of the latest."),
+    checkpoint: Checkpoint = "latest",
     overlay: bool = typer.Option(
         True, "--overlay/--no-overlay", help="Score, step and the agent's action values under the game."
     ),
@@ -290,13 +309,14 @@ def watch(
       rl watch runs/Pong__dqn__1__20261123-101500
       rl watch runs/Pong__dqn__1__20261123-101500 --video pong.mp4 --episodes 2
       rl watch runs/CartPole-v1__dqn__1__20261123-101500 --video cartpole.gif --checkpoint 10000 --no-overlay
+      rl watch runs/CartPole-v1__dqn__1__20261123-101500 --video best.gif --checkpoint best
       rl watch runs/Go9__ppo__1__20261124-101500 --text
     Atari shows the full-colour screen of the very game the agent plays on its 84x84 input.
     """
     from agents.watch import has_display
     from agents.watch_run import watch as watch_run
 
-    path, frames = watch_run(run_dir, episodes, video, fps, step, overlay, epsilon, seed, device, text)
+    path, frames = watch_run(run_dir, episodes, video, fps, checkpoint, overlay, epsilon, seed, device, text)
     if path is not None:
         typer.echo(f"wrote {path} ({frames} frames at {fps:g} fps)")
     elif frames:  # the text board printed its own lines; a window shows frames
@@ -311,7 +331,7 @@ def export_(
         "onnx", "--format", help="onnx (runs with onnxruntime alone) or torchscript (torch.jit.load)."
     ),
     out: Path = typer.Option(..., "--out", help="The file to write: FILE.onnx (onnx) or FILE.pt (torchscript)."),
-    checkpoint: str = typer.Option("latest", "--checkpoint", help="latest, or a step: checkpoints/step_<STEP>."),
+    checkpoint: Checkpoint = "latest",
 ):
     """Export a run's policy to ONNX or TorchScript, checked against torch before the file is written.
 
@@ -321,7 +341,7 @@ def export_(
 
     \b
     Examples:
-      rl export runs/Pong__dqn__1__20261123-101500 --out pong.onnx
+      rl export runs/Pong__dqn__1__20261123-101500 --out pong.onnx --checkpoint best
       rl export runs/CartPole-v1__ppo__1__20261123-101500 --format torchscript --out cartpole.pt --checkpoint 50000
     """
     from agents.export import TOLERANCE, export
@@ -503,6 +523,7 @@ def gtp_(
     ),
     search: Search = 0,
     symmetries: Symmetries = False,
+    checkpoint: Checkpoint = "latest",
 ):
     """Speak GTP v2 on stdin/stdout, for Go GUIs (Sabaki, GoGui) and engine matches.
 
@@ -514,13 +535,13 @@ def gtp_(
     Examples:
       rl gtp --size 9
       rl gtp --agent runs/Go9__ppo__1__20261124-101500 --search 64
-      rl gtp --agent runs/Go9__ppo__1__20261124-101500 --symmetries
+      rl gtp --agent runs/Go9__ppo__1__20261124-101500 --symmetries --checkpoint best
       gogui-twogtp -black "rl gtp" -white "/usr/games/gnugo --mode gtp" -size 9
     """
     from agents.go.engine import engine
     from envs.go import gtp
 
-    gtp.serve(engine(size, komi, seed, agent, search, symmetries))
+    gtp.serve(engine(size, komi, seed, agent, search, symmetries, checkpoint))
 
 
 @app.command("play")
@@ -536,6 +557,7 @@ def play_(
     ),
     search: Search = 0,
     symmetries: Symmetries = False,
+    checkpoint: Checkpoint = "latest",
 ):
     """Play Go against the engine in the terminal: type moves like D4, or pass, undo, resign.
 
@@ -555,7 +577,7 @@ def play_(
     if colour not in ("black", "white"):
         raise ConfigError(f"--colour {colour!r}: black or white")
     play.play_terminal(
-        engine(size, komi, seed, agent, search, symmetries), game.BLACK if colour == "black" else game.WHITE
+        engine(size, komi, seed, agent, search, symmetries, checkpoint), game.BLACK if colour == "black" else game.WHITE
     )
 
 

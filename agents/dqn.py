@@ -327,7 +327,10 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
         eval_rng = torch.Generator().manual_seed(config.seed + counters.step)
         q_network.eval()  # noisy layers act with their mean weights, dropout is off
         try:
-            return evaluation_round(run, eval_env, policy, q_values(q_network, device), counters.step, counters.evals)
+            weights = checkpoint.prefixed("q", q_network.state_dict())  # what load_network reads: no target network
+            return evaluation_round(
+                run, eval_env, policy, q_values(q_network, device), counters.step, counters.evals, weights
+            )
         finally:
             q_network.train()
 

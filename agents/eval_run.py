@@ -25,10 +25,11 @@ def evaluate_run(
     greedy: bool = False,
     search: int = 0,
     symmetries: bool = False,
+    checkpoint: int | str = "latest",
 ) -> dict[str, Any]:
-    """The run's latest checkpoint over `episodes` whole games: {"run", "step", "epsilon", mean, std, min, max, 95%
-    interval}; with `opponent` (Go), the match's result (agents/go/engine.py). Every bad combination of options is
-    one ConfigError line before anything plays."""
+    """The run's `checkpoint` (latest, best or a step) over `episodes` whole games: {"run", "step", "epsilon", mean,
+    std, min, max, 95% interval}; with `opponent` (Go), the match's result (agents/go/engine.py). Every bad
+    combination of options is one ConfigError line before anything plays."""
     opened = registry.open_run(run_dir, None)
     opened.algorithm  # a supervised run is no agent: its error line
     cfg, go = opened.config, envs.family(opened.config.env) == "go"
@@ -49,7 +50,7 @@ def evaluate_run(
         from agents.go.engine import with_symmetries
 
         opened = with_symmetries(opened)
-    opened, cfg = opened.with_checkpoint(), opened.config
+    opened, cfg = opened.with_checkpoint(checkpoint), opened.config
     dev = pick_device(device)
     if opponent is not None:
         from agents.go.engine import match

@@ -300,7 +300,10 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
 
     def evaluate() -> float:
         policy = make_policy(agent, device, config.eval_epsilon, config.eval_greedy, config.seed + counters.step)
-        return evaluation_round(run, eval_env, policy, probabilities(agent, device), counters.step, counters.evals)
+        weights = checkpoint.prefixed("agent", agent.state_dict())  # what load_network reads: no league, optimizer
+        return evaluation_round(
+            run, eval_env, policy, probabilities(agent, device), counters.step, counters.evals, weights
+        )
 
     evaluation = evaluate if eval_env is not None else None  # None: this process does not evaluate
 

@@ -273,7 +273,8 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
     def evaluate() -> float:
         policy = make_policy(agent, device, config.eval_epsilon, config.eval_greedy, config.seed + counters.step)
         scores = _stateful(agent, device, lambda logits, mask: torch.softmax(logits, 1))  # its own memory, in step
-        return evaluation_round(run, eval_env, policy, scores, counters.step, counters.evals)
+        weights = checkpoint.prefixed("agent", agent.state_dict())
+        return evaluation_round(run, eval_env, policy, scores, counters.step, counters.evals, weights)
 
     evaluation = evaluate if eval_env is not None else None  # None: this process does not evaluate
 

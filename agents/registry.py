@@ -185,16 +185,18 @@ class OpenRun:
         return implementation(self.algo, self.config)
 
     def with_checkpoint(self, step: int | str = "latest") -> OpenRun:
-        """This run with its latest checkpoint ("latest") or checkpoints/step_<step> loaded."""
+        """This run with a checkpoint loaded: its latest ("latest"), its best evaluation's weights ("best",
+        checkpoints/best) or checkpoints/step_<step>."""
         folder = self.dir / "checkpoints"
         if step == "latest":
             return dataclasses.replace(self, checkpoint=checkpoint.load(checkpoint.latest(folder)))
-        path = folder / f"step_{step}"
-        if not (path / "state.json").exists():
-            have = sorted(int(p.name[5:]) for p in folder.glob("step_*") if p.name[5:].isdigit())
+        path = checkpoint.best(folder) if step == "best" else folder / f"step_{step}"
+        if path is None or not (path / "state.json").exists():
+            steps = sorted(int(p.name[5:]) for p in folder.glob("step_*") if p.name[5:].isdigit())
+            have = [*map(str, steps), *(["best"] if checkpoint.best(folder) else [])]
             raise checkpoint.CheckpointError(
-                f"no checkpoint at step {step} in {str(self.dir)!r}: "
-                f"{'available: ' + ', '.join(map(str, have)) if have else 'it has none'}"
+                f"{'no best checkpoint' if step == 'best' else f'no checkpoint at step {step}'} in {str(self.dir)!r}: "
+                f"{'available: ' + ', '.join(have) if have else 'it has none'}"
             )
         return dataclasses.replace(self, checkpoint=checkpoint.load(path))
 
@@ -204,9 +206,10 @@ class OpenRun:
 
 
 def open_run(path: Path, step: int | str | None = "latest", option: str = "") -> OpenRun:
-    """The one way eval, watch, gtp, play and --resume open a run: its config.yaml, and its latest checkpoint
-    ("latest"), checkpoints/step_<step> (an int) or none yet (None: `with_checkpoint` later). Every problem is one
-    CheckpointError or ConfigError line; `option` names the command-line option the path came from."""
+    """The one way eval, watch, export, gtp, play and --resume open a run: its config.yaml, and its latest checkpoint
+    ("latest"), its best evaluation's weights ("best"), checkpoints/step_<step> or none yet (None: `with_checkpoint`
+    later). Every problem is one CheckpointError or ConfigError line; `option` names the command-line option the path
+    came from."""
     run_dir = run_folder(path, option)
     opened = OpenRun(run_dir, *load_config(run_dir / "config.yaml"))
     return opened if step is None else opened.with_checkpoint(step)

@@ -128,11 +128,12 @@ class Run:
         else:
             print(line, flush=True)
 
-    def write_checkpoint(self, save: Callable[[], None]) -> None:
-        """Call `save`, marked as saving: a stop signal meanwhile is told that the save finishes first."""
+    def write_checkpoint(self, save: Callable[[], Any]) -> Any:
+        """Call `save` (and return what it returns), marked as saving: a stop signal meanwhile is told that the save
+        finishes first."""
         self.saving = True
         try:
-            save()
+            return save()
         finally:
             self.saving = False
 
@@ -160,7 +161,7 @@ def start(algo: str, config: Any, env_short: str, resume_dir: Path | None = None
     if not distributed.is_main():
         run_dir = Path(distributed.broadcast_object(None))
         if resume_dir is not None:
-            resume_from = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
+            resume_from = _resumable(run_dir)
     elif resume_dir is None:
         run_dir = new_run_dir(Path(config.runs_dir), env_short, algo, config.seed)
         try:
@@ -172,7 +173,7 @@ def start(algo: str, config: Any, env_short: str, resume_dir: Path | None = None
         _write_hparams(writer, config)
     else:
         run_dir = Path(resume_dir)
-        resume_from = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
+        resume_from = _resumable(run_dir)
         config_lib.save(config, algo, run_dir / "config.yaml")  # when it changed: a longer --steps, a --set
         _wait_for_a_later_second(run_dir)
         # purge_step drops events logged after the checkpoint by the run that died: no duplicate points. It drops
@@ -208,6 +209,17 @@ def start(algo: str, config: Any, env_short: str, resume_dir: Path | None = None
     if resume_from is not None:
         print(f"resuming from step {resume_from.step:,} ({resume_from.path.name})", flush=True)
     return run
+
+
+def _resumable(run_dir: Path) -> checkpoint.Checkpoint:
+    """The checkpoint --resume continues from: the latest, a step checkpoint with its optimizer, never weights alone."""
+    ckpt = checkpoint.load(checkpoint.latest(run_dir / "checkpoints"))
+    if ckpt.optimizer is None:
+        raise checkpoint.CheckpointError(
+            f"checkpoint {str(ckpt.path)!r} holds weights only (the best evaluation's): --resume continues from "
+            f"a step checkpoint, which {checkpoint.LATEST} names"
+        )
+    return ckpt
 
 
 def _wait_for_a_later_second(run_dir: Path) -> None:
@@ -411,5 +423,7 @@ def finish(
         "finished": finished,
         "num_updates": counters.updates,
         "evals": counters.evals,
+        # (step, mean return) of checkpoints/best, or None (no evaluation yet, or a rank that does not write)
+        "best": checkpoint.best_evaluation(run.checkpoint_dir) if run.is_main else None,
         "recent_return": counters.recent_return(),
     }

@@ -26,19 +26,20 @@ def watch(
     episodes: int = 1,
     video: Path | None = None,
     fps: float = 30,
-    step: int | None = None,
+    checkpoint: int | str = "latest",
     overlay: bool = True,
     epsilon: float | None = None,
     seed: int = 0,
     device: str = "auto",
     text: bool | None = None,
 ) -> tuple[Path | None, int]:
-    """Play a run's agent: in a window when a display exists and `video` is None, else to a video file
-    (default: <run>/videos/watch_step_<N>.mp4). Go boards go to the terminal as text when `text` is True, or by
-    default when there is neither a display nor a `video`. Returns (video path or None, frames or moves shown)."""
+    """Play a run's agent (its `checkpoint`: latest, best or a step): in a window when a display exists and `video` is
+    None, else to a video file (default: <run>/videos/watch_step_<N>.mp4). Go boards go to the terminal as text when
+    `text` is True, or by default when there is neither a display nor a `video`. Returns (video path or None, frames
+    or moves shown)."""
     if video is not None and Path(video).suffix.lower() not in VIDEO_SUFFIXES:
         raise VideoError(f"--video {str(video)!r} must end in {suffixes_text()}")
-    opened = registry.open_run(run_dir, "latest" if step is None else step)
+    opened = registry.open_run(run_dir, checkpoint)
     algo, cfg, ckpt = opened.algo, opened.config, opened.checkpoint
     opened.algorithm  # a supervised run is no agent: its error line
     dev = pick_device(device)

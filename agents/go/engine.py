@@ -86,24 +86,45 @@ def match(
     }
 
 
-def engine(size: int, komi: float | None, seed: int, agent: Path | None, search: int = 0, symmetries: bool = False):
-    """The engine of `rl gtp` / `rl play go`: the --agent run's policy, else a random player that fills none of its
-    own eyes; --search and --symmetries need an --agent."""
+def engine(
+    size: int,
+    komi: float | None,
+    seed: int,
+    agent: Path | None,
+    search: int = 0,
+    symmetries: bool = False,
+    checkpoint: int | str = "latest",
+):
+    """The engine of `rl gtp` / `rl play go`: the --agent run's policy (its `checkpoint`: latest, best or a step),
+    else a random player that fills none of its own eyes; --search and --symmetries need an --agent."""
     from envs.go import play
 
     if search and agent is None:
         raise ConfigError(f"--search {search} reads ahead with a trained network: add --agent RUN (a Go run folder)")
     if symmetries and agent is None:
         raise ConfigError("--symmetries averages a trained network: add --agent RUN (a Go run folder)")
+    if checkpoint != "latest" and agent is None:
+        raise ConfigError(
+            f"--checkpoint {checkpoint} picks an --agent run's checkpoint: add --agent RUN (a Go run folder)"
+        )
     return (
-        play.random_engine(size, komi, seed) if agent is None else agent_engine(agent, komi, seed, search, symmetries)
+        play.random_engine(size, komi, seed)
+        if agent is None
+        else agent_engine(agent, komi, seed, search, symmetries, checkpoint)
     )
 
 
-def agent_engine(run_dir: Path, komi: float | None, seed: int, search: int = 0, symmetries: bool = False):
-    """A GTP engine playing a Go run's latest policy, most likely legal move first (no sampling), or with `search` > 0
-    the most visited move of a PUCT search of that many playouts; `symmetries` averages the network over the board's
-    8 symmetries."""
+def agent_engine(
+    run_dir: Path,
+    komi: float | None,
+    seed: int,
+    search: int = 0,
+    symmetries: bool = False,
+    checkpoint: int | str = "latest",
+):
+    """A GTP engine playing a Go run's policy (its `checkpoint`: latest, best or a step), most likely legal move first
+    (no sampling), or with `search` > 0 the most visited move of a PUCT search of that many playouts; `symmetries`
+    averages the network over the board's 8 symmetries."""
     from agents.run import pick_device
     from envs.go import play
 
@@ -114,7 +135,8 @@ def agent_engine(run_dir: Path, komi: float | None, seed: int, search: int = 0, 
             f"--agent {str(run_dir)!r} is a {opened.algo} run on {cfg.env}, not a Go policy "
             f"(train one with: rl train ppo --env Go9)"
         )
-    opened = (with_symmetries(opened) if symmetries else opened).with_config(eval_greedy=True).with_checkpoint()
+    opened = (with_symmetries(opened) if symmetries else opened).with_config(eval_greedy=True)
+    opened = opened.with_checkpoint(checkpoint)
     env = envs.make(cfg.env, 1, seed)
     device = pick_device("auto")
     player = searcher(opened, env, device, search) if search else None
