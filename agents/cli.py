@@ -151,6 +151,95 @@ def train(
         typer.echo(f"continue with: rl train {algo} --resume {run.dir}")
 
 
+@app.command()
+@_user_errors
+def tune(
+    algo: Optional[str] = typer.Argument(None, help="Algorithm: dqn, ppo (search spaces in configs/tune/ALGO.yaml)."),
+    env: Optional[str] = typer.Option(None, "--env", help="Environment, as rl train's --env."),
+    trials: int = typer.Option(
+        20, "--trials", min=1, help="Trials the study holds when done (finished, pruned or running; failed ones rerun)."
+    ),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Worker processes sharing the study, one torch thread each."),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name (default ENV__ALGO, e.g. CartPole-v1__dqn)."),
+    storage: Optional[str] = typer.Option(
+        None, "--storage", help="SQLAlchemy URL of the study's database (default sqlite:///RUNS_DIR/tune/STUDY.db)."
+    ),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Env steps of each trial (total_timesteps)."),
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="YAML file of overrides for every trial, or a preset's name (as rl train's)."
+    ),
+    set_: list[str] = typer.Option([], "--set", help="Fix one key for every trial: --set seed=2 (repeatable)."),
+    space: Optional[Path] = typer.Option(None, "--space", help="Search space YAML (default configs/tune/ALGO.yaml)."),
+    pruner: str = typer.Option("median", "--pruner", help="median | halving | none: stop runs that fall behind."),
+    startup_trials: int = typer.Option(
+        5, "--startup-trials", min=0, help="Random trials before TPE models the results (none pruned by median)."
+    ),
+    report: Optional[str] = typer.Option(
+        None, "--report", metavar="STUDY", help="Print STUDY's best trials and write its history and importance plots."
+    ),
+):
+    """Tune hyperparameters with Optuna: each trial an ordinary run in runs/, the study in a database.
+
+    Each trial samples the keys of the search space (configs/tune/ALGO.yaml; keys fixed by --config, --steps or --set
+    are not searched) and is scored by the mean of its evaluation returns over the run (the area under the evaluation
+    curve: solving in fewer steps scores higher). TPE picks the values; the pruner, fed each evaluation's return,
+    stops a run that falls behind with a checkpoint (median: not in the first third of a run). The study is kept in
+    RUNS_DIR/tune/STUDY.db: the same command resumes it (Ctrl-C fails the trial in progress, a rerun redoes it), and
+    several processes (--jobs, or machines sharing one --storage URL) work on it together. The best trial's overrides
+    go to RUNS_DIR/tune/STUDY.best.yaml, for rl train --config.
+
+    \b
+    Examples:
+      rl tune dqn --env CartPole-v1 --trials 20
+      rl tune dqn --env CartPole-v1 --trials 40 --jobs 2          (the same study, 20 more trials, 2 processes)
+      rl tune ppo --env CartPole-v1 --trials 20 --pruner halving --set seed=3
+      rl tune dqn --env CartPole-v1 --storage postgresql://host/db   (run on each machine)
+      rl tune --report CartPole-v1__dqn
+      rl train dqn --env CartPole-v1 --config runs/tune/CartPole-v1__dqn.best.yaml
+    """
+    from agents import tune as tune_lib
+
+    if report is not None:
+        done = tune_lib.report(report, storage, set_)
+        counts = ", ".join(f"{n} {state}" for state, n in done.counts.items() if n)
+        typer.echo(f"study {done.name}: {done.algo} on {done.env}, {counts or 'no trials'}")
+        if done.best:
+            typer.echo(f"{'trial':>5}  {'value':>9}  params; run folder")
+        for t in done.best:
+            typer.echo(f"{t.number:>5}  {t.value:>9.2f}  {tune_lib.shown(t.params)}; {t.user_attrs.get('run_dir')}")
+        for line in [*(f"plot: {p}" for p in done.plots), *done.notes]:
+            typer.echo(line)
+        return
+    spec = tune_lib.prepare(
+        algo,
+        env,
+        trials=trials,
+        jobs=jobs,
+        study=study,
+        storage=storage,
+        steps=steps,
+        config_file=config,
+        overrides=set_,
+        space_file=space,
+        pruner=pruner,
+        startup_trials=startup_trials,
+    )
+    typer.echo(f"study {spec.name} in {spec.storage}: {spec.trials} trials searching {', '.join(spec.space)}")
+    if spec.unsearched:
+        typer.echo(f"not searched (fixed by --config, --steps or --set): {', '.join(spec.unsearched)}")
+    outcome = tune_lib.tune(spec)
+    typer.echo(f"study {spec.name}: " + ", ".join(f"{n} {state}" for state, n in outcome.counts.items() if n))
+    if outcome.best is not None:
+        typer.echo(
+            f"best: trial {outcome.best.number}, mean evaluation return {outcome.best.value:.2f}, "
+            f"run folder {outcome.best.user_attrs['run_dir']}"
+        )
+        typer.echo(f"train it: rl train {spec.algo} --env {spec.env} --config {outcome.best_path}")
+    if outcome.interrupted:
+        typer.echo("interrupted: the trial in progress is marked failed; the same command resumes the study")
+        raise typer.Exit(130)
+
+
 @app.command("eval")
 @_user_errors
 def eval_(

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 
 from agents import checkpoint, hooks
 from agents.evaluate import Policy, run_episodes, summarize
 from agents.planning import optimal_return
 from agents.watch import training_video
+
+# Called as observe(run, step, mean) after each evaluation round in this process: how `rl tune` follows a run's
+# evaluations without the algorithms knowing, and stops the run (run.stop_requested) when its trial is pruned
+observers: list[Callable[[Any, int, float], None]] = []
 
 
 def evaluation_round(
@@ -18,7 +24,7 @@ def evaluation_round(
     scale); `weights` (the playing network's, prefixed as in a step checkpoint) saved as checkpoints/best when the
     mean is higher than best's own, the best mean so far logged as eval/best_return; one game to videos/ every
     `video_frequency` rounds, and the family's own evaluation (Go: matches against fixed opponents,
-    agents/go/matches.py). Returns the mean."""
+    agents/go/matches.py); then each of `observers` is told. Returns the mean."""
     config = run.config
     mean = summarize(run_episodes(eval_env, policy, config.eval_episodes, seed=config.seed + 100_000 + step))["mean"]
     evals.append((step, mean))
@@ -29,4 +35,6 @@ def evaluation_round(
     training_video(run, len(evals), step, policy, scores)
     line = f"eval at step {step:,}: return {mean:.2f} over {config.eval_episodes} episodes"
     run.say(line + hooks.for_config(config).evaluate(run, policy, step, eval_env))
+    for observe in observers:
+        observe(run, step, mean)
     return mean
