@@ -19,35 +19,23 @@ and then the policy greedy in v_{n+1} is epsilon-optimal: v* - v_pi <= epsilon i
 The span bound needs stochastic rows, so where the episode can end the absorbing end state's
 difference (0) takes part in the span, which keeps the bound valid.
 
-Gamma 1 (undiscounted episodic problems: the gambler's, Sutton & Barto's grid worlds) is a
-stochastic shortest path problem (Bertsekas & Tsitsiklis 1991): the values are finite when some
-policy is proper, ending the episode with probability 1 from every state, and no policy collects
-positive reward forever. Every planner first finds a proper policy by backward reachability from the
-rows that can end (`_reach_end`), or raises ValueError naming the states that can never end. Policy
-iteration starts from it, so (I - P_pi) is invertible, and Puterman's improvement rule keeps the
-policy proper unless a cycle of positive total reward exists: an improper improved policy is
-reported as divergence. Value, Q-value and modified policy iteration start from its value, below
-the best proper policy's, so the iterates rise to the latter (Bertsekas & Yu 2016, which also covers
-cycles of zero reward, where a policy that never ends may tie or do better: every planner reports
-the best proper policy); they look for proof of divergence every 100 iterations and when they stop
-(`_diverging`). There is no epsilon-optimality bound at gamma 1: iteration stops when the change is
-below epsilon, which is exact only in the limit.
+Gamma 1 (undiscounted episodic problems) is a stochastic shortest path problem: agents/ssp.py finds a
+proper policy to start from and watches for divergence.
 """
 
 from __future__ import annotations
 
-import warnings
-from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
+from agents import ssp
+from agents.mdp_model import Model, backup, evaluate, prepare
 from envs import tabular
 
 Tensor = torch.Tensor
-_ENDS = 1e-6  # a row of P summing to less than 1 - _ENDS can end the episode (load_npz's tolerance for 1)
 _CHECK_EVERY = 100  # iterations between the gamma-1 checks for divergence
 
 
@@ -56,80 +44,6 @@ class Solution(NamedTuple):
     Q: Tensor  # (B, S, A) or (S, A)
     policy: Tensor  # (B, S) or (S,) int64
     iterations: int
-
-
-class Model(NamedTuple):
-    """An MDP prepared once for repeated backups: P as a (A*S, S) matrix, dense or sparse CSR."""
-
-    P: Tensor  # dense (1 or B, A*S, S) or sparse CSR (A*S, S)
-    R: Tensor  # (B, S, A)
-    gamma: Tensor  # (B,)
-    leak: Tensor  # (B,) bool: some row sums to less than 1 (episodes can end)
-    row_sums: Tensor  # (1 or B, S, A): sum_s' P(s'|s, a), so that backup(V + c) = backup(V) + gamma c row_sums
-    batched: bool  # whether the caller passed a batch (outputs keep the B axis)
-
-
-def prepare(P: Tensor, R: Tensor, gamma: float | Tensor) -> Model:
-    """Reshape P to (A*S, S) rows (sparse: CSR, built from COO indices in O(nnz)), broadcast the batch."""
-    batched = R.dim() == 3 or (P.dim() == 4) or (torch.is_tensor(gamma) and gamma.dim() == 1)
-    S, A = R.shape[-2:]
-    if P.is_sparse or P.layout == torch.sparse_csr:
-        if P.dim() == 3:  # (A, S, S) COO -> (A*S, S): row = a*S + s
-            P = P.coalesce()
-            a, s, s2 = P.indices()
-            P = torch.sparse_coo_tensor(torch.stack([a * S + s, s2]), P.values(), (A * S, S), check_invariants=False)
-        with warnings.catch_warnings():  # "sparse CSR support is in beta": CSR @ dense is all we use
-            warnings.simplefilter("ignore", UserWarning)
-            P = P.to_sparse_csr() if P.layout != torch.sparse_csr else P
-    else:
-        P = P.reshape(-1, A * S, S) if P.dim() == 4 else P.reshape(1, A * S, S)
-    row_sums = _matmul(P, torch.ones(1, S, dtype=R.dtype, device=R.device))  # (1 or B, A*S)
-    B = max(
-        P.shape[0] if P.layout == torch.strided else 1,
-        R.shape[0] if R.dim() == 3 else 1,
-        gamma.numel() if torch.is_tensor(gamma) else 1,
-    )
-    gamma = torch.as_tensor(gamma, dtype=R.dtype, device=R.device).reshape(-1).expand(B)
-    leak = (row_sums < 1 - _ENDS).any(-1).expand(B)
-    row_sums = row_sums.reshape(-1, A, S).transpose(1, 2)
-    return Model(P, R.reshape(-1, S, A).expand(B, S, A), gamma, leak, row_sums, batched)
-
-
-def _matmul(P: Tensor, V: Tensor) -> Tensor:
-    """P V for every row a*S + s: dense (1 or B, A*S, S) or sparse (A*S, S) P, V (B, S) -> (B, A*S)."""
-    if P.layout != torch.strided:
-        return (P @ V.T.contiguous()).T
-    if P.shape[0] == 1:  # one P for the whole batch: a single pass over its bytes serves every column
-        return _rows_in_parallel(P[0], V.T).T
-    return (P @ V.unsqueeze(-1)).squeeze(-1)
-
-
-_POOL: ThreadPoolExecutor | None = None
-
-
-def _rows_in_parallel(M: Tensor, X: Tensor) -> Tensor:
-    """M (N, S) @ X (S, B) with the rows split over torch's CPU threads when B is small: MKL's
-    matrix-vector product runs on one thread, and one core does not saturate memory bandwidth
-    (S=2000, A=8 float64 on 2 cores: 14-19 ms on one thread, 9 ms split; scripts/bench_planning.py)."""
-    threads = torch.get_num_threads()
-    if M.device.type != "cpu" or threads == 1 or X.shape[1] > 4 or M.shape[0] < 4096 * threads:
-        return M @ X
-    global _POOL
-    if _POOL is None or _POOL._max_workers != threads:
-        _POOL = ThreadPoolExecutor(threads, thread_name_prefix="planning")
-    out = torch.empty(M.shape[0], X.shape[1], dtype=torch.promote_types(M.dtype, X.dtype))
-    jobs = [_POOL.submit(torch.mm, rows, X, out=part) for rows, part in zip(M.chunk(threads), out.chunk(threads))]
-    for job in jobs:
-        job.result()  # torch ops release the GIL: the chunks run at once
-    return out
-
-
-def backup(model: Model, V: Tensor) -> Tensor:
-    """One Bellman backup (Puterman eq. 6.2.1): Q(s, a) = r(s, a) + gamma sum_s' P(s'|s, a) V(s').
-    V (B, S) -> Q (B, S, A)."""
-    B, S, A = model.R.shape
-    PV = _matmul(model.P, V)  # (B, A*S)
-    return model.R + model.gamma[:, None, None] * PV.reshape(B, A, S).transpose(1, 2)
 
 
 def bellman_backup(P: Tensor, R: Tensor, gamma: float | Tensor, V: Tensor) -> Tensor:
@@ -163,9 +77,9 @@ def _finish(model: Model, V: Tensor, iterations: int, diff: Tensor | None = None
     Puterman's bounds (Prop. 6.6.1): v* lies in Lv + gamma/(1-gamma) [min diff, max diff]; one more
     backup of that midpoint is reported (Q, and V = max Q), within gamma epsilon/2 of v*. The policy
     stays greedy in the last iterate, the one the epsilon-optimality theorem is about; at gamma 1 it
-    ends the episode wherever a greedy action does (`_proper_greedy`)."""
+    ends the episode wherever a greedy action does (`ssp.proper_greedy`)."""
     Q = backup(model, V)  # (B, S, A)
-    policy = _proper_greedy(model, Q, Q.argmax(-1))
+    policy = ssp.proper_greedy(model, Q, Q.argmax(-1))
     if diff is not None:
         g = model.gamma.clamp_max(1 - 1e-12)
         zero = torch.zeros_like(diff[:, 0])
@@ -177,126 +91,6 @@ def _finish(model: Model, V: Tensor, iterations: int, diff: Tensor | None = None
     if not model.batched:
         return Solution(V[0], Q[0], policy[0], iterations)
     return Solution(V, Q, policy, iterations)
-
-
-# ---------------------------------------------------------------------------------------------- gamma 1
-def _reach_end(model: Model, allowed: Tensor, score: Tensor) -> tuple[Tensor, Tensor]:
-    """Backward reachability of the end through the `allowed` (B, S, A) actions. Returns which states
-    (B, S) can end with positive probability and, per state, the allowed action of highest `score`
-    (B, S, A) among those that end or enter a state found in an earlier round: following those, every
-    step has a positive chance of coming closer to the end, so the policy is proper where reached."""
-    B, S, A = model.R.shape
-    hits = (model.row_sums < 1 - _ENDS).expand(B, S, A) & allowed  # (B, S, A): the rows that can end at once
-    reached = torch.zeros(B, S, dtype=torch.bool, device=model.R.device)
-    action = torch.zeros(B, S, dtype=torch.int64, device=model.R.device)
-    while True:
-        new = hits.any(-1) & ~reached
-        if not bool(new.any()):
-            return reached, action
-        action = torch.where(new, torch.where(hits, score, -torch.inf).argmax(-1), action)
-        reached |= new
-        enters = _matmul(model.P, reached.to(model.R.dtype)).reshape(B, A, S).transpose(1, 2) > 0  # (B, S, A)
-        hits |= enters & allowed
-
-
-def _states(mask: Tensor) -> str:
-    """'states 0, 4, 7, 8, 9 and 12 more': the states `mask` (B, S) marks in the first MDP that has any."""
-    ids = mask[mask.any(-1).nonzero()[0, 0]].nonzero().flatten().tolist()
-    shown = ", ".join(map(str, ids[:5])) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
-    return f"state{'s' if len(ids) > 1 else ''} {shown}"
-
-
-def _proper_policy(model: Model) -> Tensor:
-    """A proper policy (B, S), best-rewarded where there is a choice; ValueError if some state of an
-    MDP at gamma 1 can never end."""
-    reached, action = _reach_end(model, torch.ones_like(model.R, dtype=torch.bool), model.R)
-    stuck = ~reached & (model.gamma >= 1)[:, None]
-    if bool(stuck.any()):
-        raise ValueError(
-            f"no policy ends the episode from {_states(stuck)}: at gamma 1 the return there is an endless sum "
-            "(mark the terminal states, or use gamma < 1)"
-        )
-    return action
-
-
-def _one_hot(model: Model, policy: Tensor) -> Tensor:
-    """A deterministic policy (B, S) as the (B, S, A) mask of the actions it takes."""
-    return torch.zeros_like(model.R, dtype=torch.bool).scatter_(2, policy.unsqueeze(-1), True)
-
-
-def _never_ends(model: Model, allowed: Tensor) -> Tensor:
-    """(B, S): the states of the MDPs at gamma 1 from which the `allowed` (B, S, A) actions never end."""
-    if not bool((model.gamma >= 1).any()):
-        return torch.zeros_like(allowed[..., 0])
-    reached, _ = _reach_end(model, allowed, model.R)
-    return ~reached & (model.gamma >= 1)[:, None]
-
-
-def _proper_greedy(model: Model, Q: Tensor, policy: Tensor) -> Tensor:
-    """At gamma 1, the greedy `policy` (B, S) made proper where Q (B, S, A) ties: bumping into a wall
-    at no cost can be as good as moving on in Q, but only moving on earns V."""
-    if not bool((model.gamma >= 1).any()):
-        return policy
-    scale = 1e-9 if Q.dtype == torch.float64 else 1e-5
-    best = Q.amax(-1, keepdim=True)
-    reached, action = _reach_end(model, Q >= best - scale * (1 + best.abs()), Q)
-    return torch.where(reached & (model.gamma >= 1)[:, None], action, policy)
-
-
-def _diverging(model: Model, used: Tensor, V_before: Tensor, V_after: Tensor) -> Tensor:
-    """(B, S): the largest set of states that the actions `used` (B, S, A) never leave nor end from,
-    on which the backups that took those actions raised V in every state. A nonempty set proves that
-    the values are unbounded: repeating the same decisions gains at least the smallest rise per round
-    forever (backups are monotone, and on a set they never leave a constant added to V comes out
-    added), and switching to a proper policy after any number of rounds turns that into a return."""
-    B, S, A = model.R.shape
-    scale = 1e-9 if model.R.dtype == torch.float64 else 1e-5
-    inside = V_after - V_before > scale * (1 + V_after.abs().amax(1, keepdim=True))  # (B, S)
-    while True:
-        stays = _matmul(model.P, inside.to(model.R.dtype)).reshape(B, A, S).transpose(1, 2) >= 1 - _ENDS
-        keep = inside & (stays | ~used).all(-1)
-        if torch.equal(keep, inside):
-            return keep
-        inside = keep
-
-
-class _DivergenceWatch:
-    """For an iteration at gamma 1: gathers the greedy decisions of the backups and, on `check`,
-    raises ValueError when those taken since the last check prove that the values diverge."""
-
-    def __init__(self, model: Model, name: str):
-        self.model, self.name = model, name
-        self.V, self.used = None, torch.zeros_like(model.R, dtype=torch.bool)
-
-    def took(self, policy: Tensor, V: Tensor) -> None:
-        """A backup of V (B, S) chose `policy` (B, S)."""
-        self.V = V.clone() if self.V is None else self.V
-        self.used.scatter_(2, policy.unsqueeze(-1), True)
-
-    def check(self, V: Tensor) -> None:
-        """V (B, S) is what the backups since the last check made."""
-        endless = _diverging(self.model, self.used, self.V, V) & (self.model.gamma >= 1)[:, None]
-        if bool(endless.any()):
-            raise ValueError(
-                f"{self.name}: the values diverge: its decisions collect reward forever, never ending, "
-                f"in {_states(endless)} (at gamma 1 the optimal return is unbounded; use gamma < 1)"
-            )
-        self.V, self.used = None, torch.zeros_like(self.used)
-
-
-def _undiscounted_start(model: Model, V: Tensor, name: str, replace: bool) -> tuple[Tensor, _DivergenceWatch | None]:
-    """For the MDPs of the batch at gamma 1 (else V and None): V replaced (if `replace`) by the value
-    of a proper policy, below the best proper policy's, so that the iterates rise to the latter
-    (Bertsekas & Yu 2016), and a watch for divergence. ValueError if there is no proper policy."""
-    undiscounted = model.gamma >= 1
-    if not bool(undiscounted.any()):
-        return V, None
-    proper = _proper_policy(model)
-    if replace:
-        method = "exact" if model.P.layout == torch.strided else "iterative"
-        tolerance = 1e-12 if model.R.dtype == torch.float64 else 1e-6
-        V = torch.where(undiscounted[:, None], _evaluate(model, proper, method, tolerance, 1_000_000), V)
-    return V, _DivergenceWatch(model, name)
 
 
 def _no_convergence(name: str, model: Model, iterations: int) -> RuntimeError:
@@ -320,11 +114,11 @@ def value_iteration(
     `gauss_seidel=True` updates the states in place, in order, each backup using the values of the
     states already updated this sweep (Puterman Sec. 6.3.3); it converges in fewer sweeps, one
     state's row at a time (slow in Python for large S), and stops by the sup norm only (its bound,
-    Thm 6.3.5, is the synchronous one). At gamma 1 see the module docstring."""
+    Thm 6.3.5, is the synchronous one). At gamma 1 see agents/ssp.py."""
     model = prepare(P, R, gamma)
     B, S, A = model.R.shape
     V = torch.zeros(B, S, dtype=R.dtype, device=R.device) if V0 is None else V0.reshape(B, S).clone()
-    V, watch = _undiscounted_start(model, V, "value iteration", replace=V0 is None)
+    V, watch = ssp.undiscounted_start(model, V, "value iteration", replace=V0 is None)
     from_zero = V0 is None and watch is None
     threshold = _threshold(model.gamma, epsilon, "sup" if gauss_seidel else stop)
     for n in range(1, max_iterations + 1):
@@ -371,7 +165,7 @@ def q_value_iteration(
     Stops when ||Q_{k+1} - Q_k||_inf < epsilon (1 - gamma) / (2 gamma); since max_a Q_k is the value
     iterate v_k, this is the sup-norm rule of value iteration and the greedy policy is epsilon-optimal."""
     model = prepare(P, R, gamma)
-    V, watch = _undiscounted_start(model, torch.zeros_like(model.R[..., 0]), "Q-value iteration", replace=True)
+    V, watch = ssp.undiscounted_start(model, torch.zeros_like(model.R[..., 0]), "Q-value iteration", replace=True)
     Q = model.R.clone() if watch is None else backup(model, V)  # Q_0 = r, the backup of 0, at gamma < 1
     threshold = _threshold(model.gamma, epsilon, "sup")
     for n in range(1, max_iterations + 1):
@@ -384,42 +178,9 @@ def q_value_iteration(
                 watch.check(Q_new.amax(-1))
         Q = Q_new
         if done:
-            V, policy = Q.amax(-1), _proper_greedy(model, Q, Q.argmax(-1))
+            V, policy = Q.amax(-1), ssp.proper_greedy(model, Q, Q.argmax(-1))
             return Solution(V, Q, policy, n) if model.batched else Solution(V[0], Q[0], policy[0], n)
     raise _no_convergence("Q-value iteration", model, max_iterations)
-
-
-def _policy_rows(model: Model, policy: Tensor) -> tuple[Tensor, Tensor]:
-    """P_pi (B, S, S) and r_pi (B, S) of a deterministic policy (B, S), from a dense P."""
-    B, S, A = model.R.shape
-    rows = policy * S + torch.arange(S, device=policy.device)  # (B, S): row a*S + s
-    P = model.P.expand(B, -1, -1)
-    P_pi = torch.gather(P, 1, rows.unsqueeze(-1).expand(B, S, S))  # (B, S, S)
-    r_pi = model.R.gather(2, policy.unsqueeze(-1)).squeeze(-1)  # (B, S)
-    return P_pi, r_pi
-
-
-def _evaluate(model: Model, policy: Tensor, method: str, tolerance: float, max_iterations: int) -> Tensor:
-    """V_pi (B, S) of a deterministic policy (B, S)."""
-    B, S, A = model.R.shape
-    if method == "exact":
-        if model.P.layout != torch.strided:
-            raise ValueError(
-                "exact policy evaluation solves a dense linear system: use method='iterative' for a sparse P"
-            )
-        P_pi, r_pi = _policy_rows(model, policy)
-        eye = torch.eye(S, dtype=P_pi.dtype, device=P_pi.device)
-        return torch.linalg.solve(eye - model.gamma[:, None, None] * P_pi, r_pi)  # (I - gamma P_pi)^-1 r_pi
-    if method != "iterative":
-        raise ValueError(f"method must be 'exact' or 'iterative', not {method!r}")
-    V = torch.zeros(B, S, dtype=model.R.dtype, device=model.R.device)
-    for _ in range(max_iterations):  # v <- r_pi + gamma P_pi v (Puterman eq. 6.2.8), a gamma-contraction
-        V_new = backup(model, V).gather(2, policy.unsqueeze(-1)).squeeze(-1)
-        done = bool(((V_new - V).abs().amax(1) < tolerance).all())
-        V = V_new
-        if done:
-            return V
-    raise RuntimeError(f"iterative policy evaluation did not converge in {max_iterations} iterations")
 
 
 def policy_evaluation(
@@ -443,9 +204,11 @@ def policy_evaluation(
         probs = policy.to(model.R.dtype).reshape(-1, S, A).expand(B, S, A)
     else:
         policy = policy.reshape(-1, S).expand(B, S)
-    endless = _never_ends(model, probs > 0 if stochastic else _one_hot(model, policy))
+    endless = ssp.never_ends(model, probs > 0 if stochastic else ssp.one_hot(model, policy))
     if bool(endless.any()):
-        raise ValueError(f"the policy never ends the episode from {_states(endless)}: at gamma 1 its return is endless")
+        raise ValueError(
+            f"the policy never ends the episode from {ssp.states_text(endless)}: at gamma 1 its return is endless"
+        )
     if stochastic:  # average the actions' rows and rewards
         if method == "exact":
             if model.P.layout != torch.strided:
@@ -466,7 +229,7 @@ def policy_evaluation(
             else:
                 raise RuntimeError(f"iterative policy evaluation did not converge in {max_iterations} iterations")
     else:
-        V = _evaluate(model, policy, method, tolerance, max_iterations)
+        V = evaluate(model, policy, method, tolerance, max_iterations)
     return V if model.batched else V[0]
 
 
@@ -476,17 +239,17 @@ def policy_iteration(
     """Policy iteration (Howard 1960; Puterman Sec. 6.4): evaluate, improve greedily, repeat until
     the policy is stable. Improvement keeps the current action unless another is strictly better
     (Puterman's rule, which guarantees termination). A sparse P is evaluated iteratively. At gamma 1
-    it starts from a proper policy and reports divergence (module docstring)."""
+    it starts from a proper policy and reports divergence (agents/ssp.py)."""
     model = prepare(P, R, gamma)
     B, S, A = model.R.shape
     method = "iterative" if model.P.layout != torch.strided else evaluation
     policy = model.R.argmax(-1)  # greedy in v = 0
     undiscounted = model.gamma >= 1  # (B,)
     if bool(undiscounted.any()):
-        policy = torch.where(undiscounted[:, None], _proper_policy(model), policy)
+        policy = torch.where(undiscounted[:, None], ssp.proper_policy(model), policy)
     tol = 1e-12 if R.dtype == torch.float64 else 1e-6
     for n in range(1, max_iterations + 1):
-        V = _evaluate(model, policy, method, tol, 1_000_000)
+        V = evaluate(model, policy, method, tol, 1_000_000)
         Q = backup(model, V)
         current = Q.gather(2, policy.unsqueeze(-1)).squeeze(-1)
         scale = 1e-9 if R.dtype == torch.float64 else 1e-5
@@ -497,11 +260,12 @@ def policy_iteration(
         if bool(undiscounted.any()):
             # On a set the improved policy never leaves, the stationary average of Q(s, policy(s)) - V(s)
             # (>= 0, > 0 where the action changed) is its average reward: only a positive cycle is improper.
-            endless = _never_ends(model, _one_hot(model, policy))
+            endless = ssp.never_ends(model, ssp.one_hot(model, policy))
             if bool(endless.any()):
                 raise ValueError(
-                    f"policy iteration: the values diverge: the improved policy collects positive reward forever, "
-                    f"never ending, from {_states(endless)} (at gamma 1 the optimal return is unbounded; use gamma < 1)"
+                    "policy iteration: the values diverge: the improved policy collects positive reward forever, "
+                    f"never ending, from {ssp.states_text(endless)} (at gamma 1 the optimal return is unbounded; "
+                    "use gamma < 1)"
                 )
     raise RuntimeError(f"policy iteration did not stabilise in {max_iterations} iterations")
 
@@ -525,7 +289,7 @@ def modified_policy_iteration(
     B, S, A = model.R.shape
     low = model.R.amin((1, 2)).clamp_max(0) / (1 - model.gamma).clamp_min(1e-12)  # (B,)
     V = low[:, None].expand(B, S).clone()
-    V, watch = _undiscounted_start(model, V, "modified policy iteration", replace=True)
+    V, watch = ssp.undiscounted_start(model, V, "modified policy iteration", replace=True)
     threshold = _threshold(model.gamma, epsilon, stop)
     for n in range(1, max_iterations + 1):
         Q = backup(model, V)

@@ -55,7 +55,7 @@ def dense_phase(S: int, A: int, gamma: float, repeats: int, device: str = "cpu",
     import mdptoolbox.mdp
     from bench_common import synchronize
 
-    from agents import planning
+    from agents import mdp_model, planning
 
     rng = np.random.default_rng(0)
     P = rng.random((A, S, S))
@@ -80,10 +80,10 @@ def dense_phase(S: int, A: int, gamma: float, repeats: int, device: str = "cpu",
     r["ours_iter"] = sol.iterations
     for dtype in (torch.float64, torch.float32):  # 2. one backup vs streaming the same bytes
         Pt, Rt = torch.from_numpy(P).to(device, dtype), torch.from_numpy(R).to(device, dtype)
-        model = planning.prepare(Pt, Rt, gamma)
+        model = mdp_model.prepare(Pt, Rt, gamma)
         V = torch.randn(1, S, dtype=dtype).to(device)
         name = str(dtype).removeprefix("torch.")
-        r[f"backup_{name}_s"], _ = timed(lambda: (planning.backup(model, V).amax(-1), synchronize()), 5 * repeats)
+        r[f"backup_{name}_s"], _ = timed(lambda: (mdp_model.backup(model, V).amax(-1), synchronize()), 5 * repeats)
         r[f"stream_{name}_s"], _ = timed(lambda: (Pt.sum(), synchronize()), 5 * repeats)
         r[f"bytes_{name}"] = Pt.numel() * Pt.element_size()
         Pt = model = None  # free the tensors before the next dtype

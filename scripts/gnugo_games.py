@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from envs.go import game, gtp, sgf
+from envs.go import game, gtp, gtp_client, sgf
 from envs.go.env import observation_planes, random_policy
 
 
@@ -40,10 +40,10 @@ class IllegalMove(RuntimeError):
     """A move GNU Go chose that our rules forbid: the two rule sets disagree, so the data would be wrong."""
 
 
-def start_engine(size: int, komi: float, level: int) -> gtp.GtpClient:
-    client = gtp.GtpClient(
+def start_engine(size: int, komi: float, level: int) -> gtp_client.GtpClient:
+    client = gtp_client.GtpClient(
         [
-            gtp.GNUGO,
+            gtp_client.GNUGO,
             "--mode",
             "gtp",
             "--chinese-rules",
@@ -65,7 +65,9 @@ def game_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] % 2**31)
 
 
-def play_game(engine: gtp.GtpClient, size: int, komi: float, history: int, random_opening: int, seed: int) -> dict:
+def play_game(
+    engine: gtp_client.GtpClient, size: int, komi: float, history: int, random_opening: int, seed: int
+) -> dict:
     """One game: K random moves, then GNU Go for both colours to the end. Returns the recorded positions
     (obs (P, 2k+1, N, N) uint8, action (P,), legal (P, A+1), mover (P,) +1/-1), the moves and Black's margin."""
     A = size * size
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         size=np.int64(args.size),
         komi=np.float32(komi),
     )
-    name = f"GNU Go {gtp.GNUGO} level {args.level}"
+    name = f"GNU Go {gtp_client.GNUGO} level {args.level}"
     args.out.with_suffix(".sgf").write_text(
         "".join(
             sgf.write(args.size, komi, g["moves"], gtp.result_text(g["margin"]), black=name, white=name) for g in games

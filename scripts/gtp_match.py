@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 
-from envs.go import game, gtp, sgf
+from envs.go import game, gtp, gtp_client, sgf
 
 
 def match(black: str, white: str, size: int, komi: float) -> tuple[list[tuple[int, int]], str]:
     """Play one game; returns the moves (colour, action) and the result ("B+3.5", "W+R", ...)."""
-    engines = {game.BLACK: gtp.GtpClient(black), game.WHITE: gtp.GtpClient(white)}
+    engines = {game.BLACK: gtp_client.GtpClient(black), game.WHITE: gtp_client.GtpClient(white)}
     state, moves = game.new_games(1, size), []
     try:
         for engine in engines.values():
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--black", default=rl_gtp, help="command of the Black engine (default: rl gtp)")
     parser.add_argument(
         "--white",
-        default=f"{gtp.GNUGO} --mode gtp --chinese-rules --positional-superko --level 1",
+        default=f"{gtp_client.GNUGO} --mode gtp --chinese-rules --positional-superko --level 1",
         help="command of the White engine (default: GNU Go, level 1)",
     )
     parser.add_argument("--size", type=int, default=9)

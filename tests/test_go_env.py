@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import envs
-from envs.go import game, gtp
+from envs.go import game, gtp_client
 from envs.go.env import offered_moves, random_policy
 
 torch.set_num_threads(1)
@@ -107,7 +107,7 @@ def test_pass_rule_end_offers_pass_only_when_nothing_else_is_or_when_passing_bac
         assert offered.nonzero().view(-1).tolist() == [25]
 
 
-@pytest.mark.skipif(not os.access(gtp.GNUGO, os.X_OK), reason="GNU Go not installed (apt-get install gnugo)")
+@pytest.mark.skipif(not os.access(gtp_client.GNUGO, os.X_OK), reason="GNU Go not installed (apt-get install gnugo)")
 def test_gnugo_opponent():
     env = envs.make("Go5", num_envs=2, seed=0, opponent="gnugo")
     try:

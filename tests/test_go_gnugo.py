@@ -10,10 +10,10 @@ import random
 import pytest
 import torch
 
-from envs.go import game, gtp
+from envs.go import game, gtp, gtp_client
 
 pytestmark = pytest.mark.skipif(
-    not os.access(gtp.GNUGO, os.X_OK), reason="GNU Go not installed (apt-get install gnugo)"
+    not os.access(gtp_client.GNUGO, os.X_OK), reason="GNU Go not installed (apt-get install gnugo)"
 )
 
 
@@ -35,7 +35,7 @@ def beyond_simple_ko(state: game.GoState, previous: torch.Tensor | None) -> list
 def test_gnugo_agrees_on_stones_and_legality(size, moves):
     torch.set_num_threads(1)
     rng = random.Random(size)
-    engine = gtp.gnugo(size, game.default_komi(size))
+    engine = gtp_client.gnugo(size, game.default_komi(size))
     A = size * size
     state, games, superko_only, previous = game.new_games(1, size), 0, 0, None
     try:
@@ -73,7 +73,7 @@ def test_gnugo_is_out_of_reach_of_a_ctrl_c_meant_for_the_training_run():
     """Ctrl-C in a terminal signals the whole foreground process group. GNU Go runs in its own session, so a training
     run interrupted during an evaluation match keeps its engines, finishes the match and checkpoints (before, the
     engines died with the signal and the run crashed without its last checkpoint)."""
-    engine = gtp.gnugo(5, 7.5)
+    engine = gtp_client.gnugo(5, 7.5)
     try:
         assert os.getpgid(engine.process.pid) != os.getpgid(0) and os.getsid(engine.process.pid) != os.getsid(0)
         assert engine.send("genmove b") != ""

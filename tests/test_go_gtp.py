@@ -18,11 +18,11 @@ from conftest import invoke, ok
 from typer.testing import CliRunner
 
 from agents.cli import app
-from envs.go import game, gtp, play, render, sgf
+from envs.go import game, gtp, gtp_client, play, render, sgf
 from envs.go.env import random_policy
 
 ROOT = Path(__file__).resolve().parents[1]
-HAVE_GNUGO = os.access(gtp.GNUGO, os.X_OK)
+HAVE_GNUGO = os.access(gtp_client.GNUGO, os.X_OK)
 
 
 def session(commands: str, size: int = 5) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from envs.go import game, gtp, play
+from envs.go import game, gtp, gtp_client, play
 
 ROOT = Path(__file__).resolve().parents[1]
 SABAKI = ROOT / "tests" / "sabaki"
@@ -22,20 +22,20 @@ B, W = game.BLACK, game.WHITE
 NAME = {B: "b", W: "w"}
 
 pytestmark = pytest.mark.skipif(
-    not os.access(gtp.GNUGO, os.X_OK), reason="GNU Go not installed (apt-get install gnugo)"
+    not os.access(gtp_client.GNUGO, os.X_OK), reason="GNU Go not installed (apt-get install gnugo)"
 )
 
 
-def gnugo(level: int = 1, seed: int = 0) -> gtp.GtpClient:
+def gnugo(level: int = 1, seed: int = 0) -> gtp_client.GtpClient:
     """GNU Go under our rules, passing with dead stones left on the board (no --capture-all-dead)."""
     argv = ["--mode", "gtp", "--chinese-rules", "--positional-superko", "--level", str(level), "--seed", str(seed)]
-    return gtp.GtpClient([gtp.GNUGO, *argv])
+    return gtp_client.GtpClient([gtp_client.GNUGO, *argv])
 
 
 @pytest.fixture(scope="module")
 def engines():
     """`rl gtp` (the random player) and GNU Go, one process each for the whole file: every test starts a game."""
-    rl, reference = gtp.GtpClient([sys.executable, "-m", "agents.cli", "gtp", "--seed", "1"]), gnugo()
+    rl, reference = gtp_client.GtpClient([sys.executable, "-m", "agents.cli", "gtp", "--seed", "1"]), gnugo()
     yield rl, reference
     rl.close()
     reference.close()
@@ -46,7 +46,9 @@ def new_game(clients, size: int, komi: float) -> None:
         client.send_many([f"boardsize {size}", "clear_board", f"komi {komi}"])
 
 
-def referee(players: dict[int, gtp.GtpClient], first: int = B, clock: bool = False, limit: int = 600) -> list[str]:
+def referee(
+    players: dict[int, gtp_client.GtpClient], first: int = B, clock: bool = False, limit: int = 600
+) -> list[str]:
     """Alternate genmove and play from `first` until two passes in a row; with `clock`, time_left before each
     genmove. Returns the moves ("b d4"); a resignation is played as a pass."""
     who, passes, moves = first, 0, []
@@ -64,7 +66,7 @@ def referee(players: dict[int, gtp.GtpClient], first: int = B, clock: bool = Fal
     return moves
 
 
-def stones(client: gtp.GtpClient) -> dict[str, set[str]]:
+def stones(client: gtp_client.GtpClient) -> dict[str, set[str]]:
     return {who: set(client.send(f"list_stones {who}").upper().split()) for who in ("black", "white")}
 
 
@@ -124,7 +126,7 @@ def test_fixed_handicap_points_are_gnugos():
         reference.close()
 
 
-def selfplay(client: gtp.GtpClient, seed: int, size: int = 9) -> list[str]:
+def selfplay(client: gtp_client.GtpClient, seed: int, size: int = 9) -> list[str]:
     client.send_many([f"boardsize {size}", "clear_board", "komi 7.5", f"set_random_seed {seed}"])
     both = _SelfPlay(client)
     return referee({B: both, W: both})
@@ -174,7 +176,7 @@ def test_sabaki_controller_plays_a_handicap_game_between_rl_gtp_and_gnugo():
     """tests/sabaki/match.js drives both engines with @sabaki/gtp's ControllerStateTracker, as Sabaki does: komi,
     boardsize, time_settings and set_free_handicap synced into each engine, then genmove and play to two passes."""
     process = subprocess.run(
-        ["node", str(SABAKI / "match.js"), sys.executable, gtp.GNUGO],
+        ["node", str(SABAKI / "match.js"), sys.executable, gtp_client.GNUGO],
         capture_output=True,
         text=True,
         timeout=300,

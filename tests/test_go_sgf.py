@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 
-from envs.go import game, gtp, play, sgf
+from envs.go import game, gtp, gtp_client, play, sgf
 
-HAVE_GNUGO = os.access(gtp.GNUGO, os.X_OK)
+HAVE_GNUGO = os.access(gtp_client.GNUGO, os.X_OK)
 B, W = game.BLACK, game.WHITE
 
 
@@ -123,7 +123,8 @@ def test_loadsgf_reads_a_position_and_leaves_the_engine_as_it_was_on_a_bad_file(
 
 def gnugo_record(path, seed: int) -> None:
     """A game GNU Go plays against itself (benchmark mode): random opening moves with comments, passes as B[]."""
-    argv = [gtp.GNUGO, "--benchmark", "200", "--boardsize", "9", "--level", "1", "--seed", str(seed), "-o", str(path)]
+    argv = [gtp_client.GNUGO, "--benchmark", "200", "--boardsize", "9", "--level", "1"]
+    argv += ["--seed", str(seed), "-o", str(path)]
     subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=120, check=True)
 
 
@@ -135,7 +136,7 @@ def stones(answer: str) -> set[str]:
 def test_loadsgf_agrees_with_gnugo_on_records_gnugo_wrote(tmp_path):
     """Whole games and GNU Go's printsgf of a handicap position (set-up stones of both colours, PL[W]): after
     `loadsgf FILE N` both engines have the same stones and the same colour to move."""
-    reference = gtp.gnugo(9, 0.5)
+    reference = gtp_client.gnugo(9, 0.5)
     files = []
     for seed in (1, 2):
         files.append(tmp_path / f"game{seed}.sgf")

@@ -17,11 +17,11 @@ import envs
 from agents import ppo, registry
 from agents.evaluate import run_episodes
 from agents.supervised import evaluate, greedy_policy, load_classifier, load_data
-from envs.go import game, gtp, sgf
+from envs.go import game, gtp_client, sgf
 from envs.go.env import GoEnv
 
 pytestmark = pytest.mark.skipif(
-    not os.access(gtp.GNUGO, os.X_OK), reason="GNU Go not installed (apt-get install gnugo)"
+    not os.access(gtp_client.GNUGO, os.X_OK), reason="GNU Go not installed (apt-get install gnugo)"
 )
 torch.set_num_threads(1)
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gnugo_games.py"

@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import invoke, ok
 
+from agents import mdp_model
 from agents import planning as pl
 from envs import tabular as tb
 
@@ -120,7 +121,7 @@ def test_stochastic_policy_evaluation_matches_the_mixture():
 def test_dense_and_sparse_agree_and_sparse_stays_sparse():
     P, R = random_mdp(80, 4, seed=2, leak=0.01, density=0.05)
     sparse = P.to_sparse()
-    model = pl.prepare(sparse, R, 0.9)
+    model = mdp_model.prepare(sparse, R, 0.9)
     assert model.P.layout == torch.sparse_csr and model.P.values().numel() == int((P != 0).sum())
     for method in pl.METHODS:
         dense_sol, sparse_sol = pl.solve(method, P, R, 0.9, 1e-9), pl.solve(method, sparse, R, 0.9, 1e-9)
@@ -381,13 +382,13 @@ def test_rl_plan_unreadable_mdp_file_is_one_line_and_writes_nothing(tmp_path):
 
 
 def test_rows_split_over_threads_equal_one_matmul():
-    """The CPU path that splits a large P's rows over threads (agents.planning._rows_in_parallel)."""
+    """The CPU path that splits a large P's rows over threads (agents.mdp_model._rows_in_parallel)."""
     g = torch.Generator().manual_seed(0)
     M, X = torch.rand(8192, 512, generator=g, dtype=torch.float64), torch.rand(512, 1, generator=g, dtype=torch.float64)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        split = pl._rows_in_parallel(M, X)
+        split = mdp_model._rows_in_parallel(M, X)
     finally:
         torch.set_num_threads(threads)
     assert torch.allclose(split, M @ X, rtol=1e-12, atol=0)

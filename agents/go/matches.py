@@ -21,12 +21,12 @@ import numpy as np
 
 from agents.evaluate import Policy, act
 from agents.go.search import Search
-from envs.go import game, gtp, sgf
+from envs.go import game, gtp, gtp_client, sgf
 from envs.go.env import GameRecord, GoEnv
 
 
 def gnugo_available() -> bool:
-    return Path(gtp.GNUGO).exists() or shutil.which("gnugo") is not None
+    return Path(gtp_client.GNUGO).exists() or shutil.which("gnugo") is not None
 
 
 def opponent_names(config) -> list[tuple[str, str, int]]:

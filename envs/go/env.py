@@ -59,7 +59,7 @@ import numpy as np
 import torch
 from gymnasium.spaces import Box, Discrete, MultiDiscrete
 
-from envs.go import game, gtp, render, symmetry
+from envs.go import game, gtp, gtp_client, render, symmetry
 from envs.go.game import random_policy  # the env's random player, kept in the rules so gtp.py can play it out
 
 
@@ -139,7 +139,7 @@ class GnuGoOpponent:
 
     def __init__(self, num_envs: int, size: int, komi: float, level: int = 1, seed: int = 0):
         self.size = size
-        self.engines = [gtp.gnugo(size, komi, level, seed + i) for i in range(num_envs)]
+        self.engines = [gtp_client.gnugo(size, komi, level, seed + i) for i in range(num_envs)]
 
     def reset(self, rows: np.ndarray) -> None:
         for i in rows:

@@ -1,5 +1,4 @@
-"""GTP v2 (Go Text Protocol, Farnebäck 2002): an engine that plays our rules, and a client for
-other engines (GNU Go) used by the opponent, the referee script and the cross-check test.
+"""GTP v2 (Go Text Protocol, Farnebäck 2002): an engine that plays our rules (gtp_client.py drives other engines).
 
 The engine answers GTP v2's required and tournament commands, the regression ones (loadsgf, reg_genmove), the ones
 GUIs and servers send (undo, showboard, printsgf, kgs-genmove_cleanup) and GNU Go's list_stones and is_legal. A game
@@ -16,8 +15,6 @@ import inspect
 import io
 import math
 import re
-import shlex
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +25,6 @@ import torch
 from envs.go import game, render, sgf
 
 COLUMNS = "ABCDEFGHJKLMNOPQRST"  # no I
-GNUGO = "/usr/games/gnugo"
 SGF_LIMIT = 10_000_000  # bytes: loadsgf reads no larger file (nor a device like /dev/zero)
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control characters other than HT
 
@@ -419,79 +415,3 @@ def serve(engine: Engine, stdin: TextIO | None = None, stdout: TextIO | None = N
             stdout.flush()
             if engine.quitting:
                 return
-
-
-class GtpClient:
-    """Drives an external GTP engine (GNU Go) over pipes: `send(cmd)` returns the answer text or
-    raises GtpError with the engine's `?` message."""
-
-    def __init__(self, command: list[str] | str):
-        argv = shlex.split(command) if isinstance(command, str) else command
-        # its own session: a Ctrl-C in the terminal (SIGINT to the foreground group) must reach only us, so that a
-        # training run stopped during an evaluation against GNU Go finishes its games and checkpoints instead of
-        # losing the engine
-        self.process = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, start_new_session=True
-        )
-
-    def send(self, command: str) -> str:
-        return self.send_many([command])[0]
-
-    def send_many(self, commands: list[str]) -> list[str]:
-        """Pipeline several commands (one write, then read every answer)."""
-        self.process.stdin.write("".join(c + "\n" for c in commands))
-        self.process.stdin.flush()
-        answers = []
-        for _ in commands:
-            lines = []
-            while True:
-                line = self.process.stdout.readline()
-                if not line:
-                    raise GtpError(f"engine exited during {commands!r}")
-                if line == "\n" and lines:
-                    break
-                if line != "\n":
-                    lines.append(line.rstrip("\n"))
-            head, rest = lines[0], lines[1:]
-            text = "\n".join([head[1:].strip(), *rest]).strip()
-            if head.startswith("?"):
-                raise GtpError(text)
-            answers.append(text)
-        return answers
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            try:
-                self.process.stdin.write("quit\n")
-                self.process.stdin.flush()
-            except BrokenPipeError:
-                pass
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-
-
-def gnugo(size: int, komi: float, level: int = 1, seed: int = 0) -> GtpClient:
-    """GNU Go under our rules: area scoring, positional superko, no suicide (its default). With
-    --capture-all-dead it removes dead stones by capturing them before it passes, as Tromp-Taylor scoring
-    (which counts every stone on the board as alive) needs; without it GNU Go passes in won positions
-    that Tromp-Taylor scores as lost."""
-    client = GtpClient(
-        [
-            GNUGO,
-            "--mode",
-            "gtp",
-            "--chinese-rules",
-            "--positional-superko",
-            "--capture-all-dead",
-            "--level",
-            str(level),
-            "--seed",
-            str(seed),
-            "--komi",
-            str(komi),
-        ]
-    )
-    client.send_many([f"boardsize {size}", "clear_board", f"komi {komi}"])
-    return client
