@@ -136,9 +136,11 @@ def save(
         _write_json(tmp / "state.json", {**state, "step": step, "optimizer": opt_rest, "versions": versions()})
         os.rename(tmp, final)
         _write_json(folder / LATEST, {"step": step, "path": final.name})
-    except (OSError, SafetensorError) as e:
+    except Exception as e:  # a full disk, or a part that cannot be saved (replay.save's ValueError): no leftovers
         for written in (tmp, final):  # final: renamed into place, but latest.json does not name it
             shutil.rmtree(written, ignore_errors=True)
+        if not isinstance(e, (OSError, SafetensorError)):
+            raise
         reason = getattr(e, "strerror", None) or (str(e) or type(e).__name__).splitlines()[0]
         raise CheckpointError(
             f"cannot save checkpoint {str(final)!r}: {reason} (the checkpoints before it are untouched)"
@@ -218,14 +220,15 @@ def best(folder: Path) -> Path | None:
 
 
 def best_evaluation(folder: Path) -> tuple[int, float] | None:
-    """(step, mean return) of checkpoints/best, or None before any evaluation."""
+    """(step, mean return) of checkpoints/best, or None before any evaluation. An unreadable best counts as none: the
+    next evaluation replaces it, rather than its error stopping the training."""
     if (path := best(folder)) is None:
         return None
     try:
         state = json.loads((path / "state.json").read_text())
         return int(state["step"]), float(state["return"])
     except (OSError, ValueError, KeyError, TypeError):  # ValueError: not JSON, not UTF-8
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: state.json") from None
+        return None
 
 
 def save_best(folder: Path, step: int, mean: float, tensors: dict[str, torch.Tensor]) -> float:

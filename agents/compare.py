@@ -187,15 +187,31 @@ def write_csv(groups: list[Group], out: Path, smooth: int) -> None:
     out.write_text("\n".join(lines) + "\n")
 
 
-def check_outputs(out: Path | None, csv: Path | None) -> None:
-    """Before any run is read: --out names a format matplotlib writes, and both files go into existing folders."""
+def plot_path_problem(path: Path) -> str | None:
+    """Why matplotlib cannot write a plot to `path`, or None: it needs a picture format it knows (the extension) and
+    a folder that exists. `rl compare --out` and `rl plan --plot` check their paths with it before any work."""
+    import difflib
+
     from matplotlib.backend_bases import FigureCanvasBase
 
-    if out is not None and out.suffix.lower()[1:] not in FigureCanvasBase.get_supported_filetypes():
-        raise CompareError(f"--out {str(out)!r}: the extension sets the plot's format: use .png, .pdf or .svg")
-    for option, path in (("--out", out), ("--csv", csv)):
-        if path is not None and not path.parent.is_dir():
-            raise CompareError(f"{option} {str(path)!r}: folder {str(path.parent)!r} does not exist")
+    formats = [f".{f}" for f in FigureCanvasBase.get_supported_filetypes()]
+    if path.suffix.lower() not in formats:
+        near = difflib.get_close_matches(path.suffix.lower(), formats, n=1, cutoff=0.5)
+        what = f"unknown picture format {path.suffix!r}" if path.suffix else "no picture format (file extension)"
+        return what + (f", did you mean {near[0]}?" if near else "") + f" (formats: {' '.join(formats)})"
+    return folder_problem(path)
+
+
+def folder_problem(path: Path) -> str | None:
+    """Why `path` cannot be written for want of its folder, or None."""
+    return None if path.parent.is_dir() else f"there is no folder {str(path.parent)!r} to write it in"
+
+
+def check_outputs(out: Path | None, csv: Path | None) -> None:
+    """Before any run is read: --out names a format matplotlib writes, and both files go into existing folders."""
+    for option, path, problem in (("--out", out, plot_path_problem), ("--csv", csv, folder_problem)):
+        if path is not None and (why := problem(path)):
+            raise CompareError(f"{option} {str(path)!r}: {why}")
 
 
 def compare(

@@ -62,8 +62,8 @@ class Policy(nn.Module):
 
 
 def export(run_dir: Path, fmt: str, out: Path, checkpoint: str = "latest") -> Exported:
-    """Write the policy of `run_dir`'s checkpoint (latest, or a step) to `out` in format `fmt`; the file appears only
-    once it has passed the check, written to a temp file and renamed."""
+    """Write the policy of `run_dir`'s checkpoint (latest, best or a step) to `out` in format `fmt`; the file appears
+    only once it has passed the check, written to a temp file and renamed."""
     out = Path(out)
     check_target(fmt, out)
     opened = registry.open_run(run_dir, checkpoint)

@@ -1,7 +1,8 @@
 """`rl train`: check the command's input, resolve the config, open (or reopen) the run folder and train.
 
 Bad input is found before a run folder exists where possible; input found bad only once the env or the network
-exists (encoder.init of another shape) removes the new folder again, so an error leaves nothing behind.
+exists (encoder.init of another shape), or a first checkpoint that cannot be saved, removes the new folder again,
+so an error leaves nothing behind, unless the run already saved weights (checkpoints/best).
 """
 
 from __future__ import annotations
@@ -66,13 +67,19 @@ def train(
             summary = registry.implementation(algo, cfg).train(cfg, run)
     except (ConfigError, checkpoint.CheckpointError):
         run.close()
-        if resume is None and distributed.is_main() and not any(run.checkpoint_dir.glob("step_*")):
+        if resume is None and distributed.is_main() and not _holds_a_checkpoint(run):
             shutil.rmtree(run.dir, ignore_errors=True)
         raise
     finally:
         run.close()
         distributed.close()
     return run, summary
+
+
+def _holds_a_checkpoint(run: run_lib.Run) -> bool:
+    """Does the failed run leave weights to use: a step checkpoint, or the best evaluation's (a full disk at the
+    first step checkpoint after an evaluation)? A folder without either is removed."""
+    return any(run.checkpoint_dir.glob("step_*")) or checkpoint.best(run.checkpoint_dir) is not None
 
 
 def supervised(

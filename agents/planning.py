@@ -173,7 +173,7 @@ def q_value_iteration(
         change = (Q_new - Q).abs().flatten(1).amax(1)
         done = bool((change < threshold).all())
         if watch is not None:
-            watch.took(Q.argmax(-1), Q.amax(-1))
+            watch.took(Q_new.argmax(-1), Q.amax(-1))  # the backup of max Q_k chose these
             if done or n % _CHECK_EVERY == 0:
                 watch.check(Q_new.amax(-1))
         Q = Q_new
@@ -364,6 +364,7 @@ def plan(method: str, env: str | None, mdp_file=None, gamma: float | None = None
     MDP's own). Returns (model, solution, gamma); bad input is one ConfigError line."""
     import difflib
 
+    from agents.compare import plot_path_problem
     from agents.config import ConfigError
 
     if method not in METHODS:
@@ -374,8 +375,8 @@ def plan(method: str, env: str | None, mdp_file=None, gamma: float | None = None
         raise ConfigError(
             "give exactly one of --env ENV or --mdp FILE.npz: e.g. rl plan value-iteration --env FrozenLake-v1"
         )
-    if plot is not None:
-        _check_plot_path(Path(plot))
+    if plot is not None and (why := plot_path_problem(Path(plot))):
+        raise ConfigError(f"--plot {str(plot)!r}: {why}")
     model = tabular.make_mdp(env) if env is not None else tabular.load_npz(mdp_file)
     gamma = model.gamma if gamma is None else gamma
     if not 0 < gamma <= 1:
@@ -387,21 +388,3 @@ def plan(method: str, env: str | None, mdp_file=None, gamma: float | None = None
         return model, solve(method, P, R, gamma), gamma
     except (ValueError, RuntimeError, torch.linalg.LinAlgError) as e:  # e.g. gamma 1 without a proper policy
         raise ConfigError(f"{method} at gamma {gamma} failed on {model.name}: {str(e).splitlines()[0]}") from None
-
-
-def _check_plot_path(path: Path) -> None:
-    """ConfigError unless matplotlib can write `path`: a picture format it knows, in a folder that exists."""
-    import difflib
-
-    from matplotlib.backend_bases import FigureCanvasBase
-
-    from agents.config import ConfigError
-
-    formats = [f".{f}" for f in FigureCanvasBase.get_supported_filetypes()]
-    if path.suffix.lower() not in formats:
-        near = difflib.get_close_matches(path.suffix.lower(), formats, n=1, cutoff=0.5)
-        what = f"unknown picture format {path.suffix!r}" if path.suffix else "no picture format (file extension)"
-        hint = f", did you mean {near[0]}?" if near else ""
-        raise ConfigError(f"--plot {str(path)!r}: {what}{hint} (formats: {' '.join(formats)}): e.g. --plot values.png")
-    if not path.parent.is_dir():
-        raise ConfigError(f"--plot {str(path)!r}: there is no folder {str(path.parent)!r} to write it in")

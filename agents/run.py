@@ -142,6 +142,10 @@ class Run:
             self._progress.stop()
         if self.writer is not None:
             self.writer.close()
+        self.restore_signal_handlers()
+
+    def restore_signal_handlers(self) -> None:
+        """The handlers the stop signals had before start()."""
         for signum, handler in self._handlers.items():
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         self._handlers.clear()
@@ -240,19 +244,34 @@ STOP_SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM", signal.SIGHU
 def _install_stop_handlers(run: Run) -> None:
     """Ctrl-C, SIGTERM (a cluster scheduler's stop) and SIGHUP (a closed terminal) ask the loop to stop after the
     current step and save a checkpoint; the handler says so at once. A further signal never abandons that save: it
-    says what is left to do. A signal ignored before the run (nohup, a background job) stays ignored."""
+    says what is left to do, and the one after "already stopping" (a hung evaluation, a stuck GNU Go pipe), outside a
+    save, quits at once: KeyboardInterrupt, the last complete checkpoint kept. A signal ignored before the run (nohup,
+    a background job) stays ignored."""
+    # which of stdout, stderr are the terminal, known now: after a hangup isatty() fails (EIO) and says no
+    terminal = [fd for fd in (1, 2) if os.isatty(fd)]
+    quitting = False  # the next stop signal outside a save quits
 
     def handler(signum, frame):
+        nonlocal quitting
         if signum == signal.SIGHUP:
-            _leave_closed_terminal()
+            _leave_closed_terminal(terminal)
         name = STOP_SIGNALS[signum]
         if not run.stop_requested:
             run.stop_requested = True
             _announce(run, f"{name}: stopping after the current step and saving a checkpoint")
         elif run.saving:
             _announce(run, f"{name}: finishing the checkpoint being saved (it is written whole or not at all)")
+        elif not quitting:
+            quitting = True
+            _announce(
+                run,
+                f"{name}: already stopping: the current step ends, then the checkpoint is saved; once more quits "
+                "without saving",
+            )
         else:
-            _announce(run, f"{name}: already stopping: the current step ends, then the checkpoint is saved")
+            _announce(run, f"{name}: quitting without saving (the last complete checkpoint stays)")
+            run.restore_signal_handlers()
+            raise KeyboardInterrupt
 
     for signum in STOP_SIGNALS:
         if signal.getsignal(signum) != signal.SIG_IGN:
@@ -271,12 +290,12 @@ def _announce(run: Run, line: str) -> None:
         pass
 
 
-def _leave_closed_terminal() -> None:
-    """After a hangup, writing to the terminal fails (EIO) and would abort the save: output goes to /dev/null."""
+def _leave_closed_terminal(terminal: list[int]) -> None:
+    """After a hangup, writing to the terminal fails (EIO) and would abort the save: the file descriptors in
+    `terminal` (those of 1, 2 that were the terminal) go to /dev/null."""
     null = os.open(os.devnull, os.O_WRONLY)
-    for fd in (1, 2):
-        if os.isatty(fd):
-            os.dup2(null, fd)
+    for fd in terminal:
+        os.dup2(null, fd)
     os.close(null)
 
 

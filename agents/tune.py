@@ -195,7 +195,8 @@ def _objective(spec: Spec, trial: optuna.Trial) -> float:
             run.writer.add_text("tune/trial", f"study {spec.name}, trial {trial.number}: {shown(sampled)}", step)
             first = False
         trial.report(mean, step)
-        if not pruned and trial.should_prune():
+        # the last step's evaluation ends the run anyway: the trial completes, never pruned
+        if not pruned and step < run.config.total_timesteps and trial.should_prune():
             pruned = run.stop_requested = True  # the loop stops after this step and saves a checkpoint
             run.say(f"trial {trial.number} pruned at step {step:,}: stopping the run with a checkpoint")
 

@@ -199,6 +199,15 @@ def test_killed_between_the_renames_the_previous_best_is_still_found(tmp_path, m
     assert held(tmp_path) == (400, 4.0)
 
 
+def test_an_unreadable_best_counts_as_none_and_the_next_evaluation_replaces_it(tmp_path):
+    checkpoint.save_best(tmp_path, 100, 5.0, weights(1))
+    (tmp_path / "best" / "state.json").write_text('{"step": 100, "ret')  # cut short
+    assert checkpoint.best_evaluation(tmp_path) is None
+    assert checkpoint.save_best(tmp_path, 200, 1.0, weights(2)) == 1.0  # below the lost 5.0, yet saved
+    assert held(tmp_path) == (200, 2.0) and checkpoint.best_evaluation(tmp_path) == (200, 1.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+
+
 def test_killed_while_writing_leaves_the_best_untouched(tmp_path, monkeypatch):
     checkpoint.save_best(tmp_path, 100, 1.0, weights(1))
     with monkeypatch.context() as patch:

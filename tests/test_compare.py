@@ -75,10 +75,10 @@ def test_compare_cli_table_and_errors(tmp_path):
 
 
 BAD_OUTPUTS = {
-    "unknown plot format": (["--out", "plot.xyz"], "use .png, .pdf or .svg"),
-    "no extension": (["--out", "plot"], "use .png, .pdf or .svg"),
-    "plot into a missing folder": (["--out", "nope/plot.png"], "does not exist"),
-    "csv into a missing folder": (["--csv", "nope/curves.csv"], "does not exist"),
+    "unknown plot format": (["--out", "plot.xyz"], "unknown picture format '.xyz'"),
+    "no extension": (["--out", "plot"], "no picture format"),
+    "plot into a missing folder": (["--out", "nope/plot.png"], "there is no folder 'nope'"),
+    "csv into a missing folder": (["--csv", "nope/curves.csv"], "there is no folder 'nope'"),
     "plot under /proc": (["--out", "/proc/plot.png"], "cannot write '/proc/plot.png'"),
 }
 

@@ -215,6 +215,12 @@ def test_sgf_round_trip_and_loadsgf(tmp_path):
     assert sgf.read(responses[5][2:]).moves == moves[:1]
     with pytest.raises(sgf.SgfError, match="SZ"):
         sgf.read("(;GM[1]SZ[25])")
+    huge_komi = tmp_path / "komi.sgf"
+    huge_komi.write_text(text.replace("KM[0.5]", "KM[1e300]"))
+    engine = play.random_engine(5, None, 0)
+    answer = engine.handle(f"loadsgf {huge_komi}")
+    assert answer.startswith("? cannot load file") and "komi must be a number of points from -361 to 361" in answer
+    assert engine.komi == game.default_komi(5)  # the engine is unchanged
 
 
 def test_render_text_and_rgb():

@@ -87,7 +87,9 @@ def blank(line: str) -> bool:
     return not re.sub(r"[\x00-\x08\x0a-\x1f\x7f]", "", line).split("#", 1)[0].split()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=300, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(st.lists(LINE, min_size=1, max_size=30))
 def test_the_engine_answers_every_command(lines):
     engine = play.random_engine(5, None, 0)

@@ -2,7 +2,6 @@
 open_run; agents/run.py's loop bookkeeping as plain functions."""
 
 from collections import deque
-from pathlib import Path
 
 import pytest
 import torch
@@ -79,9 +78,9 @@ def test_counters_round_trip_through_a_checkpoint_state():
     assert run_lib.Counters.restored(None).step == 0 and run_lib.Counters().recent_return() is None
 
 
-def test_finish_evaluates_once_at_the_end_and_saves():
+def test_finish_evaluates_once_at_the_end_and_saves(tmp_path):
     calls = []
-    run = run_lib.Run(dir=Path("."), algo="dqn", config=None, device=torch.device("cpu"), writer=None)
+    run = run_lib.Run(dir=tmp_path, algo="dqn", config=None, device=torch.device("cpu"), writer=None)
 
     def save():
         calls.append("save" if run.saving else "save not marked as saving")

@@ -9,9 +9,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pty
 import random
 import re
 import signal
+import subprocess
 import time
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import copy_run, event_files, invoke, ok, only_run, scalars, start_rl, train_args
+from conftest import RL, copy_run, event_files, invoke, ok, only_run, scalars, start_rl, train_args
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
@@ -494,6 +496,38 @@ def test_a_stop_signal_checkpoints_the_current_step_and_says_how_to_resume(tmp_p
     assert not list((run_dir / "checkpoints").glob(".tmp-*"))
 
 
+def test_sighup_of_a_closed_terminal_saves_a_complete_checkpoint(tmp_path):
+    """A real hangup: the terminal (a pty) is closed before SIGHUP arrives, so writing to it fails (EIO) and isatty()
+    no longer says it is one; the output goes to /dev/null and the run ends as after any stop signal."""
+    runs_dir = tmp_path / "runs"
+    log = tmp_path / "terminal.log"  # what the terminal showed, for _wait's message
+    master, terminal = pty.openpty()
+    args = train_args(runs_dir, 1_000_000, checkpoint_frequency=300, eval_frequency=0)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([str(RL), *map(str, args)], stdout=terminal, stderr=terminal, env=env)
+    os.close(terminal)
+    os.set_blocking(master, False)
+
+    def shown():
+        try:
+            while chunk := os.read(master, 65536):
+                with open(log, "ab") as f:
+                    f.write(chunk)
+        except OSError:  # nothing more to read now
+            pass
+
+    pointer = _wait(
+        lambda: shown() or next(iter(runs_dir.glob("*/checkpoints/latest.json")), None), proc, log, "a first checkpoint"
+    )
+    time.sleep(0.3)
+    os.close(master)
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(timeout=60) == 0
+    run_dir = pointer.parent.parent
+    assert _assert_latest_is_complete(run_dir) >= 300
+    assert not list((run_dir / "checkpoints").glob(".tmp-*"))
+
+
 def test_a_second_ctrl_c_during_the_save_lets_it_finish(tmp_path):
     runs_dir = tmp_path / "runs"
     log = tmp_path / "rl.log"
@@ -524,7 +558,13 @@ def test_stop_signals_are_answered_at_once_and_a_second_one_never_abandons_the_s
         assert "Ctrl-C: finishing the checkpoint being saved" in capfd.readouterr().err
         assert not run.saving
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C before the save
-        assert "Ctrl-C: already stopping: the current step ends, then the checkpoint is saved" in capfd.readouterr().err
+        err = capfd.readouterr().err
+        assert "Ctrl-C: already stopping: the current step ends, then the checkpoint is saved; once more quits" in err
+        with pytest.raises(KeyboardInterrupt):  # a third, outside a save (a hung evaluation): quit at once
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert "SIGTERM: quitting without saving (the last complete checkpoint stays)" in capfd.readouterr().err
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # what they were before the run
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     finally:
         run.close()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
@@ -550,30 +590,47 @@ def test_a_resume_that_changes_nothing_rewrites_nothing_and_evaluates_no_step_tw
     assert [s for s, _ in scalars(run_dir)["eval/episodic_return"]] == [400, 600]
 
 
-@pytest.mark.parametrize("failing", [1, 2])
-def test_a_full_disk_is_one_line_and_leaves_no_temp_folder(tmp_path, monkeypatch, failing):
-    """The `failing`th checkpoint write hits a full disk: exit 2, one line; the checkpoints before it stay, and a
-    run folder without any is removed."""
-    real, calls = checkpoint.save_file, []
+@pytest.mark.parametrize("failing, eval_frequency", [(1, 0), (2, 0), (1, 200)])
+def test_a_full_disk_is_one_line_and_leaves_no_temp_folder(tmp_path, monkeypatch, failing, eval_frequency):
+    """The `failing`th step checkpoint hits a full disk: exit 2, one line; the checkpoints before it stay, and a run
+    folder without any is removed, unless an evaluation (at step 200) saved checkpoints/best: it stays, with it."""
+    real, optimizer_files = checkpoint.save_file, []
 
     def save_file(tensors, path):
-        calls.append(path)
-        if len(calls) == 2 * failing:  # the optimizer file of that checkpoint (the model's is written first)
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+        if Path(path).name == "optimizer.safetensors":  # a step checkpoint's, after its model's (best has none)
+            optimizer_files.append(path)
+            if len(optimizer_files) == failing:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
         return real(tensors, path)
 
     monkeypatch.setattr(checkpoint, "save_file", save_file)
-    result = invoke(train_args(tmp_path, 900, checkpoint_frequency=300, eval_frequency=0))
+    result = invoke(train_args(tmp_path, 900, checkpoint_frequency=300, eval_frequency=eval_frequency))
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot save checkpoint") and "No space left" in lines[0]
     assert f"step_{300 * failing}" in lines[0] and "Traceback" not in result.stderr
-    if failing == 1:
+    if eval_frequency:
+        run_dir = only_run(tmp_path)
+        assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best"]
+        assert checkpoint.load(checkpoint.best(run_dir / "checkpoints")).step == 200
+        assert [s for s, _ in scalars(run_dir)["eval/episodic_return"]] == [200]
+    elif failing == 1:
         assert list(tmp_path.iterdir()) == []
     else:
         ckpts = only_run(tmp_path) / "checkpoints"
         assert sorted(p.name for p in ckpts.iterdir()) == ["latest.json", "step_300"]
         assert checkpoint.load(checkpoint.latest(ckpts)).step == 300
+
+
+def test_a_checkpoint_part_that_cannot_be_saved_leaves_no_temp_folder(tmp_path):
+    class Unsaveable:
+        def save(self, folder):
+            raise ValueError("replay in a state it cannot save")
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)])
+    with pytest.raises(ValueError, match="cannot save"):  # not a full disk: the error as it was
+        checkpoint.save(tmp_path, 10, {"w": torch.zeros(2)}, optimizer, {}, replay=Unsaveable())
+    assert list(tmp_path.iterdir()) == []
 
 
 # ---------------------------------------------------------------------------------------------- 8. folders

@@ -137,11 +137,30 @@ def test_ctrl_c_fails_the_trial_in_progress_and_a_rerun_goes_on(tmp_path: Path, 
     assert [t.state.name for t in load(tmp_path).get_trials()] == ["FAIL", "COMPLETE"]
 
 
-def test_jobs_share_one_study_from_two_processes(tmp_path: Path):
+def test_a_trial_below_the_median_only_at_its_last_evaluation_completes(tmp_path: Path, monkeypatch):
+    """Trial 0 evaluates 40 then 100; trial 1 evaluates 50 (above the median) then 10 (below it) at its last step:
+    the run is over, so the trial completes and no line says it was pruned."""
+    returns = iter([40.0, 100.0, 50.0, 10.0])
+    monkeypatch.setattr(eval_round, "summarize", lambda scores: {"mean": next(returns)})
+    out = ok(invoke(tune_args(tmp_path, 2, "--startup-trials", "1", steps=400)))
+    assert "2 complete" in out and "pruned" not in out
+    second = load(tmp_path).get_trials()[1]
+    assert second.state == optuna.trial.TrialState.COMPLETE and second.intermediate_values == {200: 50.0, 400: 10.0}
+
+
+def test_jobs_share_one_study_from_two_processes(tmp_path: Path, monkeypatch):
+    codes, real_join = [], tune._join
+
+    def join(workers):
+        interrupted = real_join(workers)
+        codes.extend(w.exitcode for w in workers)
+        return interrupted
+
+    monkeypatch.setattr(tune, "_join", join)
     out = ok(invoke(tune_args(tmp_path, 2, "--jobs", 2)))
-    assert "2 complete" in out
+    assert "2 complete" in out and codes == [0, 0]
     trials = load(tmp_path).get_trials()
-    assert len({t.user_attrs["worker"] for t in trials}) == 2 and len(run_folders(tmp_path)) == 2
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2 and len(run_folders(tmp_path)) == 2
     for t in trials:
         _, cfg = registry.load_config(Path(t.user_attrs["run_dir"]) / "config.yaml")
         assert cfg.torch_threads == 1 and not cfg.progress

@@ -73,6 +73,18 @@ def _whole(text: str, what: str) -> int:
     return int(text)
 
 
+def _komi(value: str | float, context: str) -> float:
+    """A komi (from the komi command or an SGF file's KM) or a GtpError starting with `context`: a number of points
+    from -361 to 361, the most a 19x19 board can score."""
+    try:
+        komi = float(value)
+    except ValueError:
+        komi = math.nan
+    if not abs(komi) <= 19 * 19:  # nan fails this too
+        raise GtpError(f"{context}: komi must be a number of points from -361 to 361, got {value!r}")
+    return komi
+
+
 def one_line(text: str, limit: int = 200) -> str:
     """A message as one line of at most `limit` characters: GTP answers a bad command in one line, however long the
     command was."""
@@ -219,13 +231,7 @@ class Engine:
         return ""
 
     def cmd_komi(self, value):
-        try:
-            komi = float(value)
-        except ValueError:
-            komi = math.nan
-        if not abs(komi) <= 19 * 19:  # nan fails this too
-            raise GtpError(f"syntax error: komi must be a number of points from -361 to 361, got {value!r}")
-        self.komi_set = self.komi = komi
+        self.komi_set = self.komi = _komi(value, "syntax error")
         return ""
 
     def _handicap_count(self, text: str, most: int) -> int:
@@ -357,9 +363,10 @@ class Engine:
             raise GtpError(f"cannot load file {path!r}: {e.strerror}") from None
         except sgf.SgfError as e:
             raise GtpError(f"cannot load file {path!r}: {e}") from None
+        komi = _komi(record.komi, f"cannot load file {path!r}: KM")
         saved = dict(vars(self))
         try:
-            self.komi_set = record.komi
+            self.komi_set = komi
             self.new_game(record.size, record.setup, record.to_play, record.handicap)
             for number, (who, move) in enumerate(record.moves[:upto], 1):
                 try:
