@@ -58,6 +58,17 @@ def channels_last(module: nn.Module, obs_shape: tuple[int, ...]) -> nn.Module:
     return module.to(memory_format=torch.channels_last) if len(obs_shape) == 3 else module
 
 
+def pick_threads(torch_threads: int, network: nn.Module) -> None:
+    """Config key `torch_threads`: N > 0 sets N; 0 gives a network without convolutions (MLP, LSTM, transformer)
+    one thread and leaves a convolutional one torch's default (one per core). Small matrix multiplies gain little
+    from a second thread and lose most when the cores are shared (DQN on CartPole, quiet / beside a second job:
+    1,159 / 121 steps/s with 2 threads, 967 / 988 with 1; docs/BENCHMARKS.md, "Torch threads on a shared CPU")."""
+    if torch_threads > 0:
+        torch.set_num_threads(torch_threads)
+    elif not any(isinstance(m, nn.Conv2d) for m in network.modules()):
+        torch.set_num_threads(1)
+
+
 COMPILE_BACKEND = "inductor"  # torch.compile's default; tests on CPU swap in "aot_eager" (same capture, no C++ build)
 
 

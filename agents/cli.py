@@ -9,11 +9,17 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+# torch's OpenMP threads sleep when idle instead of spinning, so a second job on the same cores does not make them
+# collapse (PPO on Pong beside another run: 224 steps/s instead of 40; docs/BENCHMARKS.md, "Torch threads on a
+# shared CPU"). Set before torch loads OpenMP; a value the user set wins (OMP_WAIT_POLICY=ACTIVE: spin).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 app = typer.Typer(
     add_completion=False,

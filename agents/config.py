@@ -129,7 +129,7 @@ class RunFields:
     keep_checkpoints: int = option(2, positive=True)
     runs_dir: str = "runs"
     progress: bool = True  # rich progress bar on a terminal; plain lines otherwise
-    torch_threads: int = 0  # 0: torch's default
+    torch_threads: int = 0  # 0: 1 for networks without convolutions, one per core for the others (accel.pick_threads)
 
     def _rules(self) -> None:
         """Rules across fields, checked after each field alone; a subclass adds its own and calls this one."""

@@ -29,7 +29,7 @@ from torch import nn
 
 import envs
 from agents import checkpoint
-from agents.accel import channels_last, compile_in_place, network_amp
+from agents.accel import channels_last, compile_in_place, network_amp, pick_threads
 from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import ConfigError, EnvRunFields, option
 from agents.dqn_heads import QNetwork
@@ -273,6 +273,7 @@ def train(config: DQNConfig, run: Run) -> dict[str, Any]:
     torch.manual_seed(config.seed)
     fresh = run.resume_from is None  # a resumed run takes every weight from its checkpoint
     q_network = make_q_network(config, obs_shape, n_actions, fresh).to(device)
+    pick_threads(config.torch_threads, q_network)
     target_network = make_q_network(config, obs_shape, n_actions, fresh).to(device)
     target_network.load_state_dict(q_network.state_dict())
     target_network.requires_grad_(False)

@@ -29,7 +29,7 @@ from torch import nn
 
 import envs
 from agents import checkpoint, distributed, hooks
-from agents.accel import autocast, channels_last, compile_in_place, network_amp, nhwc
+from agents.accel import autocast, channels_last, compile_in_place, network_amp, nhwc, pick_threads
 from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import ConfigError, EnvRunFields, GoConfig, option
 from agents.encoders import encoder_from_config, freeze, freeze_batch_norm_stats, load_encoder
@@ -267,6 +267,7 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
 
     torch.manual_seed(config.seed)
     agent = make_agent(config, obs_shape, n_actions, load_init=run.resume_from is None).to(device)
+    pick_threads(config.torch_threads, agent)
     optimizer = make_optimizer(agent, config)
     rng = torch.Generator().manual_seed(env_seed)  # action sampling and minibatch order
 

@@ -27,7 +27,7 @@ from torch import nn
 
 import envs
 from agents import checkpoint, distributed
-from agents.accel import channels_last, nhwc
+from agents.accel import channels_last, nhwc, pick_threads
 from agents.checkpoint import rng_from_json, rng_to_json
 from agents.config import ConfigError
 from agents.encoders import MLP, LSTMEncoder, make_encoder
@@ -249,6 +249,7 @@ def train(config: PPOConfig, run: Run) -> dict[str, Any]:
 
     torch.manual_seed(config.seed)
     agent = make_agent(config, obs_shape, n_actions).to(device)
+    pick_threads(config.torch_threads, agent)
     optimizer = make_optimizer(agent, config)
     rng = torch.Generator().manual_seed(config.seed)  # action sampling and minibatch order
 

@@ -159,7 +159,7 @@ def start(algo: str, config: Any, env_short: str, resume_dir: Path | None = None
     ranks, which get no writer and no progress bar (agents/distributed.py). On --resume every rank loads the
     latest checkpoint."""
     device = distributed.device_for_rank(pick_device(config.device))
-    if config.torch_threads > 0:
+    if config.torch_threads > 0:  # 0: the algorithm picks once its network exists (agents/accel.py pick_threads)
         torch.set_num_threads(config.torch_threads)
     resume_from, writer = None, None
     if not distributed.is_main():
