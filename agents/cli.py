@@ -460,6 +460,9 @@ def compare(
     smooth: int = typer.Option(10, "--smooth", min=1, help="Moving average over this many logged points."),
     as_json: bool = typer.Option(False, "--json", help="Print the table as JSON."),
     csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the plotted curves: group,step,mean,low,high."),
+    threshold: Optional[float] = typer.Option(
+        None, "--threshold", help="Also report the steps each run took to reach this score (on its smoothed curve)."
+    ),
 ):
     """Plot runs' curves (mean over seeds, 95% interval) and print final scores with IQM and bootstrap intervals.
 
@@ -467,10 +470,16 @@ def compare(
     Examples:
       rl compare runs/CartPole-v1__dqn__* runs/CartPole-v1__dqn-sb3__*
       rl compare runs/Pong__dqn__* --tag eval/episodic_return --out pong.png
+      rl compare runs/CartPole-v1__dqn__* --tag eval/episodic_return --smooth 1 --threshold 475
     """
+    import math
+
+    from agents.compare import CompareError
     from agents.compare import compare as compare_runs
 
-    rows = compare_runs(run_dirs, tag, out, smooth, csv)
+    if threshold is not None and not math.isfinite(threshold):
+        raise CompareError(f"--threshold must be a finite score, got {threshold}")
+    rows = compare_runs(run_dirs, tag, out, smooth, csv, threshold)
     if as_json:
         typer.echo(_json(rows))
         return
@@ -481,6 +490,16 @@ def compare(
             f"{r['label']:<{width}}  {r['runs']:>4}  {r['steps']:>9,}  {r['mean']:>9.2f}  {r['iqm']:>9.2f}  "
             f"[{r['iqm_ci95_low']:.2f}, {r['iqm_ci95_high']:.2f}]"
         )
+    if threshold is not None:
+        for r in rows:
+            to = r["steps_to_threshold"]
+            runs = ", ".join("never" if t is None else f"{t:,}" for t in to)
+            median = r["median_steps_to_threshold"]
+            typer.echo(
+                f"{r['label']}: reached {threshold:g} in {sum(t is not None for t in to)}/{len(to)} runs"
+                + (f", median {median:,.0f} steps" if median is not None else "")
+                + f" ({runs})"
+            )
     typer.echo(f"final score: mean of {tag} over the last 10% of each run's steps; plot: {out}")
 
 

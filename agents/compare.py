@@ -7,6 +7,8 @@ For each group:
   onto a common step grid (where every run of the group has data), then the mean across seeds and a
   95% Student-t interval of that mean (mean +- t_{0.975, n-1} * std / sqrt(n));
 - final score of a run: the mean of its points in the last 10% of its steps;
+- with a threshold, the steps a run took to reach it: the first logged step where its smoothed curve is at or
+  above the threshold (sample efficiency: "solved in N steps"), and the group's median over the runs that did;
 - table: mean, IQM (the mean of the middle 50% of the runs' final scores, scipy's trim_mean(x, 0.25), as
   in Agarwal et al. 2021, "Deep RL at the Edge of the Statistical Precipice", rliable) and a 95%
   percentile-bootstrap interval of the IQM over runs. With one task per group, rliable's stratified
@@ -111,6 +113,12 @@ def final_score(steps: np.ndarray, values: np.ndarray) -> float:
     return float(values[steps >= cut].mean())
 
 
+def steps_to(steps: np.ndarray, values: np.ndarray, threshold: float, smooth: int = 1) -> int | None:
+    """The first logged step where the curve, smoothed over `smooth` points, reaches `threshold`; None if never."""
+    reached = np.flatnonzero(moving_average(values, smooth) >= threshold)
+    return int(steps[reached[0]]) if len(reached) else None
+
+
 def iqm(x: np.ndarray) -> float:
     from scipy import stats
 
@@ -136,11 +144,20 @@ def iqm_interval(x: np.ndarray, seed: int = 0) -> tuple[float, float]:
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def table(groups: list[Group]) -> list[dict]:
+def table(groups: list[Group], threshold: float | None = None, smooth: int = 1) -> list[dict]:
     rows = []
     for g in groups:
         finals = np.array([final_score(s, v) for s, v in g.curves])
         low, high = iqm_interval(finals)
+        reach = {}
+        if threshold is not None:
+            to = [steps_to(s, v, threshold, smooth) for s, v in g.curves]
+            done = [t for t in to if t is not None]
+            reach = {
+                "threshold": threshold,
+                "steps_to_threshold": to,  # per run, None where the run never reached it
+                "median_steps_to_threshold": float(np.median(done)) if done else None,
+            }
         rows.append(
             {
                 "label": g.label,
@@ -151,6 +168,7 @@ def table(groups: list[Group]) -> list[dict]:
                 "iqm_ci95_low": low,
                 "iqm_ci95_high": high,
                 "steps": int(min(s[-1] for s, _ in g.curves)),
+                **reach,
             }
         )
     return rows
@@ -220,9 +238,11 @@ def compare(
     out: Path | None = None,
     smooth: int = 10,
     csv: Path | None = None,
+    threshold: float | None = None,
 ) -> list[dict]:
     """Group the runs, plot their smoothed curves to `out` and write them to `csv` (each if given), return the
-    table rows (raw final scores). A file that cannot be written (read-only, /proc) is one CompareError line."""
+    table rows (raw final scores; with `threshold`, each run's steps to reach it on its smoothed curve). A file that
+    cannot be written (read-only, /proc) is one CompareError line."""
     out, csv = (None if p is None else Path(p) for p in (out, csv))
     check_outputs(out, csv)
     groups = group_runs(run_dirs, tag)
@@ -233,4 +253,4 @@ def compare(
             write_csv(groups, csv, smooth)
     except OSError as e:
         raise CompareError(f"cannot write {str(e.filename or out)!r}: {e.strerror or e}") from None
-    return table(groups)
+    return table(groups, threshold, smooth)

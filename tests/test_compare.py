@@ -74,6 +74,22 @@ def test_compare_cli_table_and_errors(tmp_path):
     assert bad.exit_code == 2 and "does not exist" in bad.stderr
 
 
+def test_steps_to_threshold_per_run_and_median(tmp_path):
+    steps = np.arange(0, 100, 10)  # 0 .. 90
+    fast = fake_run(tmp_path, "fast", 1, [0, 1, 5, 9, 3, 9, 9, 9, 9, 9], steps)  # first >= 8 at step 30
+    slow = fake_run(tmp_path, "slow", 2, [0, 0, 0, 0, 0, 0, 8, 8, 8, 8], steps)  # at step 60
+    never = fake_run(tmp_path, "never", 3, [7.0] * 10, steps)
+    row = compare([fast, slow, never], smooth=1, threshold=8.0)[0]
+    assert row["steps_to_threshold"] == [30, 60, None] and row["median_steps_to_threshold"] == 45.0
+    # smoothed over 2 points, fast's curve is 0, .5, 3, 7, 6, 6, 9: it reaches 8 at step 60 only
+    assert compare([fast], smooth=2, threshold=8.0)[0]["steps_to_threshold"] == [60]
+    assert "threshold" not in compare([fast], smooth=1)[0]  # asked for only
+    out = ok(invoke(["compare", fast, slow, never, "--out", tmp_path / "c.png", "--smooth", "1", "--threshold", "8"]))
+    assert "reached 8 in 2/3 runs, median 45 steps (30, 60, never)" in out
+    bad = invoke(["compare", fast, "--out", tmp_path / "c.png", "--threshold", "nan"])
+    assert bad.exit_code == 2 and "--threshold must be a finite score" in bad.stderr
+
+
 BAD_OUTPUTS = {
     "unknown plot format": (["--out", "plot.xyz"], "unknown picture format '.xyz'"),
     "no extension": (["--out", "plot"], "no picture format"),
