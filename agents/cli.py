@@ -97,7 +97,7 @@ def _json(data) -> str:
 @app.command()
 @_user_errors
 def train(
-    algo: str = typer.Argument(..., help="Algorithm: dqn, ppo, a2c, reinforce (see `rl algos`)."),
+    algo: str = typer.Argument(..., help="Algorithm: dqn, ppo, a2c, reinforce, alphazero (see `rl algos`)."),
     env: Optional[str] = typer.Option(
         None, "--env", help="Environment: Pong, ALE/Pong-v5, CartPole-v1, ... (see `rl envs`)."
     ),

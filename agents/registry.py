@@ -65,6 +65,12 @@ def _ppo_lstm() -> Algorithm:
     return ppo_lstm
 
 
+def _alphazero() -> Algorithm:
+    from agents import alphazero
+
+    return alphazero
+
+
 def _supervised_config() -> type:
     from agents.supervised import SupervisedConfig
 
@@ -113,6 +119,11 @@ ALGORITHMS: dict[str, Entry] = {
             "REINFORCE with a learned baseline (Williams 1992): Monte-Carlo returns, one step per rollout",
             _reinforce,
             _ppo_lstm,
+        ),
+        Entry(
+            "alphazero",
+            "AlphaZero-style expert iteration on Go (2017): PUCT self-play, trained on visit counts and results",
+            _alphazero,
         ),
     )
 }

@@ -11,15 +11,17 @@ from agents.config import ConfigError
 from agents.go import matches
 from agents.go.hooks import GoHooks, offer_options
 
+GO_POLICIES = ("ppo", "a2c", "reinforce", "alphazero")  # algorithms whose Go runs give a policy and value network
+
 
 def with_symmetries(opened: registry.OpenRun) -> registry.OpenRun:
     """The run set to average its network over the board's 8 symmetries (--symmetries), or a ConfigError where that
     does not apply: a Go run of a feed-forward policy-gradient network only."""
     config, algo = opened.config, opened.algo
-    if envs.family(config.env) != "go" or algo not in ("ppo", "a2c", "reinforce") or config.encoder.name == "lstm":
+    if envs.family(config.env) != "go" or algo not in GO_POLICIES or config.encoder.name == "lstm":
         raise ConfigError(
-            f"--symmetries averages a board network over the 8 symmetries: Go runs of ppo, a2c or "
-            f"reinforce with a feed-forward encoder only, not a {algo} run on {config.env}"
+            f"--symmetries averages a board network over the 8 symmetries: Go runs of ppo, a2c, "
+            f"reinforce or alphazero with a feed-forward encoder only, not a {algo} run on {config.env}"
         )
     return opened.with_config(eval_symmetries=True)
 
@@ -130,7 +132,7 @@ def agent_engine(
 
     opened = registry.open_run(run_dir, None, "--agent")
     cfg = opened.config
-    if envs.family(cfg.env) != "go" or opened.algo not in ("ppo", "a2c", "reinforce"):
+    if envs.family(cfg.env) != "go" or opened.algo not in GO_POLICIES:
         raise ConfigError(
             f"--agent {str(run_dir)!r} is a {opened.algo} run on {cfg.env}, not a Go policy "
             f"(train one with: rl train ppo --env Go9)"

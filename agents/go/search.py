@@ -20,6 +20,12 @@ the training returns: with stone-lead shaping (go.shaping = c), a training retur
 potential Phi(s) = c * (the mover's stones - the opponent's) / N^2 of the position it was collected at (the
 shaping terms telescope; envs/go/env.py), so V(s) + Phi(s) estimates the result; a finished game is worth
 sign(margin) + go.score_reward * margin / N^2, as in training.
+
+Self-play training (agents/alphazero.py, agents/go/selfplay.py) reads the same search through `root_visits`: the
+root's visit counts (the policy target), with a playout count per game (KataGo's playout cap randomisation, Wu 2019)
+and, where asked, Dirichlet noise mixed into the root's priors, P = (1 - fraction) P + fraction Dir(alpha) with
+alpha = concentration / (the number of offered moves) (AlphaGo Zero's exploration noise, fraction 0.25; KataGo's
+total concentration of ~10 keeps it on the scale of the offered moves).
 """
 
 from __future__ import annotations
@@ -53,12 +59,15 @@ class Search:
         score_reward: float = 0.0,
         c_puct: float = 1.5,
         device: str | torch.device = "cpu",
+        noise_fraction: float = 0.25,
+        noise_concentration: float = 10.0,
     ):
         if playouts < 1:
             raise ConfigError(f"search playouts must be >= 1, got {playouts} (0: play the policy without search)")
         self.net, self.playouts, self.komi, self.c_puct = net, playouts, komi, c_puct
         self.eye_fill, self.pass_rule = eye_fill, pass_rule
         self.shaping, self.score_reward, self.device = shaping, score_reward, torch.device(device)
+        self.noise_fraction, self.noise_concentration = noise_fraction, noise_concentration
 
     @torch.inference_mode()
     def evaluate(self, state: game.GoState, boards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -83,15 +92,25 @@ class Search:
         state, boards = state.to("cpu"), boards.cpu()  # the trees live on the CPU; only the network's batches travel
         search = (~state.done & (offered.sum(1) > 1)).nonzero().view(-1)
         if len(search):
-            visits = self._search(state.index(search), boards[search])
-            choice[search] = torch.as_tensor(visits).argmax(1)
+            visits, priors = self.root_visits(state.index(search), boards[search])
+            choice[search] = torch.as_tensor(most_visited(visits, priors))
         return choice
 
-    def _search(self, root: game.GoState, boards: torch.Tensor) -> np.ndarray:
-        """The root's visit counts (B, A+1) after `playouts` playouts in each of B games, plus half the prior (< 1) so
-        that a tie goes to the policy's favourite."""
+    def root_visits(
+        self,
+        root: game.GoState,
+        boards: torch.Tensor,
+        playouts: np.ndarray | None = None,
+        noise: np.ndarray | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The visit counts (B, A+1) of each root's moves after playouts[b] playouts (default: self.playouts), which
+        they sum to, and the root's priors (B, A+1) the search used: where noise[b] (B,) bool, mixed with Dirichlet
+        noise drawn from `rng`. Games must not be over."""
         B, A = root.board.shape
-        M = self.playouts + 1  # nodes per tree: the root and one new node per playout
+        root, boards = root.to("cpu"), boards.cpu()
+        playouts = np.full(B, self.playouts) if playouts is None else np.asarray(playouts)
+        M = int(playouts.max()) + 1  # nodes per tree: the root and one new node per playout
         pool = game.GoState(
             **{f.name: getattr(root, f.name).repeat_interleave(M, 0) for f in fields(root)}
         )  # node b*M+n
@@ -106,9 +125,12 @@ class Search:
         roots = np.arange(B) * M
         p, v, o = self.evaluate(root, boards)
         prior[roots], value[roots], allowed[roots] = p.numpy(), v.numpy(), o.numpy()
+        if noise is not None and noise.any():
+            noisy = roots[noise]
+            prior[noisy] = self.noisy_priors(prior[noisy], allowed[noisy], rng)
         for playout in range(1, M):
             paths, leaves, parents, moves, new = [], [], [], [], []
-            for b in range(B):
+            for b in np.flatnonzero(playouts >= playout):  # a game whose playouts are spent waits for the others
                 node, path = roots[b], []
                 while not over[node]:
                     n = visits[node]
@@ -146,7 +168,21 @@ class Search:
                     backed = -backed  # the move's value for the player who chose it
                     visits[node, move] += 1
                     total[node, move] += backed
-        return visits[roots] + prior[roots] / 2
+        return visits[roots], prior[roots]
+
+    def noisy_priors(self, prior: np.ndarray, allowed: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """(1 - fraction) P + fraction eta, eta ~ Dir(concentration / offered moves) over each row's offered moves
+        (drawn as normalised Gamma variates, one row per root)."""
+        alpha = self.noise_concentration / allowed.sum(1, keepdims=True)  # (R, 1)
+        gamma = np.where(allowed, rng.standard_gamma(np.broadcast_to(alpha, allowed.shape)), 0.0)
+        sums = gamma.sum(1, keepdims=True)
+        eta = np.where(sums > 0, gamma / np.maximum(sums, 1e-30), allowed / allowed.sum(1, keepdims=True))
+        return ((1 - self.noise_fraction) * prior + self.noise_fraction * eta).astype(np.float32)
+
+
+def most_visited(visits: np.ndarray, priors: np.ndarray) -> np.ndarray:
+    """Each root's most visited move (B,), a tie going to the policy's favourite (half the prior, < 1, added)."""
+    return (visits + priors / 2).argmax(1)
 
 
 def for_run(net, config, playouts: int, device: torch.device) -> Search:
