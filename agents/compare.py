@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from agents.config import flatten
 from agents.run import run_folder
 
 NOT_THE_EXPERIMENT = ("seed", "runs_dir", "device", "progress", "torch_threads")
@@ -73,11 +74,17 @@ def group_runs(run_dirs: list[Path], tag: str) -> list[Group]:
         group.runs.append(Path(run_dir))
         group.curves.append((steps, values))
     base = [g.label for _, g in groups]
-    for i, (exp, g) in enumerate(groups):  # same algo and env, other settings: name what differs
-        others = [e for j, (e, _) in enumerate(groups) if j != i and base[j] == base[i]]
+    flat = [flatten(exp) for exp, _ in groups]  # nested keys by their dotted names: encoder.hidden_sizes
+    for i, (_, g) in enumerate(groups):  # same algo and env, other settings: name what differs
+        exp = flat[i]
+        others = [e for j, e in enumerate(flat) if j != i and base[j] == base[i]]
         diff = sorted(k for k in exp if any(o.get(k) != exp[k] for o in others))
         if diff:
-            g.label += " (" + ", ".join(f"{k}={exp[k]}" for k in diff[:3]) + ")"
+            g.label += (
+                " ("
+                + ", ".join(f"{k}={exp[k]:.4g}" if isinstance(exp[k], float) else f"{k}={exp[k]}" for k in diff[:3])
+                + ")"
+            )
     return [g for _, g in groups]
 
 

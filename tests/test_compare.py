@@ -52,6 +52,22 @@ def test_two_seeds_give_the_mean_and_t_interval(tmp_path):
     assert rows[1]["iqm"] == 7.0 and rows[1]["runs"] == 1
 
 
+def test_labels_name_nested_keys_by_their_dotted_names(tmp_path):
+    steps = np.arange(0, 100, 10)
+    runs = []
+    for name, sizes in (("a", [64]), ("b", [256, 256])):
+        run = fake_run(tmp_path, name, 1, steps * 0.0, steps)
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        config["encoder"] = {"name": "mlp", "hidden_sizes": sizes}
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
+        runs.append(run)
+    labels = [g.label for g in group_runs(runs, "charts/episodic_return")]
+    assert labels == [
+        "dqn CartPole-v1 (encoder.hidden_sizes=[64])",
+        "dqn CartPole-v1 (encoder.hidden_sizes=[256, 256])",
+    ]
+
+
 def test_iqm_is_the_mean_of_the_middle_half():
     x = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 100.0])
     assert iqm(x) == pytest.approx(np.mean([2.0, 3.0, 4.0, 5.0]))
