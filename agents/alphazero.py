@@ -46,7 +46,6 @@ class AlphaZeroConfig(EnvRunFields):
     distributions and game results. Counts (total_timesteps, the frequencies) are self-play moves, all games
     together. configs/alphazero/go*.yaml hold the sizes for each board."""
 
-    env: str = "Go9"
     num_envs: int = option(64, positive=True)  # games of self-play per iteration, searched as one batch
     # --- search (agents/go/search.py)
     playouts: int = option(32, positive=True)  # per full search: a recorded move with root noise

@@ -99,7 +99,8 @@ def test_every_shipped_yaml_resolves():
             continue
         if path.parent.name == "tune":  # search spaces, not configs: tests/test_tune.py loads them
             continue
-        cfg = registry.resolve(path.parent.name, "CartPole-v1", path.stem)
+        env = "Go9" if path.parent.name == "alphazero" else "CartPole-v1"  # alphazero trains on Go only
+        cfg = registry.resolve(path.parent.name, env, path.stem)
         assert cfg.total_timesteps > 0, path
 
 
