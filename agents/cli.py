@@ -258,7 +258,10 @@ def eval_(
     device: str = typer.Option("auto", "--device"),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     opponent: Optional[str] = typer.Option(
-        None, "--opponent", help="Go runs: play random, greedy or gnugo, colours alternating; SGFs to <run>/games/."
+        None,
+        "--opponent",
+        help='Go runs: play random, greedy, gnugo or any GTP engine by command line (gtp:"CMD ARGS", one process '
+        "per game), colours alternating; SGFs to <run>/games/.",
     ),
     level: int = typer.Option(1, "--level", min=1, max=10, help="GNU Go's level with --opponent gnugo."),
     greedy: bool = typer.Option(
@@ -280,8 +283,8 @@ def eval_(
 ):
     """Evaluate a run's latest checkpoint (or --checkpoint best, or a step): mean, std, min, max of raw game scores
     and a 95% interval.
-    Go runs with --opponent: win rate (by colour too) and an Elo estimate against that opponent,
-    with --search N reading ahead N playouts per move.
+    Go runs with --opponent: win rate (by colour too) with its 95% Wilson interval and an Elo estimate against that
+    opponent, with --search N reading ahead N playouts per move.
 
     \b
     Examples:
@@ -289,6 +292,7 @@ def eval_(
       rl eval runs/CartPole-v1__dqn__1__20261123-101500 --json
       rl eval runs/CartPole-v1__dqn__1__20261123-101500 --checkpoint best
       rl eval runs/Go9__ppo__1__20261124-101500 --opponent gnugo --level 1 --episodes 40
+      rl eval runs/Go9__ppo__1__20261124-101500 --opponent gtp:"/usr/games/gnugo --mode gtp --level 10"
       rl eval runs/Go9__ppo__1__20261124-101500 --opponent random --episodes 400 --search 64
       rl eval runs/Go9__ppo__1__20261124-101500 --opponent random --episodes 400 --greedy --symmetries
     """
@@ -308,7 +312,8 @@ def eval_(
         label = f" ({', '.join(parts)})" if parts else ""
         typer.echo(
             f"{_env_of(run_dir)} step {result['step']:,}{label} vs {result['opponent']}: won {result['wins']:g}/"
-            f"{result['games']} ({result['win_rate']:.0%}; as Black {result['win_rate_black']:.0%}, as White "
+            f"{result['games']} ({result['win_rate']:.0%}, 95% CI {result['win_rate_low']:.0%}-"
+            f"{result['win_rate_high']:.0%}; as Black {result['win_rate_black']:.0%}, as White "
             f"{result['win_rate_white']:.0%}), Elo {result['elo']:+.0f} against it; SGF in {result['sgf']}"
         )
     else:

@@ -10,6 +10,7 @@ from agents import hooks, registry
 from agents.config import ConfigError
 from agents.evaluate import run_episodes, summarize
 from agents.run import pick_device
+from envs.go.env import gtp_command
 
 OPPONENTS = ("random", "greedy", "gnugo")
 
@@ -33,13 +34,13 @@ def evaluate_run(
     opened = registry.open_run(run_dir, None)
     opened.algorithm  # a supervised run is no agent: its error line
     cfg, go = opened.config, envs.family(opened.config.env) == "go"
-    if opponent is not None and (not go or opponent not in OPPONENTS):
+    if opponent is not None and (not go or (opponent not in OPPONENTS and not gtp_command(opponent))):
         raise ConfigError(
-            f"--opponent {opponent!r}: Go runs only, one of random, greedy, gnugo"
+            f'--opponent {opponent!r}: Go runs only, one of random, greedy, gnugo or gtp:"CMD ARGS" (any GTP engine)'
             f"{'' if go else f' ({cfg.env} is not Go)'}"
         )
     if search and opponent is None:
-        raise ConfigError(f"--search {search} plays Go matches: add --opponent random, greedy or gnugo")
+        raise ConfigError(f"--search {search} plays Go matches: add --opponent random, greedy, gnugo or gtp:CMD")
     if search and greedy:
         raise ConfigError("--search plays the most visited move: drop --greedy")
     if greedy and not hasattr(cfg, "eval_greedy"):

@@ -406,5 +406,57 @@ def test_go_curves_counts_each_rounds_games_from_its_sgfs(tmp_path):
     assert steps.tolist() == [100, 200, 300]
     games = go_curves.games_per_round(tmp_path, "random", steps)
     assert games.tolist() == [20, 40, 30]
-    low, high = go_curves.wilson(rates, games)
+    low, high = go_curves.interval(rates, games)
     assert high[0] - low[0] > high[1] - low[1]  # 18/20 is known less well than 38/40
+
+
+# An engine that answers every command and plays A1 at each genmove: legal once, then an occupied point
+A1_ENGINE = """import sys
+for line in sys.stdin:
+    command = line.split()[0] if line.split() else ""
+    if command == "quit":
+        print("=\\n", flush=True)
+        break
+    print("= A1\\n" if command == "genmove" else "=\\n", flush=True)
+"""
+
+
+def test_any_gtp_engine_is_an_opponent_by_its_command_line(tmp_path):
+    """`gtp:CMD ARGS`: one engine process per env plays out whole games whose moves are all legal, recorded as SGF
+    players; an engine that cannot start, or that plays an illegal move, is a GtpError naming it."""
+    from agents.go import matches
+    from envs.go.env import GoEnv
+
+    rl_gtp = f"gtp:{sys.executable} -m agents.cli gtp"  # rl gtp with no --agent: a random player
+    records = matches.play_match(random_policy_player, 5, 7.5, rl_gtp, games=2, seed=0, num_envs=2)
+    assert len(records) == 2 and {r.agent_colour for r in records} == {game.BLACK, game.WHITE}
+    for record in records:
+        state = game.new_games(1, 5)
+        for colour, move in record.moves:
+            assert int(state.turn) == colour and state.legal[0, move]
+            state = game.step(state, torch.tensor([move]))
+        assert bool(state.done) and float(game.score(state, 7.5)) == record.margin
+    assert matches.opponent_label(rl_gtp) == "gtp_" + Path(sys.executable).name
+    assert matches.opponent_label("gtp:/usr/games/gnugo --mode gtp --level 5") == "gtp_gnugo"
+    assert matches.opponent_label("gnugo", 10) == "gnugo_l10" and matches.opponent_label("random") == "random"
+
+    with pytest.raises(gtp.GtpError, match="cannot start the GTP engine '/nonexistent/engine'"):
+        GoEnv(5, 1, opponent="gtp:/nonexistent/engine")
+    script = tmp_path / "a1.py"
+    script.write_text(A1_ENGINE)
+    env = GoEnv(5, 1, opponent=f"gtp:{sys.executable} {script}", agent_colour="white")  # the engine opens: A1
+    try:
+        env.reset(seed=0)
+        assert int(env.state.board[0, 20]) == game.BLACK  # A1 is the bottom-left point, action 4*5+0
+        with pytest.raises(gtp.GtpError, match=r"a1.py'? played A1, illegal"):
+            env.step(np.array([0]))  # the agent plays A5; the engine answers A1 again, on its own stone
+    finally:
+        env.close()
+
+
+RNG = np.random.default_rng(0)
+
+
+def random_policy_player(obs, action_mask, **_):
+    """A stand-in policy for play_match: a uniformly random offered move."""
+    return np.array([RNG.choice(np.flatnonzero(m)) for m in action_mask])

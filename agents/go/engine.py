@@ -10,6 +10,7 @@ from agents import registry
 from agents.config import ConfigError
 from agents.go import matches
 from agents.go.hooks import GoHooks, offer_options
+from envs.go.gtp import GtpError
 
 GO_POLICIES = ("ppo", "a2c", "reinforce", "alphazero")  # algorithms whose Go runs give a policy and value network
 
@@ -58,10 +59,13 @@ def match(
         size, komi = env.size, cfg.go.komi
     finally:
         env.close()
-    name = f"gnugo_l{level}" if opponent == "gnugo" else opponent
-    # a search batches its trees' network calls over the games played at once (GNU Go: one process per game)
-    num_envs = (16 if opponent == "gnugo" else 64) if search else 8
-    records = matches.play_match(player, size, komi, opponent, games, seed, level, num_envs, **offer_options(cfg))
+    name = matches.opponent_label(opponent, level)
+    # a search batches its trees' network calls over the games played at once (a GTP engine: one process per game)
+    num_envs = (64 if opponent in ("random", "greedy") else 16) if search else 8
+    try:
+        records = matches.play_match(player, size, komi, opponent, games, seed, level, num_envs, **offer_options(cfg))
+    except GtpError as error:
+        raise ConfigError(f"--opponent {opponent!r}: {error}") from None
     greedy = cfg.eval_greedy and not search
     how = (f"_search{search}" if search else "_greedy" if greedy else "") + (
         "_symmetries" if cfg.eval_symmetries else ""

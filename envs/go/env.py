@@ -5,7 +5,8 @@ Two modes:
   to move (`info["to_play"]`, +1 black / -1 white, says whose move the returned obs asks for).
   The reward is for the player who just moved: +1 win, -1 loss, 0 draw, at the end of the game.
 - against an opponent: `"random"`, `"greedy"` (captures the most stones it can, else random), `"gnugo"`
-  (GNU Go over GTP at `gnugo_level`), or any `Opponent` object (agents/go/league.py: past versions of the
+  (GNU Go over GTP at `gnugo_level`), `"gtp:CMD ARGS"` (any GTP engine by its command line, one process per
+  env), or any `Opponent` object (agents/go/league.py: past versions of the
   agent, for self-play). The agent plays `agent_colour` ("black", "white", or "alternate": env i starts
   as Black if i is even and changes colour at each new game); each step is the agent's move followed by
   the opponent's reply; rewards are from the agent's view.
@@ -133,13 +134,12 @@ class GameRecord:
     board: np.ndarray | None = None  # (N*N,) int8
 
 
-class GnuGoOpponent:
-    """One GNU Go process per env, told every move, asked for its reply with genmove (a
-    resignation is played as a pass: the game goes on to its scored end)."""
+class GtpOpponent:
+    """One GTP engine process per env (GNU Go at a level, or any engine by its command line), told every move and
+    asked for its reply with genmove. A resignation is played as a pass: the game goes on to its scored end."""
 
-    def __init__(self, num_envs: int, size: int, komi: float, level: int = 1, seed: int = 0):
-        self.size = size
-        self.engines = [gtp_client.gnugo(size, komi, level, seed + i) for i in range(num_envs)]
+    def __init__(self, engines: list[gtp_client.GtpClient], size: int, name: str):
+        self.engines, self.size, self.name = engines, size, name
 
     def reset(self, rows: np.ndarray) -> None:
         for i in rows:
@@ -149,16 +149,26 @@ class GnuGoOpponent:
         for i, colour, a in zip(rows, colours, actions):
             self.engines[i].send(f"play {'b' if colour == game.BLACK else 'w'} {gtp.vertex(int(a), self.size)}")
 
-    def reply(self, rows: np.ndarray, colours: np.ndarray) -> list[int]:
+    def reply(self, rows: np.ndarray, colours: np.ndarray, legal: np.ndarray) -> list[int]:
+        """The engines' moves in envs `rows`; legal (len(rows), N*N+1) bool: the rules' legal moves there (positional
+        superko, no suicide). An engine's move outside them is a GtpError naming the engine, not a silent pass."""
         moves = []
-        for i, colour in zip(rows, colours):
+        for i, colour, ok in zip(rows, colours, legal):
             answer = self.engines[i].send(f"genmove {'b' if colour == game.BLACK else 'w'}").upper()
-            moves.append(self.size * self.size if answer in ("PASS", "RESIGN") else gtp.action(answer, self.size))
+            move = self.size * self.size if answer in ("PASS", "RESIGN") else gtp.action(answer, self.size)
+            if not ok[move]:
+                raise gtp.GtpError(f"{self.name} played {answer}, illegal under positional superko and no suicide")
+            moves.append(move)
         return moves
 
     def close(self) -> None:
         for engine in self.engines:
             engine.close()
+
+
+def gtp_command(opponent: str) -> str | None:
+    """The engine's command line of a `gtp:CMD ARGS` opponent, else None."""
+    return opponent[len("gtp:") :].strip() if opponent.startswith("gtp:") else None
 
 
 OPPONENTS = ("random", "greedy", "gnugo")
@@ -189,8 +199,11 @@ class GoEnv:
     ):
         if size not in range(5, 20):
             raise ValueError(f"size must be 5..19, got {size}")
-        if isinstance(opponent, str) and opponent not in OPPONENTS:
-            raise ValueError(f"opponent must be None (two-player), one of {OPPONENTS} or an Opponent, got {opponent!r}")
+        if isinstance(opponent, str) and opponent not in OPPONENTS and not gtp_command(opponent):
+            raise ValueError(
+                f"opponent must be None (two-player), one of {OPPONENTS}, 'gtp:CMD ARGS' or an Opponent, "
+                f"got {opponent!r}"
+            )
         if agent_colour not in ("black", "white", "alternate"):
             raise ValueError(f"agent_colour must be 'black', 'white' or 'alternate', got {agent_colour!r}")
         self.size, self.num_envs, self.device = size, num_envs, torch.device(device)
@@ -217,7 +230,20 @@ class GoEnv:
         self.agent = torch.full(
             (num_envs,), game.WHITE if agent_colour == "white" else game.BLACK, dtype=torch.int8, device=self.device
         )  # (B,) the agent's colour in each env's current game
-        self.gnugo = GnuGoOpponent(num_envs, size, self.komi, gnugo_level, seed) if opponent == "gnugo" else None
+        self.gnugo: GtpOpponent | None = None  # GNU Go or another engine over GTP
+        if opponent == "gnugo":
+            engines = [gtp_client.gnugo(size, self.komi, gnugo_level, seed + i) for i in range(num_envs)]
+            self.gnugo = GtpOpponent(engines, size, f"GNU Go level {gnugo_level}")
+        elif isinstance(opponent, str) and gtp_command(opponent):
+            engines = []
+            try:
+                for _ in range(num_envs):
+                    engines.append(gtp_client.engine(gtp_command(opponent), size, self.komi))
+            except gtp.GtpError:
+                for engine in engines:
+                    engine.close()
+                raise
+            self.gnugo = GtpOpponent(engines, size, repr(gtp_command(opponent)))
         self._fresh = game.new_games(1, size, self.device)
         self._seed: int | None = seed
         self.generator = torch.Generator(self.device)
@@ -290,7 +316,8 @@ class GoEnv:
         else:
             actions = torch.full((self.num_envs,), self.size**2, dtype=torch.int64)
             if self.gnugo is not None:
-                actions[idx] = torch.tensor(self.gnugo.reply(idx, -self.agent[idx].cpu().numpy()))
+                legal = self.state.legal[idx].cpu().numpy()
+                actions[idx] = torch.tensor(self.gnugo.reply(idx, -self.agent[idx].cpu().numpy(), legal))
             else:  # an Opponent object sees the position as the agent would, from the mover's side
                 obs = _planes(self.boards[idx], self.state.turn[idx], self.size).float().cpu().numpy()
                 actions[idx] = torch.as_tensor(self.opponent(obs, self._legal()[idx].cpu().numpy(), idx))

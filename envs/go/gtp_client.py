@@ -20,17 +20,23 @@ class GtpClient:
         # its own session: a Ctrl-C in the terminal (SIGINT to the foreground group) must reach only us, so that a
         # training run stopped during an evaluation against GNU Go finishes its games and checkpoints instead of
         # losing the engine
-        self.process = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, start_new_session=True
-        )
+        try:
+            self.process = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, start_new_session=True
+            )
+        except OSError as error:  # no such program, or not executable
+            raise GtpError(f"cannot start the GTP engine {shlex.join(argv)!r}: {error.strerror}") from None
 
     def send(self, command: str) -> str:
         return self.send_many([command])[0]
 
     def send_many(self, commands: list[str]) -> list[str]:
         """Pipeline several commands (one write, then read every answer)."""
-        self.process.stdin.write("".join(c + "\n" for c in commands))
-        self.process.stdin.flush()
+        try:
+            self.process.stdin.write("".join(c + "\n" for c in commands))
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            raise GtpError(f"engine exited before {commands!r}") from None
         answers = []
         for _ in commands:
             lines = []
@@ -67,7 +73,7 @@ def gnugo(size: int, komi: float, level: int = 1, seed: int = 0) -> GtpClient:
     --capture-all-dead it removes dead stones by capturing them before it passes, as Tromp-Taylor scoring
     (which counts every stone on the board as alive) needs; without it GNU Go passes in won positions
     that Tromp-Taylor scores as lost."""
-    client = GtpClient(
+    return engine(
         [
             GNUGO,
             "--mode",
@@ -81,7 +87,20 @@ def gnugo(size: int, komi: float, level: int = 1, seed: int = 0) -> GtpClient:
             str(seed),
             "--komi",
             str(komi),
-        ]
+        ],
+        size,
+        komi,
     )
-    client.send_many([f"boardsize {size}", "clear_board", f"komi {komi}"])
+
+
+def engine(command: list[str] | str, size: int, komi: float) -> GtpClient:
+    """Any GTP engine by command line, set to an empty `size` board and `komi`; a GtpError names the engine when it
+    cannot start or refuses the board size."""
+    client = GtpClient(command)
+    try:
+        client.send_many([f"boardsize {size}", "clear_board", f"komi {komi}"])
+    except GtpError as error:
+        client.close()
+        name = command if isinstance(command, str) else shlex.join(command)
+        raise GtpError(f"the GTP engine {name!r} refused a {size}x{size} board with komi {komi}: {error}") from None
     return client
