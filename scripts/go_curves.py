@@ -23,14 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from agents import registry
-from agents.go.matches import round_folder  # noqa: E402
-
-
-def wilson(p: np.ndarray, n: int | np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
-    """95% Wilson score interval of a binomial proportion p out of n games (draws counted half: approximate)."""
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
+from agents.go.matches import interval, round_folder  # noqa: E402
 
 
 def win_rates(run: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -69,7 +62,7 @@ def main() -> None:
             if opponent not in curves[run]:
                 continue
             steps, rate = curves[run][opponent]
-            low, high = wilson(rate, games_per_round(run, opponent, steps))
+            low, high = interval(rate, games_per_round(run, opponent, steps))
             ax.plot(steps, rate, marker="o", ms=3, label=label)
             ax.fill_between(steps, low, high, alpha=0.2)
         ax.set_title(f"vs {opponent}")

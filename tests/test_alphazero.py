@@ -5,6 +5,10 @@ alphazero run, and a short 5x5 training that must beat the random player more of
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,6 +182,24 @@ def test_a_resumed_run_continues_exactly_and_plays_with_the_go_tools(tmp_path):
     for search in ("0", "4"):
         out = ok(invoke(["eval", split_dir, "--opponent", "random", "--episodes", "4", "--search", search, "--json"]))
         assert '"games": 4' in out
+    rl_gtp = f"gtp:{sys.executable} -m agents.cli gtp"  # any GTP engine by command line: here rl gtp, a random player
+    out = ok(invoke(["eval", split_dir, "--opponent", rl_gtp, "--episodes", "2", "--json"]))
+    result = json.loads(out)
+    assert result["games"] == 2 and result["opponent"] == "gtp_" + Path(sys.executable).name
+    assert 0 <= result["win_rate_low"] <= result["win_rate"] <= result["win_rate_high"] <= 1
+    assert len(list(Path(result["sgf"]).glob("gtp_*.sgf"))) == 2
+    before = sorted(Path(split_dir).rglob("*"))
+    bad = invoke(["eval", split_dir, "--opponent", "gtp:/nonexistent/engine --mode gtp", "--episodes", "2"])
+    assert bad.exit_code == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert "cannot start the GTP engine '/nonexistent/engine --mode gtp'" in bad.stderr
+    assert sorted(Path(split_dir).rglob("*")) == before  # nothing left behind
+    ladder, out = tmp_path / "ladder.md", tmp_path / "ladder.txt"
+    script = Path(__file__).resolve().parents[1] / "scripts" / "go_ladder.py"
+    command = [sys.executable, script, split_dir, "--rungs", "random,greedy", "--games", "2", "--out", ladder]
+    subprocess.run(command, check=True, stdout=out.open("w"))
+    rows = [line for line in ladder.read_text().splitlines() if line.startswith(f"| {Path(split_dir).name}")]
+    assert "## 5x5" in ladder.read_text() and [row.split(" | ")[1] for row in rows] == ["random", "greedy"]
+    assert all("/2 |" in row and "% - " in row for row in rows)  # won/2 games and the interval of each rung
     from agents.go.engine import agent_engine
 
     reply = io.StringIO()

@@ -183,6 +183,21 @@ def test_match_records_parse_back_to_the_final_position(tmp_path):
 
 def test_elo_estimate():
     assert go_eval.elo(5, 10) == 0 and go_eval.elo(10, 10) == pytest.approx(400 * np.log10(10.5 / 0.5))
+
+
+def test_win_rate_interval_is_wilsons():
+    """Wilson's 95% interval, by hand: 5/10 -> 0.5 +- 1.96 sqrt(0.025 + 0.009604) / 1.38416 = [0.2366, 0.7634]; 0/10
+    -> [0, 0.38416/1.38416 = 0.2775]; the Elo of the interval's ends, infinite where the interval reaches 0 or 1."""
+    low, high = go_eval.interval(0.5, 10)
+    assert (low, high) == pytest.approx((0.23659, 0.76341), abs=1e-5)
+    assert go_eval.interval(0.0, 10) == pytest.approx((0.0, 0.27755), abs=1e-5)
+    assert go_eval.interval(1.0, 10) == pytest.approx((0.72245, 1.0), abs=1e-5)
+    assert go_eval.elo_of_rate(high) == pytest.approx(400 * np.log10(0.76341 / 0.23659), abs=0.01)
+    assert go_eval.elo_of_rate(0.0) == -np.inf and go_eval.elo_of_rate(1.0) == np.inf
+    narrow, wide = go_eval.interval(0.5, 100), go_eval.interval(0.5, 10)
+    assert narrow[1] - narrow[0] < wide[1] - wide[0]  # more games, a narrower interval
+    lows, highs = go_eval.interval(np.array([0.0, 0.5, 1.0]), np.array([10, 10, 10]))  # arrays: one per round
+    assert lows == pytest.approx([0.0, 0.23659, 0.72245], abs=1e-5) and highs[0] == pytest.approx(0.27755, abs=1e-5)
     assert go_eval.elo(2, 10) == -go_eval.elo(8, 10)
 
 

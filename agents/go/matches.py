@@ -13,6 +13,8 @@ Logged as `go/win_rate/<opponent>` (a draw counts half) and `go/elo/<opponent>`,
 from __future__ import annotations
 
 import math
+import re
+import shlex
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ import numpy as np
 from agents.evaluate import Policy, act
 from agents.go.search import Search
 from envs.go import game, gtp, gtp_client, sgf
-from envs.go.env import GameRecord, GoEnv
+from envs.go.env import GameRecord, GoEnv, gtp_command
 
 
 def gnugo_available() -> bool:
@@ -40,9 +42,38 @@ def opponent_names(config) -> list[tuple[str, str, int]]:
     return names
 
 
+def opponent_label(opponent: str, level: int = 1) -> str:
+    """A file-safe name for an opponent: random, greedy, gnugo_l<level>, or gtp_<program> for `gtp:CMD ARGS`."""
+    if opponent == "gnugo":
+        return f"gnugo_l{level}"
+    command = gtp_command(opponent)
+    if command is None:
+        return opponent
+    program = Path(shlex.split(command)[0]).name
+    return "gtp_" + re.sub(r"[^A-Za-z0-9_.-]", "_", program)
+
+
 def elo(wins: float, games: int) -> float:
     """Elo difference implied by `wins` (draws as halves) out of `games`, smoothed by half a game each way."""
     return 400 * math.log10((wins + 0.5) / (games - wins + 0.5))
+
+
+def interval(rate, games, z: float = 1.96) -> tuple:
+    """Wilson score interval (95% by default) of win rate(s) `rate` over `games` (scalars or arrays; draws as half a
+    win): unlike rate +- z*se it stays inside [0, 1] and is not empty at 0/n or n/n."""
+    p, n = np.asarray(rate, dtype=np.float64), np.asarray(games, dtype=np.float64)
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+
+
+def elo_of_rate(p: float) -> float:
+    """Elo difference 400 log10(p / (1 - p)) of a win rate p; -inf at 0 and +inf at 1."""
+    if p <= 0:
+        return -math.inf
+    if p >= 1:
+        return math.inf
+    return 400 * math.log10(p / (1 - p))
 
 
 def play_match(
@@ -105,11 +136,16 @@ def summary(records: list[GameRecord]) -> dict[str, Any]:
         for name, colour in (("black", game.BLACK), ("white", game.WHITE))
     }
     wins = sum(points)
+    low, high = interval(wins / len(records), len(records)) if records else (0.0, 1.0)
     return {
         "games": len(records),
         "wins": wins,
         "win_rate": wins / max(len(records), 1),
+        "win_rate_low": float(low),  # the 95% Wilson interval
+        "win_rate_high": float(high),
         "elo": elo(wins, len(records)),
+        "elo_low": elo_of_rate(low),  # the Elo the interval's ends imply (-inf/+inf at 0/n and n/n)
+        "elo_high": elo_of_rate(high),
         **{f"win_rate_{name}": (sum(p) / len(p) if p else float("nan")) for name, p in by_colour.items()},
     }
 
