@@ -312,25 +312,37 @@ def _write_hparams(writer: SummaryWriter, config: Any) -> None:
 @dataclass
 class Counters:
     """What every training loop counts and a checkpoint restores: env steps over all envs and ranks, updates, the
-    last 20 games' raw scores (the progress bar's return) and the evaluation history (step, mean return)."""
+    last 20 games' raw scores (the progress bar's return), the evaluation history (step, mean return) and the CPU
+    seconds this process (this rank) has spent training, evaluation rounds left out (`Clock.charge`)."""
 
     step: int = 0
     updates: int = 0
     recent_returns: deque = field(default_factory=lambda: deque(maxlen=20))
     evals: list = field(default_factory=list)
+    cpu_seconds: float = 0.0
 
     @classmethod
     def restored(cls, ckpt: checkpoint.Checkpoint | None) -> "Counters":
         """Fresh counters, or those of a resumed run's checkpoint."""
         if ckpt is None:
             return cls()
-        counters = cls(step=ckpt.step, updates=ckpt.state["num_updates"], evals=[tuple(e) for e in ckpt.state["evals"]])
+        counters = cls(
+            step=ckpt.step,
+            updates=ckpt.state["num_updates"],
+            evals=[tuple(e) for e in ckpt.state["evals"]],
+            cpu_seconds=ckpt.state.get("cpu_seconds", 0.0),  # checkpoints of older versions did not count it
+        )
         counters.recent_returns.extend(ckpt.state["recent_returns"])
         return counters
 
     def state(self) -> dict[str, Any]:
         """The counters' part of a checkpoint's state.json (the step is the checkpoint's own)."""
-        return {"num_updates": self.updates, "recent_returns": list(self.recent_returns), "evals": self.evals}
+        return {
+            "num_updates": self.updates,
+            "recent_returns": list(self.recent_returns),
+            "evals": self.evals,
+            "cpu_seconds": self.cpu_seconds,
+        }
 
     def log_games(self, run: Run, finished: Iterable[tuple[float, int]]) -> None:
         """Log each game that ended this step (raw score, length) at the current step."""
@@ -355,6 +367,15 @@ class Clock:
     def __init__(self, step: int):
         self.start_step, self.start_time = step, time.time()
         self._next_progress = self.start_time
+        self._cpu_mark = time.process_time()  # this process's CPU time, all its threads (torch's, ALE's)
+
+    def charge(self, counters: Counters, count: bool = True) -> None:
+        """Add the process's CPU time since the last call to counters.cpu_seconds (count=False: drop it, as for an
+        evaluation round, which is not training)."""
+        now = time.process_time()
+        if count:
+            counters.cpu_seconds += now - self._cpu_mark
+        self._cpu_mark = now
 
     def sps(self, step: int, now: float | None = None) -> float:
         return (step - self.start_step) / max((time.time() if now is None else now) - self.start_time, 1e-9)
@@ -376,14 +397,18 @@ def end_of_iteration(
     save: Callable[[], None],
 ) -> None:
     """The last step of every training iteration, each by the step counter crossing a multiple of its frequency:
-    `scalars()` (called only then: one device sync per log) with charts/SPS at log_frequency, the progress bar,
-    an evaluation at eval_frequency (`evaluate` None: this process does not evaluate), a checkpoint at
+    `scalars()` (called only then: one device sync per log) with charts/SPS and charts/cpu_hours (the training's CPU
+    time so far, evaluation rounds left out: the x axis of a compute budget) at log_frequency, the progress bar, an
+    evaluation at eval_frequency (`evaluate` None: this process does not evaluate), a checkpoint at
     checkpoint_frequency."""
+    clock.charge(counters)
     if crossed(counters.step, prev_step, config.log_frequency):
-        run.log(counters.step, {**scalars(), "charts/SPS": clock.sps(counters.step)})
+        cpu_hours = counters.cpu_seconds / 3600
+        run.log(counters.step, {**scalars(), "charts/SPS": clock.sps(counters.step), "charts/cpu_hours": cpu_hours})
     clock.progress(run, counters, config.total_timesteps)
     if evaluate is not None and crossed(counters.step, prev_step, config.eval_frequency):
         evaluate()
+        clock.charge(counters, count=False)
     # the last step's checkpoint is finish()'s, written after the final evaluation so that it holds it
     if crossed(counters.step, prev_step, config.checkpoint_frequency) and counters.step < config.total_timesteps:
         run.write_checkpoint(save)

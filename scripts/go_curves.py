@@ -2,6 +2,7 @@
 
     python scripts/go_curves.py runs/Go5__ppo__1__* runs/Go5__ppo__2__* --label scratch --label pretrained \
         --out docs/go5_pretraining.png
+    python scripts/go_curves.py runs/Go9__alphazero__1__* runs/Go9__ppo__1__* --x cpu_hours --out docs/go9_cpu.png
 
 Each point is one evaluation round (colours alternating); the shaded band is the 95% Wilson interval of that
 round's win rate, so two curves whose bands overlap are not shown apart. A round's number of games is counted from
@@ -26,15 +27,27 @@ from agents import registry
 from agents.go.matches import interval, round_folder  # noqa: E402
 
 
-def win_rates(run: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _scalars(run: Path, prefix: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{tag: (steps, values)} of the run's scalars whose tag starts with `prefix`."""
     acc = EventAccumulator(str(run), size_guidance={"scalars": 0})
     acc.Reload()
-    out = {}
-    for tag in sorted(acc.Tags()["scalars"]):
-        if tag.startswith("go/win_rate/"):
-            events = acc.Scalars(tag)
-            out[tag.split("/")[-1]] = (np.array([e.step for e in events]), np.array([e.value for e in events]))
-    return out
+    return {
+        tag: (np.array([e.step for e in acc.Scalars(tag)]), np.array([e.value for e in acc.Scalars(tag)]))
+        for tag in sorted(acc.Tags()["scalars"])
+        if tag.startswith(prefix)
+    }
+
+
+def win_rates(run: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {tag.split("/")[-1]: curve for tag, curve in _scalars(run, "go/win_rate/").items()}
+
+
+def cpu_hours(run: Path, steps: np.ndarray) -> np.ndarray:
+    """The training's CPU hours (charts/cpu_hours) at each of `steps`, interpolated between its logged points."""
+    logged = _scalars(run, "charts/cpu_hours").get("charts/cpu_hours")
+    if logged is None:
+        raise SystemExit(f"go_curves: {run} logs no charts/cpu_hours (a run of an older version): plot it by steps")
+    return np.interp(steps, *logged)
 
 
 def games_per_round(run: Path, opponent: str, steps: np.ndarray) -> np.ndarray:
@@ -49,6 +62,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--label", action="append", default=[], help="one per run, in order (default: the folder name)")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--x", choices=("steps", "cpu_hours"), default="steps", help="the x axis (default: env steps)")
     args = parser.parse_args()
     labels = args.label + [run.name for run in args.runs[len(args.label) :]]
     curves = {run: win_rates(run) for run in args.runs}
@@ -63,11 +77,13 @@ def main() -> None:
                 continue
             steps, rate = curves[run][opponent]
             low, high = interval(rate, games_per_round(run, opponent, steps))
-            ax.plot(steps, rate, marker="o", ms=3, label=label)
-            ax.fill_between(steps, low, high, alpha=0.2)
+            x = steps if args.x == "steps" else cpu_hours(run, steps)
+            ax.plot(x, rate, marker="o", ms=3, label=label)
+            ax.fill_between(x, low, high, alpha=0.2)
         ax.set_title(f"vs {opponent}")
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
-        ax.set_xlabel("env steps (agent moves)")
+        if args.x == "steps":
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
+        ax.set_xlabel("env steps (agent moves)" if args.x == "steps" else "training CPU hours (evaluations left out)")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("win rate (colours alternating)")

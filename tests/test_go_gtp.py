@@ -397,6 +397,8 @@ def test_go_curves_counts_each_rounds_games_from_its_sgfs(tmp_path):
     with SummaryWriter(str(tmp_path)) as writer:
         for step, rate in ((100, 0.9), (200, 0.95), (300, 0.975)):
             writer.add_scalar("go/win_rate/random", rate, step)
+        for step, hours in ((50, 0.5), (250, 2.5)):
+            writer.add_scalar("charts/cpu_hours", hours, step)
     for step, games in ((100, 20), (200, 40)):
         (tmp_path / "games" / f"step_{step}").mkdir(parents=True)
         for i in range(games):
@@ -408,6 +410,7 @@ def test_go_curves_counts_each_rounds_games_from_its_sgfs(tmp_path):
     assert games.tolist() == [20, 40, 30]
     low, high = go_curves.interval(rates, games)
     assert high[0] - low[0] > high[1] - low[1]  # 18/20 is known less well than 38/40
+    assert go_curves.cpu_hours(tmp_path, steps).tolist() == [1.0, 2.0, 2.5]  # --x cpu_hours: interpolated, held
 
 
 # An engine that answers every command and plays A1 at each genmove: legal once, then an occupied point

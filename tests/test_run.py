@@ -35,6 +35,7 @@ CONTRACT_TAGS = [
     "charts/episodic_return",
     "charts/episodic_length",
     "charts/SPS",
+    "charts/cpu_hours",
     "charts/epsilon",
     "charts/learning_rate",
     "losses/td_loss",
@@ -202,6 +203,10 @@ def test_event_files_hold_the_contract_tags_and_the_hparams_in_the_run_folder(ti
         assert all(0 < step <= 800 for step, _ in tags[tag]), tag
     assert [s for s, _ in tags["eval/episodic_return"]] == [400, 800]
     assert all(v > 0 for _, v in tags["charts/SPS"])
+    cpu_hours = [v for _, v in tags["charts/cpu_hours"]]
+    assert cpu_hours[0] > 0 and cpu_hours == sorted(cpu_hours)  # the training's CPU time, counted up
+    saved = checkpoint.load(checkpoint.latest(run_dir / "checkpoints")).state["cpu_seconds"]
+    assert saved >= cpu_hours[-1] * 3600 * (1 - 1e-6) > 0  # in the checkpoint (float32 in the event file)
     assert all(v == pytest.approx(cfg.learning_rate) for _, v in tags["charts/learning_rate"])
     eps = [v for _, v in tags["charts/epsilon"]]
     assert eps == sorted(eps, reverse=True) and eps[0] <= cfg.start_e and eps[-1] >= cfg.end_e - 1e-6
@@ -241,6 +246,7 @@ def test_resume_continues_the_same_folder_steps_and_curves(tiny_run, tmp_path):
     assert [s for s, _ in resumed["eval/episodic_return"]] == [400, 800], "the eval at the checkpoint step was purged"
 
     updates_at_800 = checkpoint.load(checkpoint.latest(ckpts)).state["num_updates"]
+    cpu_at_800 = checkpoint.load(checkpoint.latest(ckpts)).state["cpu_seconds"]
 
     # (b) The ordinary case: resume a finished run with a larger budget.
     out = ok(invoke(["train", "dqn", "--resume", run_dir, "--steps", 1600]))
@@ -258,6 +264,7 @@ def test_resume_continues_the_same_folder_steps_and_curves(tiny_run, tmp_path):
     new_td = [s for s, _ in newest["scalars"]["losses/td_loss"]]
     assert new_td and new_td[0] > 800 and new_td[-1] == 1600
     assert len(newest["starts"]) == 1 and 800 < newest["starts"][0] <= new_td[0]  # purge_step marker
+    assert newest["scalars"]["charts/cpu_hours"][0][1] * 3600 > cpu_at_800 > 0  # counts on from the checkpoint's
     assert sum(f["plugin_tags"].count("_hparams_/session_start_info") for f in files) == 1  # hparams once
 
     whole = scalars(run_dir)
