@@ -44,10 +44,14 @@ def elo_text(elo: float) -> str:
     return "-inf" if elo == -math.inf else "+inf" if elo == math.inf else f"{elo:+.0f}"
 
 
+def heading(size: int) -> str:
+    return f"## Go ladder, {size}x{size}"
+
+
 def table(size: int, rows: list[dict], games: int, search: int, seconds: float) -> str:
     """The markdown section of one board size."""
     lines = [
-        f"## {size}x{size}",
+        heading(size),
         "",
         f"{games} games a cell, colours alternating, draws as half a win; the agent plays "
         + (f"the most visited move of a {search}-playout search." if search else "its network's policy alone.")
@@ -74,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--search", type=int, default=0, help="playouts a move (default 0: the policy alone)")
     parser.add_argument("--checkpoint", default="latest", help="latest, best or a step")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, help="markdown file whose `## NxN` sections to write or replace")
+    parser.add_argument("--out", type=Path, help="markdown file whose `## Go ladder, NxN` sections to write or replace")
     args = parser.parse_args(argv)
     ladder = rungs(args.rungs, args.gtp)
     checkpoint = int(args.checkpoint) if args.checkpoint.isdigit() else args.checkpoint
@@ -97,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         text = table(size, by_size[size], args.games, args.search, seconds)
         print(text)
         if args.out:
-            write_section(args.out, f"## {size}x{size}", text)
+            write_section(args.out, heading(size), text)
     return 0
 
 
