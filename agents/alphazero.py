@@ -75,6 +75,11 @@ class AlphaZeroConfig(EnvRunFields):
     log_frequency: int = option(1_000, positive=True)
 
     shared_encoder = True  # one tower, two heads (AlphaGo Zero); not a key: what ppo.make_agent reads
+    # Batch norm as AlphaGo Zero's: batch statistics in training, running ones in the search (ppo.make_agent freezes
+    # them for PPO, whose ratio needs one state's output independent of its batch; this loss has no ratio). Frozen,
+    # a batch-norm layer is a plain affine map: on 9x9 the value head's single 1x1 filter drifted negative at every
+    # point within 100k moves, its ReLU passed nothing and the value stayed constant (loss 1.000 to 235k moves).
+    batch_statistics = True
 
     def _rules(self) -> None:
         if envs.family(self.env) != "go":

@@ -183,7 +183,8 @@ def make_agent(config: PPOConfig, obs_shape: tuple[int, ...], n_actions: int, lo
             )
         if body is not None and config.encoder.freeze:
             freeze(body)
-    freeze_batch_norm_stats(agent)
+    if not getattr(config, "batch_statistics", False):
+        freeze_batch_norm_stats(agent)
     return compile_in_place(channels_last(agent, obs_shape), config.compile)
 
 
