@@ -53,18 +53,19 @@ def table(size: int, rows: list[dict], games: int, search: int, seconds: float) 
     lines = [
         heading(size),
         "",
-        f"{games} games a cell, colours alternating, draws as half a win; the agent plays "
+        f"{games} games a cell, colours alternating, draws as half a win (the interval treats them as independent: "
+        "where few games are distinct, it is narrower than the evidence); the agent plays "
         + (f"the most visited move of a {search}-playout search." if search else "its network's policy alone.")
         + f" Written by `python {' '.join(sys.argv)}` on {date.today()} ({seconds / 60:.0f} min).",
         "",
-        "| Agent (run, step) | Opponent | Won | Win rate | 95% interval | Elo | Elo 95% interval |",
-        "|---|---|---:|---:|---|---:|---|",
+        "| Agent (run, step) | Opponent | Won | Distinct games | Win rate | 95% interval | Elo | Elo 95% interval |",
+        "|---|---|---:|---:|---:|---|---:|---|",
     ]
     for r in rows:
         lines.append(
             f"| {Path(r['run']).name}, {r['step']:,} | {r['opponent']} | {r['wins']:g}/{r['games']} | "
-            f"{r['win_rate']:.0%} | {r['win_rate_low']:.0%} - {r['win_rate_high']:.0%} | {elo_text(r['elo'])} | "
-            f"{elo_text(r['elo_low'])} to {elo_text(r['elo_high'])} |"
+            f"{r['distinct']} | {r['win_rate']:.0%} | {r['win_rate_low']:.0%} - {r['win_rate_high']:.0%} | "
+            f"{elo_text(r['elo'])} | {elo_text(r['elo_low'])} to {elo_text(r['elo_high'])} |"
         )
     return "\n".join(lines) + "\n"
 

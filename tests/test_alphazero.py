@@ -199,7 +199,8 @@ def test_a_resumed_run_continues_exactly_and_plays_with_the_go_tools(tmp_path):
     subprocess.run(command, check=True, stdout=out.open("w"))
     rows = [line for line in ladder.read_text().splitlines() if line.startswith(f"| {Path(split_dir).name}")]
     assert "## Go ladder, 5x5" in ladder.read_text() and [row.split(" | ")[1] for row in rows] == ["random", "greedy"]
-    assert all("/2 |" in row and "% - " in row for row in rows)  # won/2 games and the interval of each rung
+    assert all("/2 | " in row and "% - " in row for row in rows)  # won/2 games and the interval of each rung
+    assert all(row.split(" | ")[3] in ("1", "2") for row in rows)  # distinct games
     from agents.go.engine import agent_engine
 
     reply = io.StringIO()

@@ -179,6 +179,8 @@ def test_match_records_parse_back_to_the_final_position(tmp_path):
         assert parsed.result.startswith("B+" if record.margin > 0 else "W+")
     s = go_eval.summary(records)
     assert s["games"] == 6 and 0 <= s["win_rate"] <= 1 and s["elo"] == pytest.approx(go_eval.elo(s["wins"], 6))
+    assert s["distinct"] == len({(r.agent_colour, tuple(r.moves)) for r in records}) >= 2  # random play: all differ
+    assert go_eval.summary(records[:1] * 3)["distinct"] == 1  # the same game thrice: one distinct game
 
 
 def test_elo_estimate():

@@ -139,6 +139,9 @@ def summary(records: list[GameRecord]) -> dict[str, Any]:
     low, high = interval(wins / len(records), len(records)) if records else (0.0, 1.0)
     return {
         "games": len(records),
+        # games that differ in some move: a greedy policy against a near-deterministic engine repeats games, and
+        # repeats are not independent samples (the interval assumes they are)
+        "distinct": len({(r.agent_colour, tuple(r.moves)) for r in records}),
         "wins": wins,
         "win_rate": wins / max(len(records), 1),
         "win_rate_low": float(low),  # the 95% Wilson interval
