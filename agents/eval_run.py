@@ -10,7 +10,6 @@ from agents import hooks, registry
 from agents.config import ConfigError
 from agents.evaluate import run_episodes, summarize
 from agents.run import pick_device
-from envs.go.env import gtp_command
 
 OPPONENTS = ("random", "greedy", "gnugo")
 
@@ -34,7 +33,7 @@ def evaluate_run(
     opened = registry.open_run(run_dir, None)
     opened.algorithm  # a supervised run is no agent: its error line
     cfg, go = opened.config, envs.family(opened.config.env) == "go"
-    if opponent is not None and (not go or (opponent not in OPPONENTS and not gtp_command(opponent))):
+    if opponent is not None and (not go or (opponent not in OPPONENTS and not _gtp_command(opponent))):
         raise ConfigError(
             f'--opponent {opponent!r}: Go runs only, one of random, greedy, gnugo or gtp:"CMD ARGS" (any GTP engine)'
             f"{'' if go else f' ({cfg.env} is not Go)'}"
@@ -69,3 +68,9 @@ def evaluate_run(
         }
     finally:
         env.close()
+
+
+def _gtp_command(opponent: str) -> str | None:
+    from envs.go.env import gtp_command  # Go code loads on use
+
+    return gtp_command(opponent)

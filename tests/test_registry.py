@@ -63,10 +63,10 @@ def test_crossed_counts_multiples_passed_whatever_the_stride():
 
 
 def test_counters_round_trip_through_a_checkpoint_state():
-    counters = run_lib.Counters(step=640, updates=5, evals=[(320, 1.5)])
+    counters = run_lib.Counters(step=640, updates=5, evals=[(320, 1.5)], cpu_seconds=12.5)
     counters.recent_returns.extend([1.0, 2.0])
     state = counters.state()
-    assert state == {"num_updates": 5, "recent_returns": [1.0, 2.0], "evals": [(320, 1.5)]}
+    assert state == {"num_updates": 5, "recent_returns": [1.0, 2.0], "evals": [(320, 1.5)], "cpu_seconds": 12.5}
 
     class Saved:  # what checkpoint.load returns, as far as Counters reads it
         step = 640
@@ -74,6 +74,9 @@ def test_counters_round_trip_through_a_checkpoint_state():
     Saved.state = {**state, "evals": [[320, 1.5]]}  # JSON turns tuples into lists
     back = run_lib.Counters.restored(Saved)
     assert (back.step, back.updates, back.evals, list(back.recent_returns)) == (640, 5, [(320, 1.5)], [1.0, 2.0])
+    assert back.cpu_seconds == 12.5
+    del Saved.state["cpu_seconds"]  # a checkpoint of an older version: no CPU time counted
+    assert run_lib.Counters.restored(Saved).cpu_seconds == 0.0
     assert isinstance(back.recent_returns, deque) and back.recent_returns.maxlen == 20
     assert run_lib.Counters.restored(None).step == 0 and run_lib.Counters().recent_return() is None
 
