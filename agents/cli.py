@@ -292,7 +292,7 @@ def eval_(
       rl eval runs/CartPole-v1__dqn__1__20261123-101500 --json
       rl eval runs/CartPole-v1__dqn__1__20261123-101500 --checkpoint best
       rl eval runs/Go9__ppo__1__20261124-101500 --opponent gnugo --level 1 --episodes 40
-      rl eval runs/Go9__ppo__1__20261124-101500 --opponent gtp:"/usr/games/gnugo --mode gtp --level 10"
+      rl eval runs/Go9__ppo__1__20261124-101500 --opponent gtp:"/usr/games/gnugo --mode gtp --capture-all-dead"
       rl eval runs/Go9__ppo__1__20261124-101500 --opponent random --episodes 400 --search 64
       rl eval runs/Go9__ppo__1__20261124-101500 --opponent random --episodes 400 --greedy --symmetries
     """
