@@ -280,6 +280,13 @@ def eval_(
         help="Go runs: average the network over the board's 8 symmetries at every position (8 forward passes a move).",
     ),
     checkpoint: Checkpoint = "latest",
+    random_opening: int = typer.Option(
+        0,
+        "--random-opening",
+        min=0,
+        help="Go runs with --opponent: the first K moves of each game (both sides') are random legal moves, so that "
+        "deterministic players do not replay one game.",
+    ),
 ):
     """Evaluate a run's latest checkpoint (or --checkpoint best, or a step): mean, std, min, max of raw game scores
     and a 95% interval.
@@ -295,12 +302,12 @@ def eval_(
       rl eval runs/Go9__ppo__1__20261124-101500 --opponent gtp:"/usr/games/gnugo --mode gtp --capture-all-dead"
       rl eval runs/Go9__ppo__1__20261124-101500 --opponent random --episodes 400 --search 64
       rl eval runs/Go9__ppo__1__20261124-101500 --opponent random --episodes 400 --greedy --symmetries
+      rl eval runs/Go9__ppo__1__20261124-101500 --opponent gnugo --level 10 --episodes 100 --random-opening 4
     """
     from agents.eval_run import evaluate_run
 
-    result = evaluate_run(
-        run_dir, episodes, epsilon, seed, device, opponent, level, greedy, search, symmetries, checkpoint
-    )
+    options = {"greedy": greedy, "search": search, "symmetries": symmetries, "random_opening": random_opening}
+    result = evaluate_run(run_dir, episodes, epsilon, seed, device, opponent, level, checkpoint=checkpoint, **options)
     if as_json:
         typer.echo(_json(result))
     elif opponent is not None:
@@ -308,6 +315,7 @@ def eval_(
             (["best"] if checkpoint == "best" else [])
             + ([f"search {search}"] if search else ["greedy"] if result["greedy"] else [])
             + (["8 symmetries"] if result["symmetries"] else [])
+            + ([f"{random_opening} random opening moves"] if random_opening else [])
         )
         label = f" ({', '.join(parts)})" if parts else ""
         typer.echo(

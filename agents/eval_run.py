@@ -26,6 +26,7 @@ def evaluate_run(
     search: int = 0,
     symmetries: bool = False,
     checkpoint: int | str = "latest",
+    random_opening: int = 0,
 ) -> dict[str, Any]:
     """The run's `checkpoint` (latest, best or a step) over `episodes` whole games: {"run", "step", "epsilon", mean,
     std, min, max, 95% interval}; with `opponent` (Go), the match's result (agents/go/engine.py). Every bad
@@ -40,6 +41,8 @@ def evaluate_run(
         )
     if search and opponent is None:
         raise ConfigError(f"--search {search} plays Go matches: add --opponent random, greedy, gnugo or gtp:CMD")
+    if random_opening and opponent is None:
+        raise ConfigError(f"--random-opening {random_opening} plays Go matches: add --opponent random, greedy, gnugo")
     if search and greedy:
         raise ConfigError("--search plays the most visited move: drop --greedy")
     if greedy and not hasattr(cfg, "eval_greedy"):
@@ -55,7 +58,7 @@ def evaluate_run(
     if opponent is not None:
         from agents.go.engine import match
 
-        return match(opened, dev, opponent, level, episodes, seed, search)
+        return match(opened, dev, opponent, level, episodes, seed, search, random_opening)
     env = envs.make(cfg.env, min(episodes, 8), seed, **hooks.for_config(cfg).env_options())
     try:
         eps = cfg.eval_epsilon if epsilon is None else epsilon

@@ -48,12 +48,14 @@ def heading(size: int) -> str:
     return f"## Go ladder, {size}x{size}"
 
 
-def table(size: int, rows: list[dict], games: int, search: int, seconds: float) -> str:
+def table(size: int, rows: list[dict], games: int, search: int, seconds: float, random_opening: int = 0) -> str:
     """The markdown section of one board size."""
     lines = [
         heading(size),
         "",
-        f"{games} games a cell, colours alternating, draws as half a win (the interval treats them as independent: "
+        f"{games} games a cell, colours alternating"
+        + (f", the first {random_opening} moves of each game random" if random_opening else "")
+        + ", draws as half a win (the interval treats them as independent: "
         "where few games are distinct, it is narrower than the evidence); the agent plays "
         + (f"the most visited move of a {search}-playout search." if search else "its network's policy alone.")
         + f" Written by `python {' '.join(sys.argv)}` on {date.today()} ({seconds / 60:.0f} min).",
@@ -78,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gtp", action="append", default=[], help="one more rung: a GTP engine's command line")
     parser.add_argument("--search", type=int, default=0, help="playouts a move (default 0: the policy alone)")
     parser.add_argument("--checkpoint", default="latest", help="latest, best or a step")
+    parser.add_argument(
+        "--random-opening", type=int, default=0, help="random moves that open each game (rl eval's; default 0)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="markdown file whose `## Go ladder, NxN` sections to write or replace")
     args = parser.parse_args(argv)
@@ -89,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         size = int(registry.open_run(run, None).config.env.removeprefix("Go"))
         for opponent, level in ladder:
             options = {"seed": args.seed, "search": args.search, "checkpoint": checkpoint}
+            options["random_opening"] = args.random_opening
             result = evaluate_run(run, args.games, opponent=opponent, level=level, **options)
             by_size[size].append(result)
             print(
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     seconds = time.perf_counter() - start
     for size in sorted(by_size):
-        text = table(size, by_size[size], args.games, args.search, seconds)
+        text = table(size, by_size[size], args.games, args.search, seconds, args.random_opening)
         print(text)
         if args.out:
             write_section(args.out, heading(size), text)

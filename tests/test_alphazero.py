@@ -130,6 +130,7 @@ def test_symmetry_augmentation_moves_the_policy_target_with_the_board():
         ("Go5", "go.shaping=1", "'go.shaping' and 'go.score_reward' must be 0"),
         ("Go5", "optimizer=adamw", "did you mean 'adam'"),
         ("Go5", "encoder.name=mlp", "alphazero uses resnet_tower"),
+        ("Go5", "pretrain_steps=100", "'pretrain_data' and 'pretrain_steps' go together"),
         ("CartPole-v1", "seed=1", "alphazero trains on Go"),
     ],
 )
@@ -188,7 +189,11 @@ def test_a_resumed_run_continues_exactly_and_plays_with_the_go_tools(tmp_path):
     assert result["games"] == 2 and result["opponent"] == "gtp_" + Path(sys.executable).name
     assert 0 <= result["win_rate_low"] <= result["win_rate"] <= result["win_rate_high"] <= 1
     assert len(list(Path(result["sgf"]).glob("gtp_*.sgf"))) == 2
+    out = ok(invoke(["eval", split_dir, "--opponent", "greedy", "--episodes", "4", "--random-opening", "2", "--json"]))
+    assert json.loads(out)["random_opening"] == 2 and json.loads(out)["sgf"].endswith("_greedy_opening2")
     before = sorted(Path(split_dir).rglob("*"))
+    bad = invoke(["eval", split_dir, "--random-opening", "2"])
+    assert bad.exit_code == 2 and "--random-opening 2 plays Go matches: add --opponent" in bad.stderr
     bad = invoke(["eval", split_dir, "--opponent", "gtp:/nonexistent/engine --mode gtp", "--episodes", "2"])
     assert bad.exit_code == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert "cannot start the GTP engine '/nonexistent/engine --mode gtp'" in bad.stderr

@@ -463,3 +463,29 @@ RNG = np.random.default_rng(0)
 def random_policy_player(obs, action_mask, **_):
     """A stand-in policy for play_match: a uniformly random offered move."""
     return np.array([RNG.choice(np.flatnonzero(m)) for m in action_mask])
+
+
+def first_offered_move(obs, action_mask, **_):
+    """A deterministic stand-in policy: the first move offered."""
+    return np.array([np.flatnonzero(m)[0] for m in action_mask])
+
+
+@pytest.mark.skipif(not HAVE_GNUGO, reason="GNU Go not installed (apt-get install gnugo)")
+def test_a_random_opening_makes_deterministic_players_play_different_games():
+    """Against GNU Go, a deterministic policy replays the same few games; with random_opening=3 the first three moves
+    of each game (both sides', GNU Go's told to it) are random, so 8 games are 8 games, and the rest is played by
+    the players themselves: GNU Go's replies stay legal under our rules to the end (its board in step with ours)."""
+    from agents.go import matches
+
+    plain = matches.play_match(first_offered_move, 5, 7.5, "gnugo", games=8, seed=0, num_envs=2)
+    opened = matches.play_match(first_offered_move, 5, 7.5, "gnugo", games=8, seed=0, num_envs=2, random_opening=3)
+    assert matches.summary(opened)["distinct"] == 8 > matches.summary(plain)["distinct"]
+    for record in opened:
+        state = game.new_games(1, 5)
+        for colour, move in record.moves:
+            assert int(state.turn) == colour and state.legal[0, move]
+            state = game.step(state, torch.tensor([move]))
+        assert all(move < 25 for _, move in record.moves[:3])  # the opening places stones: no passes
+        assert float(game.score(state, 7.5)) == record.margin
+    first = {tuple(move for _, move in r.moves[:3]) for r in opened}
+    assert len(first) == 8  # 25*24*23 openings: eight distinct ones

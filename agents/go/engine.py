@@ -40,10 +40,18 @@ def searcher(opened: registry.OpenRun, env, device, playouts: int):
 
 
 def match(
-    opened: registry.OpenRun, device, opponent: str, level: int, games: int, seed: int, search: int = 0
+    opened: registry.OpenRun,
+    device,
+    opponent: str,
+    level: int,
+    games: int,
+    seed: int,
+    search: int = 0,
+    random_opening: int = 0,
 ) -> dict[str, Any]:
-    """`rl eval RUN --opponent ...`: `games` games against the opponent, colours alternating, saved as SGFs under
-    <run>/games/eval_step_<N>_seed_<S>[_search<K>|_greedy][_symmetries]/; returns the result."""
+    """`rl eval RUN --opponent ...`: `games` games against the opponent, colours alternating (the first
+    random_opening moves of each random), saved as SGFs under
+    <run>/games/eval_step_<N>_seed_<S>[_search<K>|_greedy][_symmetries][_opening<K>]/; returns the result."""
     if opponent == "gnugo" and not matches.gnugo_available():
         raise ConfigError(
             "--opponent gnugo: GNU Go is not installed (apt-get install gnugo); random and greedy need nothing"
@@ -63,12 +71,15 @@ def match(
     # a search batches its trees' network calls over the games played at once (a GTP engine: one process per game)
     num_envs = (64 if opponent in ("random", "greedy") else 16) if search else 8
     try:
-        records = matches.play_match(player, size, komi, opponent, games, seed, level, num_envs, **offer_options(cfg))
+        options = {"random_opening": random_opening, **offer_options(cfg)}
+        records = matches.play_match(player, size, komi, opponent, games, seed, level, num_envs, **options)
     except GtpError as error:
         raise ConfigError(f"--opponent {opponent!r}: {error}") from None
     greedy = cfg.eval_greedy and not search
-    how = (f"_search{search}" if search else "_greedy" if greedy else "") + (
-        "_symmetries" if cfg.eval_symmetries else ""
+    how = (
+        (f"_search{search}" if search else "_greedy" if greedy else "")
+        + ("_symmetries" if cfg.eval_symmetries else "")
+        + (f"_opening{random_opening}" if random_opening else "")
     )
     folder = opened.dir / "games" / f"eval_step_{step}_seed_{seed}{how}"
     matches.save_sgf(
@@ -77,7 +88,10 @@ def match(
         name,
         size,
         komi,
-        f"rl step {step}" + (f" search {search}" if search else "") + (" symmetries" if cfg.eval_symmetries else ""),
+        f"rl step {step}"
+        + (f" search {search}" if search else "")
+        + (" symmetries" if cfg.eval_symmetries else "")
+        + (f" random opening {random_opening}" if random_opening else ""),
     )
     return {
         "run": str(opened.dir),
@@ -87,6 +101,7 @@ def match(
         "greedy": greedy,
         "search": search,
         "symmetries": cfg.eval_symmetries,
+        "random_opening": random_opening,
         **matches.summary(records),
         "sgf": str(folder),
     }

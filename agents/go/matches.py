@@ -87,9 +87,11 @@ def play_match(
     num_envs: int = 8,
     eye_fill: bool = True,
     pass_rule: str = "always",
+    random_opening: int = 0,
 ) -> list[GameRecord]:
     """`games` whole games of `policy` against `opponent`, colours alternating; the finished games in order.
-    eye_fill and pass_rule: the moves the policy is offered (as its run trained: hooks.offer_options).
+    eye_fill and pass_rule: the moves the policy is offered (as its run trained: hooks.offer_options);
+    random_opening: the first K moves of each game are random (GoEnv's opening variety).
     A `Search` (agents/go/search.py) as the policy reads the env's games themselves: rules state and last boards."""
     num_envs = min(num_envs, games)
     env = GoEnv(
@@ -103,6 +105,7 @@ def play_match(
         record=True,
         eye_fill=eye_fill,
         pass_rule=pass_rule,
+        random_opening=random_opening,
     )
     quota = np.full(num_envs, games // num_envs)
     quota[: games % num_envs] += 1

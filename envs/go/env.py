@@ -37,6 +37,10 @@ the return is +-1 plus a share of the score (KataGo's score utility, Wu 2019), s
 it is won by, and a lost one less bad the less it is lost by. Unlike shaping this changes what is best: a player
 that wins by a little gains by winning by more, so it learns to take groups it could leave alive.
 
+`random_opening=K` (against an opponent) makes the first K moves of every game, both sides', uniformly random legal
+moves (random_policy's), whatever the agent chose or the opponent would have played (a GTP engine is told them):
+an evaluation's opening book, so that matches between deterministic players are not one game replayed.
+
 `augment=True` shows each observation under one of the board's 8 symmetries, drawn at random per env and
 step, and maps the action back (envs/go/symmetry.py): PPO then learns from all 8 images of its positions
 with exact log-probabilities (the policy acted on the image it was shown). `record=True` keeps every
@@ -136,14 +140,20 @@ class GameRecord:
 
 class GtpOpponent:
     """One GTP engine process per env (GNU Go at a level, or any engine by its command line), told every move and
-    asked for its reply with genmove. A resignation is played as a pass: the game goes on to its scored end."""
+    asked for its reply with genmove. A resignation is played as a pass: the game goes on to its scored end.
+    With `seeds` (GNU Go's), engine i plays its g-th game under set_random_seed seeds[i] + g * len(engines): a
+    deterministic engine against a greedy agent would otherwise replay the same game in each env."""
 
-    def __init__(self, engines: list[gtp_client.GtpClient], size: int, name: str):
-        self.engines, self.size, self.name = engines, size, name
+    def __init__(self, engines: list[gtp_client.GtpClient], size: int, name: str, seeds: list[int] | None = None):
+        self.engines, self.size, self.name, self.seeds = engines, size, name, seeds
+        self.games = np.zeros(len(engines), dtype=np.int64)  # games begun per engine
 
     def reset(self, rows: np.ndarray) -> None:
         for i in rows:
             self.engines[i].send("clear_board")
+            if self.seeds is not None:
+                self.engines[i].send(f"set_random_seed {self.seeds[i] + self.games[i] * len(self.engines)}")
+            self.games[i] += 1
 
     def tell(self, rows: np.ndarray, colours: np.ndarray, actions: np.ndarray) -> None:
         for i, colour, a in zip(rows, colours, actions):
@@ -196,6 +206,7 @@ class GoEnv:
         eye_fill: bool = True,
         pass_rule: str = "always",
         score_reward: float = 0.0,
+        random_opening: int = 0,
     ):
         if size not in range(5, 20):
             raise ValueError(f"size must be 5..19, got {size}")
@@ -216,6 +227,9 @@ class GoEnv:
             raise ValueError(f"pass_rule must be one of {PASS_RULES}, got {pass_rule!r}")
         if score_reward < 0:
             raise ValueError(f"score_reward must be >= 0 (0: the result only), got {score_reward}")
+        if random_opening < 0 or (random_opening and opponent is None):
+            raise ValueError(f"random_opening must be >= 0 and needs an opponent, got {random_opening}")
+        self.random_opening = random_opening  # the first K moves of a game, both sides', are random (an opening)
         self.history, self.augment, self.record, self.shaping = history, augment, record, shaping
         self.score_reward = score_reward
         self.shaping_potential, self.eye_fill, self.pass_rule = shaping_potential, eye_fill, pass_rule
@@ -232,8 +246,9 @@ class GoEnv:
         )  # (B,) the agent's colour in each env's current game
         self.gnugo: GtpOpponent | None = None  # GNU Go or another engine over GTP
         if opponent == "gnugo":
-            engines = [gtp_client.gnugo(size, self.komi, gnugo_level, seed + i) for i in range(num_envs)]
-            self.gnugo = GtpOpponent(engines, size, f"GNU Go level {gnugo_level}")
+            seeds = [seed + i for i in range(num_envs)]
+            engines = [gtp_client.gnugo(size, self.komi, gnugo_level, s) for s in seeds]
+            self.gnugo = GtpOpponent(engines, size, f"GNU Go level {gnugo_level}", seeds)
         elif isinstance(opponent, str) and gtp_command(opponent):
             engines = []
             try:
@@ -316,12 +331,21 @@ class GoEnv:
         else:
             actions = torch.full((self.num_envs,), self.size**2, dtype=torch.int64)
             if self.gnugo is not None:
-                legal = self.state.legal[idx].cpu().numpy()
-                actions[idx] = torch.tensor(self.gnugo.reply(idx, -self.agent[idx].cpu().numpy(), legal))
+                opening = (self.state.moves[idx] < self.random_opening).cpu().numpy()
+                asked, told = idx[~opening], idx[opening]
+                legal = self.state.legal[asked].cpu().numpy()
+                replies = self.gnugo.reply(asked, -self.agent[asked].cpu().numpy(), legal)
+                actions[asked] = torch.tensor(replies, dtype=torch.int64)
+                if len(told):  # the opening's random move, which the engine is told as it is the agent's
+                    actions[told] = game.random_policy(self.state.index(torch.as_tensor(told)), self.generator).cpu()
+                    self.gnugo.tell(told, -self.agent[told].cpu().numpy(), actions[told].numpy())
             else:  # an Opponent object sees the position as the agent would, from the mover's side
                 obs = _planes(self.boards[idx], self.state.turn[idx], self.size).float().cpu().numpy()
                 actions[idx] = torch.as_tensor(self.opponent(obs, self._legal()[idx].cpu().numpy(), idx))
             actions = actions.to(self.device)
+        if self.random_opening and self.gnugo is None:  # random/greedy/Opponent: replaced after the fact
+            opening = rows & (self.state.moves < self.random_opening)
+            actions = torch.where(opening, game.random_policy(self.state, self.generator), actions)
         self._play(rows, actions)
 
     def _reset_rows(self, rows: torch.Tensor) -> None:
@@ -374,6 +398,9 @@ class GoEnv:
                 "use info['action_mask'] to choose legal moves"
             )
         mover = self.state.turn.clone()
+        opening = playing & (self.state.moves < self.random_opening)
+        if opening.any():  # the agent's move replaced by the opening's random one
+            actions = torch.where(opening, game.random_policy(self.state, self.generator), actions)
         if self.gnugo is not None:
             idx = torch.nonzero(playing).view(-1).cpu().numpy()
             self.gnugo.tell(idx, self.agent[idx].cpu().numpy(), actions[idx].cpu().numpy())
