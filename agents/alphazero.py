@@ -67,6 +67,10 @@ class AlphaZeroConfig(EnvRunFields):
     vf_coef: float = option(1.0, low=0)  # weight of the value's squared error beside the policy's cross-entropy
     max_grad_norm: float = option(0.0, low=0)  # 0 disables gradient clipping
     heads: str = option("alphazero", choices=("linear", "alphazero"))  # agents/ppo.py ActorCritic's heads
+    # --- supervised start (AlphaGo's first stage, with GNU Go for the experts): the same loss on GNU Go's move
+    # (a one-hot target) and the game's result in the positions of a scripts/gnugo_games.py file, before self-play
+    pretrain_data: str = ""  # that .npz file; "": self-play from random weights
+    pretrain_steps: int = option(0, low=0)  # minibatches of batch_size on it (each position under a random symmetry)
     go: GoConfig = field(default_factory=GoConfig)
     # --- evaluation, logging (the network's policy, no search: `rl eval --search N` reads ahead)
     eval_epsilon: float = option(0.0, low=0, high=1)
@@ -93,6 +97,11 @@ class AlphaZeroConfig(EnvRunFields):
             raise ConfigError(
                 "config keys 'go.shaping' and 'go.score_reward' must be 0 for alphazero: its value target is the "
                 "game's result, +1/-1"
+            )
+        if bool(self.pretrain_data) != (self.pretrain_steps > 0):
+            raise ConfigError(
+                "config keys 'pretrain_data' and 'pretrain_steps' go together: a scripts/gnugo_games.py file and "
+                "the minibatches on it, e.g. --set pretrain_data=data/go9.npz --set pretrain_steps=4000"
             )
         if self.encoder.name not in ("auto", "resnet_tower"):
             raise ConfigError(f"config key 'encoder.name' is {self.encoder.name!r}: alphazero uses resnet_tower")
@@ -122,6 +131,100 @@ def make_optimizer(agent: nn.Module, config: AlphaZeroConfig) -> torch.optim.Opt
             agent.parameters(), config.learning_rate, momentum=config.momentum, weight_decay=config.weight_decay
         )
     return torch.optim.AdamW(agent.parameters(), config.learning_rate, weight_decay=config.weight_decay)
+
+
+# ---------------------------------------------------------------------------------------------- supervised start
+HELD_OUT = 20  # every 20th game of pretrain_data is held out: the move accuracy and value loss logged on it
+
+
+def expert_positions(config: AlphaZeroConfig, obs_shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
+    """The positions of config.pretrain_data as tensors (obs uint8 (P, 2k+1, N, N), action (P,), legal (P, A+1),
+    outcome (P,) from the mover's view, held_out (P,) bool); a ConfigError names a file that does not fit the run."""
+    from agents.supervised import read_go_file
+
+    path = config.pretrain_data
+    arrays = read_go_file(path, "pretrain_data", ("outcome", "komi"))
+    if tuple(arrays["obs"].shape[1:]) != tuple(obs_shape):
+        size, planes = obs_shape[-1], obs_shape[0]
+        raise ConfigError(
+            f"pretrain_data {path!r} holds observations {tuple(arrays['obs'].shape[1:])}, {config.env} shows "
+            f"{tuple(obs_shape)}: make it with --size {size} --history {(planes - 1) // 2}"
+        )
+    if float(arrays["komi"]) != config.go.komi:
+        raise ConfigError(
+            f"pretrain_data {path!r} was played with komi {float(arrays['komi'])}, this run's go.komi is "
+            f"{config.go.komi}: its results would be another game's (--set go.komi={float(arrays['komi'])})"
+        )
+    tensors = {k: torch.from_numpy(arrays[k]) for k in ("obs", "action", "legal", "outcome")}
+    tensors["held_out"] = torch.from_numpy(arrays["game"] % HELD_OUT == 0)
+    if tensors["held_out"].all() or not tensors["held_out"].any():
+        raise ConfigError(f"pretrain_data {path!r} holds {len(np.unique(arrays['game']))} game(s): need {HELD_OUT}+")
+    return tensors
+
+
+@torch.no_grad()
+def held_out_scores(agent: nn.Module, data: dict[str, torch.Tensor], device: torch.device) -> dict[str, float]:
+    """Share of held-out positions where the policy's most likely legal move is GNU Go's, and the value's squared
+    error to their results (running batch-norm statistics, as the search plays)."""
+    was_training = agent.training
+    agent.eval()
+    rows = data["held_out"].nonzero().view(-1)[:8192]
+    hits, errors = 0.0, 0.0
+    for chunk in rows.split(1024):
+        logits, value = agent(data["obs"][chunk].float().to(device))
+        logits = logits.masked_fill(~data["legal"][chunk].to(device), float("-inf"))
+        hits += (logits.argmax(1).cpu() == data["action"][chunk]).sum().item()
+        errors += (value.cpu() - data["outcome"][chunk]).pow(2).sum().item()
+    agent.train(was_training)
+    return {"pretrain/held_out_accuracy": hits / len(rows), "pretrain/held_out_value_loss": errors / len(rows)}
+
+
+def pretrain(
+    agent: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    config: AlphaZeroConfig,
+    data: dict[str, torch.Tensor],
+    done: int,
+    generator: torch.Generator,
+    run: Run,
+) -> int:
+    """Minibatches done+1..pretrain_steps of alphazero_loss on GNU Go's moves (one-hot) and results, each position
+    under a random symmetry; logs pretrain/* against the minibatch count. Returns the minibatches done (fewer on a
+    stop request: a resume continues from there)."""
+    from agents.go.positions import augment
+    from envs.go import symmetry
+
+    device, size = run.device, data["obs"].shape[-1]
+    n_actions = data["legal"].shape[1]
+    train_rows = (~data["held_out"]).nonzero().view(-1)
+    run.say(
+        f"pretraining on {config.pretrain_data}: {len(train_rows):,} positions "
+        f"({int(data['held_out'].sum()):,} held out), minibatches {done + 1:,}..{config.pretrain_steps:,}"
+    )
+    agent.train()
+    while done < config.pretrain_steps and not run.stop_requested:
+        rows = train_rows[torch.randint(len(train_rows), (config.batch_size,), generator=generator)]
+        g = torch.randint(symmetry.COUNT, (config.batch_size,), generator=generator)
+        target = F.one_hot(data["action"][rows], n_actions).float()
+        planes, target = augment(data["obs"][rows].float(), target, g, size)
+        logits, value = agent(planes.to(device))
+        loss, stats = alphazero_loss(logits, value, target.to(device), data["outcome"][rows].to(device), config.vf_coef)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.max_grad_norm > 0:
+            nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
+        optimizer.step()
+        done += 1
+        if done % 100 == 0 or done == config.pretrain_steps:
+            scores = held_out_scores(agent, data, device) if done % 1000 == 0 or done == config.pretrain_steps else {}
+            run.log(done, {k.replace("losses/", "pretrain/"): v.item() for k, v in stats.items()} | scores)
+            if scores:
+                run.say(
+                    f"pretraining {done:,}/{config.pretrain_steps:,}: GNU Go's move in "
+                    f"{scores['pretrain/held_out_accuracy']:.1%} of held-out positions, value loss "
+                    f"{scores['pretrain/held_out_value_loss']:.3f}"
+                )
+    return done
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -157,6 +260,7 @@ def train(config: AlphaZeroConfig, run: Run) -> dict[str, Any]:
             replay.load(ckpt.path / "replay")
             games_rng.bit_generator.state = ckpt.state["games_rng"]
             batch_rng.set_state(rng_from_json(ckpt.state["rng"]))
+    pretrained = {"updates": 0 if ckpt is None else int(ckpt.state.get("pretrain_updates", 0))}
     go = config.go
     search = Search(
         agent,
@@ -175,6 +279,7 @@ def train(config: AlphaZeroConfig, run: Run) -> dict[str, Any]:
             **counters.state(),
             "rng": rng_to_json(batch_rng.get_state()),
             "games_rng": games_rng.bit_generator.state,
+            "pretrain_updates": pretrained["updates"],
         }
         weights = checkpoint.prefixed("agent", agent.state_dict())
         checkpoint.save(run.checkpoint_dir, counters.step, weights, optimizer, state, replay, config.keep_checkpoints)
@@ -190,6 +295,11 @@ def train(config: AlphaZeroConfig, run: Run) -> dict[str, Any]:
     clock = Clock(counters.step)
     stats: dict[str, float] = {}
 
+    if pretrained["updates"] < config.pretrain_steps:  # the supervised start, before the first self-play game
+        data = expert_positions(config, obs_shape)
+        pretrained["updates"] = pretrain(agent, optimizer, config, data, pretrained["updates"], batch_rng, run)
+        del data
+        clock.charge(counters)
     while counters.step < config.total_timesteps and not run.stop_requested:
         # 1. self-play: num_envs whole games, every move read by the search over the current network
         agent.eval()

@@ -135,25 +135,25 @@ GO_KEYS = ("obs", "action", "legal", "game")
 MAKE_GO_DATA = "python scripts/gnugo_games.py --size 5 --games 200 --out FILE.npz"
 
 
-def read_go_file(path: str) -> dict[str, np.ndarray]:
-    """The arrays of a scripts/gnugo_games.py file (np.load without pickles), checked; ConfigError otherwise."""
+def read_go_file(path: str, key: str = "data_path", keys: tuple[str, ...] = GO_KEYS) -> dict[str, np.ndarray]:
+    """The arrays `keys` of a scripts/gnugo_games.py file (np.load without pickles), checked; a ConfigError naming
+    the config key otherwise."""
     if not path:
-        raise ConfigError(
-            f"data=go needs a file of positions: --set data_path=FILE.npz (make one with: {MAKE_GO_DATA})"
-        )
+        raise ConfigError(f"data=go needs a file of positions: --set {key}=FILE.npz (make one with: {MAKE_GO_DATA})")
     if not Path(path).is_file():
-        raise ConfigError(f"data_path {path!r} does not exist (make one with: {MAKE_GO_DATA})")
+        raise ConfigError(f"{key} {path!r} does not exist (make one with: {MAKE_GO_DATA})")
+    keys = (*GO_KEYS, *(k for k in keys if k not in GO_KEYS))
     try:
         with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in GO_KEYS if k in f.files}
+            arrays = {k: f[k] for k in keys if k in f.files}
     except (OSError, ValueError, AttributeError, zipfile.BadZipFile) as e:  # AttributeError: a .npy array, no .files
         raise ConfigError(
-            f"data_path {path!r} is not a readable .npz file ({type(e).__name__}): make one with: {MAKE_GO_DATA}"
+            f"{key} {path!r} is not a readable .npz file ({type(e).__name__}): make one with: {MAKE_GO_DATA}"
         ) from None
-    missing = [k for k in GO_KEYS if k not in arrays]
+    missing = [k for k in keys if k not in arrays]
     if missing:
         raise ConfigError(
-            f"data_path {path!r} has no {', '.join(missing)}: it holds {', '.join(arrays) or 'nothing usable'}, "
+            f"{key} {path!r} has no {', '.join(missing)}: it holds {', '.join(arrays) or 'nothing usable'}, "
             f"not the positions of scripts/gnugo_games.py"
         )
     obs, action, legal, game = (arrays[k] for k in GO_KEYS)
@@ -166,11 +166,11 @@ def read_go_file(path: str) -> dict[str, np.ndarray]:
         or game.shape != (P,)
     ):
         raise ConfigError(
-            f"data_path {path!r}: inconsistent shapes obs {obs.shape}, action {action.shape}, legal {legal.shape}, "
+            f"{key} {path!r}: inconsistent shapes obs {obs.shape}, action {action.shape}, legal {legal.shape}, "
             f"game {game.shape}; expected (P, 2k+1, N, N), (P,), (P, N*N+1), (P,)"
         )
     if P == 0 or not legal[np.arange(P), np.clip(action, 0, legal.shape[1] - 1)].all() or action.min() < 0:
-        raise ConfigError(f"data_path {path!r}: no positions, or a move target that its own legal mask forbids")
+        raise ConfigError(f"{key} {path!r}: no positions, or a move target that its own legal mask forbids")
     return arrays
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import invoke, ok, only_run
+from conftest import invoke, ok, only_run, scalars
 
 import envs
 from agents import ppo, registry
@@ -173,3 +173,69 @@ def test_bad_data_path_is_one_line_and_exit_2(tmp_path, setting, needle):
     )
     assert result.exit_code == 2 and result.stderr.count("\n") == 1 and needle in result.stderr, result.stderr
     assert not runs.exists()
+
+
+ALPHAZERO = [
+    "encoder.tower_channels=16",
+    "encoder.tower_blocks=1",
+    "torch_threads=1",
+    "device=cpu",
+    "progress=false",
+    "num_envs=2",
+    "playouts=2",
+    "fast_playouts=2",
+    "learning_starts=1000000",  # no self-play updates: the network is the pretrained one
+    "eval_frequency=0",
+    "checkpoint_frequency=0",
+    "batch_size=64",
+    "learning_rate=3e-3",
+]
+
+
+def alphazero(env: str, *settings: str):
+    return invoke(["train", "alphazero", "--env", env, "--steps", "1", *(a for s in settings for a in ("--set", s))])
+
+
+def test_alphazero_starts_from_gnugos_moves_and_results(tmp_path, games5):
+    """pretrain_steps minibatches on the file's positions (a random symmetry each) before self-play: the network
+    then plays GNU Go's move in most of the positions it learned (untrained: about one in twenty legal moves) and its
+    value has the results' sign; the held-out scores are logged; a resumed run does not need the file again."""
+    data = tmp_path / "go5.npz"
+    data.write_bytes(games5.read_bytes())
+    settings = [
+        *ALPHAZERO,
+        f"runs_dir={tmp_path / 'runs'}",
+        f"pretrain_data={data}",
+        "pretrain_steps=300",
+        "go.komi=24.5",
+    ]
+    out = ok(alphazero("Go5", *settings))
+    assert "pretraining 300/300: GNU Go's move in" in out
+    run_dir = only_run(tmp_path / "runs")
+    logged = scalars(run_dir)
+    assert [step for step, _ in logged["pretrain/policy_loss"]] == [100, 200, 300]
+    assert 0 <= logged["pretrain/held_out_accuracy"][-1][1] <= 1
+
+    opened = registry.open_run(run_dir)
+    net = registry.load_network(opened, envs.make("Go5", 1, 0), torch.device("cpu"))  # eval mode
+    with np.load(data) as f:
+        learned = f["game"] % 20 != 0
+        obs, action, legal, outcome = (torch.from_numpy(f[k][learned]) for k in ("obs", "action", "legal", "outcome"))
+    with torch.no_grad():
+        logits, value = net(obs.float())
+    accuracy = (logits.masked_fill(~legal, float("-inf")).argmax(1) == action).float().mean().item()
+    assert accuracy > 0.6, accuracy
+    assert ((value > 0) == (outcome > 0)).float().mean().item() > 0.8
+
+    data.unlink()
+    resumed = ok(invoke(["train", "alphazero", "--resume", run_dir, "--steps", "40"]))
+    assert "pretraining" not in resumed
+
+
+def test_a_pretrain_file_of_another_board_is_one_line_and_nothing_left(tmp_path, games5):
+    runs = tmp_path / "runs"
+    settings = [*ALPHAZERO, f"runs_dir={runs}", f"pretrain_data={games5}", "pretrain_steps=10"]
+    result = alphazero("Go7", *settings)
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "make it with --size 7 --history 8" in result.stderr
+    assert not runs.exists() or not any(runs.iterdir())
