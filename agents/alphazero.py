@@ -300,6 +300,8 @@ def train(config: AlphaZeroConfig, run: Run) -> dict[str, Any]:
         pretrained["updates"] = pretrain(agent, optimizer, config, data, pretrained["updates"], batch_rng, run)
         del data
         clock.charge(counters)
+        if not run.stop_requested:  # checkpoints/step_0: the supervised network alone, for rl eval --checkpoint 0
+            run.write_checkpoint(save_checkpoint)
     while counters.step < config.total_timesteps and not run.stop_requested:
         # 1. self-play: num_envs whole games, every move read by the search over the current network
         agent.eval()

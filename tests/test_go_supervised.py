@@ -227,6 +227,9 @@ def test_alphazero_starts_from_gnugos_moves_and_results(tmp_path, games5):
     assert accuracy > 0.6, accuracy
     assert ((value > 0) == (outcome > 0)).float().mean().item() > 0.8
 
+    assert (run_dir / "checkpoints" / "step_0").is_dir()  # the supervised network, before self-play
+    first = ok(invoke(["eval", run_dir, "--checkpoint", "0", "--opponent", "random", "--episodes", "2", "--json"]))
+    assert json.loads(first)["step"] == 0
     data.unlink()
     resumed = ok(invoke(["train", "alphazero", "--resume", run_dir, "--steps", "40"]))
     assert "pretraining" not in resumed
