@@ -189,41 +189,52 @@ def pretrain(
     run: Run,
 ) -> int:
     """Minibatches done+1..pretrain_steps of alphazero_loss on GNU Go's moves (one-hot) and results, each position
-    under a random symmetry; logs pretrain/* against the minibatch count. Returns the minibatches done (fewer on a
-    stop request: a resume continues from there)."""
+    under a random symmetry; logs pretrain/* against the minibatch count, in <run>/pretrain/ (TensorBoard's run
+    RUN/pretrain: its own x axis, which a resume's purge of later self-play steps leaves alone). Returns the
+    minibatches done (fewer on a stop request: a resume continues from there)."""
+    from torch.utils.tensorboard import SummaryWriter
+
     from agents.go.positions import augment
     from envs.go import symmetry
 
-    device, size = run.device, data["obs"].shape[-1]
-    n_actions = data["legal"].shape[1]
+    device, size, n_actions = run.device, data["obs"].shape[-1], data["legal"].shape[1]
     train_rows = (~data["held_out"]).nonzero().view(-1)
     run.say(
         f"pretraining on {config.pretrain_data}: {len(train_rows):,} positions "
         f"({int(data['held_out'].sum()):,} held out), minibatches {done + 1:,}..{config.pretrain_steps:,}"
     )
+    writer = SummaryWriter(str(run.dir / "pretrain"), purge_step=done + 1) if run.is_main else None
     agent.train()
-    while done < config.pretrain_steps and not run.stop_requested:
-        rows = train_rows[torch.randint(len(train_rows), (config.batch_size,), generator=generator)]
-        g = torch.randint(symmetry.COUNT, (config.batch_size,), generator=generator)
-        target = F.one_hot(data["action"][rows], n_actions).float()
-        planes, target = augment(data["obs"][rows].float(), target, g, size)
-        logits, value = agent(planes.to(device))
-        loss, stats = alphazero_loss(logits, value, target.to(device), data["outcome"][rows].to(device), config.vf_coef)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.max_grad_norm > 0:
-            nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
-        optimizer.step()
-        done += 1
-        if done % 100 == 0 or done == config.pretrain_steps:
+    try:
+        while done < config.pretrain_steps and not run.stop_requested:
+            rows = train_rows[torch.randint(len(train_rows), (config.batch_size,), generator=generator)]
+            g = torch.randint(symmetry.COUNT, (config.batch_size,), generator=generator)
+            target = F.one_hot(data["action"][rows], n_actions).float()
+            planes, target = augment(data["obs"][rows].float(), target, g, size)
+            logits, value = agent(planes.to(device))
+            result = data["outcome"][rows].to(device)
+            loss, stats = alphazero_loss(logits, value, target.to(device), result, config.vf_coef)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.max_grad_norm > 0:
+                nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
+            optimizer.step()
+            done += 1
+            if writer is None or (done % 100 and done < config.pretrain_steps):
+                continue
             scores = held_out_scores(agent, data, device) if done % 1000 == 0 or done == config.pretrain_steps else {}
-            run.log(done, {k.replace("losses/", "pretrain/"): v.item() for k, v in stats.items()} | scores)
+            logged = {k.replace("losses/", "pretrain/"): v.item() for k, v in stats.items()} | scores
+            for tag, number in logged.items():
+                writer.add_scalar(tag, number, done)
             if scores:
                 run.say(
                     f"pretraining {done:,}/{config.pretrain_steps:,}: GNU Go's move in "
                     f"{scores['pretrain/held_out_accuracy']:.1%} of held-out positions, value loss "
                     f"{scores['pretrain/held_out_value_loss']:.3f}"
                 )
+    finally:
+        if writer is not None:
+            writer.close()
     return done
 
 
@@ -299,7 +310,8 @@ def train(config: AlphaZeroConfig, run: Run) -> dict[str, Any]:
         data = expert_positions(config, obs_shape)
         pretrained["updates"] = pretrain(agent, optimizer, config, data, pretrained["updates"], batch_rng, run)
         del data
-        clock.charge(counters)
+        clock.charge(counters)  # the pretraining's CPU time into charts/cpu_hours
+        clock = Clock(counters.step)  # steps/s of self-play alone
         if not run.stop_requested:  # checkpoints/step_0: the supervised network alone, for rl eval --checkpoint 0
             run.write_checkpoint(save_checkpoint)
     while counters.step < config.total_timesteps and not run.stop_requested:

@@ -161,7 +161,8 @@ def _prune(folder: Path, keep: int, step: int) -> None:
     # Folders past `step` are stale (a killed process renamed them in but never pointed latest.json at them):
     # counting them as the newest would prune the checkpoint latest.json now names.
     current = [(s, p) for s, p in steps if s <= step]
-    for _, p in current[:-keep] + [(s, p) for s, p in steps if s > step]:
+    # step_0 is kept: a checkpoint before any training step is the run's start (alphazero's supervised network)
+    for _, p in [(s, p) for s, p in current[:-keep] if s > 0] + [(s, p) for s, p in steps if s > step]:
         shutil.rmtree(p, ignore_errors=True)
     # leftovers of a process killed while writing a checkpoint, latest.json or the best
     _tidy_best(folder)

@@ -212,7 +212,7 @@ def test_alphazero_starts_from_gnugos_moves_and_results(tmp_path, games5):
     out = ok(alphazero("Go5", *settings))
     assert "pretraining 300/300: GNU Go's move in" in out
     run_dir = only_run(tmp_path / "runs")
-    logged = scalars(run_dir)
+    logged = scalars(run_dir / "pretrain")  # TensorBoard run RUN/pretrain, its x axis the minibatches
     assert [step for step, _ in logged["pretrain/policy_loss"]] == [100, 200, 300]
     assert 0 <= logged["pretrain/held_out_accuracy"][-1][1] <= 1
 
@@ -231,8 +231,10 @@ def test_alphazero_starts_from_gnugos_moves_and_results(tmp_path, games5):
     first = ok(invoke(["eval", run_dir, "--checkpoint", "0", "--opponent", "random", "--episodes", "2", "--json"]))
     assert json.loads(first)["step"] == 0
     data.unlink()
-    resumed = ok(invoke(["train", "alphazero", "--resume", run_dir, "--steps", "40"]))
+    resumed = ok(invoke(["train", "alphazero", "--resume", run_dir, "--steps", "60", "--set", "keep_checkpoints=1"]))
     assert "pretraining" not in resumed
+    steps = sorted(int(p.name[5:]) for p in (run_dir / "checkpoints").glob("step_*"))
+    assert steps[0] == 0 and len(steps) == 2  # the supervised network outlives the pruning of step checkpoints
 
 
 def test_a_pretrain_file_of_another_board_is_one_line_and_nothing_left(tmp_path, games5):
