@@ -196,6 +196,7 @@ def test_win_rate_interval_is_wilsons():
     assert go_eval.interval(1.0, 10) == pytest.approx((0.72245, 1.0), abs=1e-5)
     assert go_eval.elo_of_rate(high) == pytest.approx(400 * np.log10(0.76341 / 0.23659), abs=0.01)
     assert go_eval.elo_of_rate(0.0) == -np.inf and go_eval.elo_of_rate(1.0) == np.inf
+    assert go_eval.elo_of_rate(go_eval.interval(1.0, 100)[1]) == np.inf  # 100/100: no finite upper Elo
     narrow, wide = go_eval.interval(0.5, 100), go_eval.interval(0.5, 10)
     assert narrow[1] - narrow[0] < wide[1] - wide[0]  # more games, a narrower interval
     lows, highs = go_eval.interval(np.array([0.0, 0.5, 1.0]), np.array([10, 10, 10]))  # arrays: one per round

@@ -64,7 +64,9 @@ def interval(rate, games, z: float = 1.96) -> tuple:
     p, n = np.asarray(rate, dtype=np.float64), np.asarray(games, dtype=np.float64)
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+    # exactly 0 at 0/n and 1 at n/n (rounding leaves 1 - 1e-16 there, an Elo of +6382 instead of +inf)
+    low, high = np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+    return np.where(p <= 0, 0.0, low), np.where(p >= 1, 1.0, high)
 
 
 def elo_of_rate(p: float) -> float:
