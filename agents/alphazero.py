@@ -133,6 +133,15 @@ def make_optimizer(agent: nn.Module, config: AlphaZeroConfig) -> torch.optim.Opt
     return torch.optim.AdamW(agent.parameters(), config.learning_rate, weight_decay=config.weight_decay)
 
 
+def descend(agent: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float) -> None:
+    """One optimizer step on `loss` (gradients clipped to max_grad_norm when it is > 0)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm > 0:
+        nn.utils.clip_grad_norm_(agent.parameters(), max_grad_norm)
+    optimizer.step()
+
+
 # ---------------------------------------------------------------------------------------------- supervised start
 HELD_OUT = 20  # every 20th game of pretrain_data is held out: the move accuracy and value loss logged on it
 
@@ -143,7 +152,7 @@ def expert_positions(config: AlphaZeroConfig, obs_shape: tuple[int, ...]) -> dic
     from agents.supervised import read_go_file
 
     path = config.pretrain_data
-    arrays = read_go_file(path, "pretrain_data", ("outcome", "komi"))
+    arrays = read_go_file(path, "pretrain_data", extra=("outcome", "komi"))
     if tuple(arrays["obs"].shape[1:]) != tuple(obs_shape):
         size, planes = obs_shape[-1], obs_shape[0]
         raise ConfigError(
@@ -214,11 +223,7 @@ def pretrain(
             logits, value = agent(planes.to(device))
             result = data["outcome"][rows].to(device)
             loss, stats = alphazero_loss(logits, value, target.to(device), result, config.vf_coef)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.max_grad_norm > 0:
-                nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
-            optimizer.step()
+            descend(agent, optimizer, loss, config.max_grad_norm)
             done += 1
             if writer is None or (done % 100 and done < config.pretrain_steps):
                 continue
@@ -339,11 +344,7 @@ def train(config: AlphaZeroConfig, run: Run) -> dict[str, Any]:
                 planes, policy, result = replay.sample(config.batch_size, batch_rng, device)
                 logits, value = agent(planes)
                 loss, step_stats = alphazero_loss(logits, value, policy, result, config.vf_coef)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.max_grad_norm > 0:
-                    nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
-                optimizer.step()
+                descend(agent, optimizer, loss, config.max_grad_norm)
                 counters.updates += 1
             stats = {k: v.item() for k, v in step_stats.items()}  # the last minibatch's, as CleanRL logs
 

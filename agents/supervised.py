@@ -135,14 +135,14 @@ GO_KEYS = ("obs", "action", "legal", "game")
 MAKE_GO_DATA = "python scripts/gnugo_games.py --size 5 --games 200 --out FILE.npz"
 
 
-def read_go_file(path: str, key: str = "data_path", keys: tuple[str, ...] = GO_KEYS) -> dict[str, np.ndarray]:
-    """The arrays `keys` of a scripts/gnugo_games.py file (np.load without pickles), checked; a ConfigError naming
-    the config key otherwise."""
+def read_go_file(path: str, key: str = "data_path", extra: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The arrays GO_KEYS (and `extra`) of a scripts/gnugo_games.py file (np.load without pickles), checked; a
+    ConfigError naming the config `key` otherwise."""
     if not path:
         raise ConfigError(f"data=go needs a file of positions: --set {key}=FILE.npz (make one with: {MAKE_GO_DATA})")
     if not Path(path).is_file():
         raise ConfigError(f"{key} {path!r} does not exist (make one with: {MAKE_GO_DATA})")
-    keys = (*GO_KEYS, *(k for k in keys if k not in GO_KEYS))
+    keys = (*GO_KEYS, *extra)
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in keys if k in f.files}

@@ -93,8 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     for run in args.runs:
         size = int(registry.open_run(run, None).config.env.removeprefix("Go"))
         for opponent, level in ladder:
-            options = {"seed": args.seed, "search": args.search, "checkpoint": checkpoint}
-            options["random_opening"] = args.random_opening
+            options = {
+                "seed": args.seed,
+                "search": args.search,
+                "checkpoint": checkpoint,
+                "random_opening": args.random_opening,
+            }
             result = evaluate_run(run, args.games, opponent=opponent, level=level, **options)
             by_size[size].append(result)
             print(

@@ -323,29 +323,27 @@ class GoEnv:
         rows = rows & ~self.state.done & (self.state.turn != self.agent)
         if not rows.any():
             return
-        idx = torch.nonzero(rows).view(-1).cpu().numpy()
+        opening = rows & (self.state.moves < self.random_opening)  # a random move instead of the opponent's
+        idx = torch.nonzero(rows & ~opening).view(-1).cpu().numpy()
         if self.opponent == "random":
             actions = random_policy(self.state, self.generator)
         elif self.opponent == "greedy":
             actions = greedy_policy(self.state, self.generator)
         else:
             actions = torch.full((self.num_envs,), self.size**2, dtype=torch.int64)
-            if self.gnugo is not None:
-                opening = (self.state.moves[idx] < self.random_opening).cpu().numpy()
-                asked, told = idx[~opening], idx[opening]
-                legal = self.state.legal[asked].cpu().numpy()
-                replies = self.gnugo.reply(asked, -self.agent[asked].cpu().numpy(), legal)
-                actions[asked] = torch.tensor(replies, dtype=torch.int64)
-                if len(told):  # the opening's random move, which the engine is told as it is the agent's
-                    actions[told] = game.random_policy(self.state.index(torch.as_tensor(told)), self.generator).cpu()
-                    self.gnugo.tell(told, -self.agent[told].cpu().numpy(), actions[told].numpy())
-            else:  # an Opponent object sees the position as the agent would, from the mover's side
+            if len(idx) and self.gnugo is not None:
+                legal = self.state.legal[idx].cpu().numpy()
+                replies = self.gnugo.reply(idx, -self.agent[idx].cpu().numpy(), legal)
+                actions[idx] = torch.tensor(replies, dtype=torch.int64)
+            elif len(idx):  # an Opponent object sees the position as the agent would, from the mover's side
                 obs = _planes(self.boards[idx], self.state.turn[idx], self.size).float().cpu().numpy()
                 actions[idx] = torch.as_tensor(self.opponent(obs, self._legal()[idx].cpu().numpy(), idx))
             actions = actions.to(self.device)
-        if self.random_opening and self.gnugo is None:  # random/greedy/Opponent: replaced after the fact
-            opening = rows & (self.state.moves < self.random_opening)
-            actions = torch.where(opening, game.random_policy(self.state, self.generator), actions)
+        if opening.any():
+            actions = torch.where(opening, random_policy(self.state, self.generator), actions)
+            if self.gnugo is not None:  # the engine is told the opening's move as it is told the agent's
+                told = torch.nonzero(opening).view(-1).cpu().numpy()
+                self.gnugo.tell(told, -self.agent[told].cpu().numpy(), actions[told].cpu().numpy())
         self._play(rows, actions)
 
     def _reset_rows(self, rows: torch.Tensor) -> None:
@@ -400,7 +398,7 @@ class GoEnv:
         mover = self.state.turn.clone()
         opening = playing & (self.state.moves < self.random_opening)
         if opening.any():  # the agent's move replaced by the opening's random one
-            actions = torch.where(opening, game.random_policy(self.state, self.generator), actions)
+            actions = torch.where(opening, random_policy(self.state, self.generator), actions)
         if self.gnugo is not None:
             idx = torch.nonzero(playing).view(-1).cpu().numpy()
             self.gnugo.tell(idx, self.agent[idx].cpu().numpy(), actions[idx].cpu().numpy())
