@@ -171,6 +171,16 @@ def expert_positions(config: AlphaZeroConfig, obs_shape: tuple[int, ...]) -> dic
     return tensors
 
 
+def check(config: AlphaZeroConfig) -> None:
+    """Raise the ConfigError a new run would hit on its pretrain_data file, before the CLI creates its folder."""
+    if config.pretrain_steps:
+        env = envs.make(config.env, 1, config.seed, **hooks.for_config(config).env_options())
+        try:
+            expert_positions(config, env.single_observation_space.shape)
+        finally:
+            env.close()
+
+
 @torch.no_grad()
 def held_out_scores(agent: nn.Module, data: dict[str, torch.Tensor], device: torch.device) -> dict[str, float]:
     """Share of held-out positions where the policy's most likely legal move is GNU Go's, and the value's squared

@@ -57,6 +57,9 @@ def train(
         raise ConfigError("--env is required: e.g. rl train dqn --env Pong (`rl envs` lists them)")
     canonical = envs.canonical_name(env)
     cfg = registry.resolve(algo, canonical, envs.family(canonical), config_file, flags, overrides, base=base)
+    check = getattr(registry.implementation(algo, cfg), "check", None) if impl == "ours" else None
+    if check is not None and resume is None:
+        check(cfg)  # a new run's inputs that the config alone cannot vouch for (files), before its folder exists
     run = run_lib.start(algo if impl == "ours" else f"{algo}-sb3", cfg, envs.short_name(canonical), resume)
     try:
         if impl == "sb3":
